@@ -1,0 +1,120 @@
+from django.contrib import admin
+
+from runs.models import (
+    ApiToken,
+    Experiment,
+    Membership,
+    MetricBatch,
+    MetricSeries,
+    Run,
+    RunFile,
+    RunProperty,
+    RunTag,
+    StatusEvent,
+    Workspace,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "user", "role"]
+    list_filter = ["role"]
+    search_fields = ["workspace__name", "user__username"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
+    search_fields = ["user__username", "name", "prefix"]
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "created_at"]
+    list_filter = ["workspace"]
+    search_fields = ["name"]
+
+
+class RunTagInline(admin.TabularInline):
+    model = RunTag
+    extra = 0
+
+
+class RunPropertyInline(admin.TabularInline):
+    model = RunProperty
+    extra = 0
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # properties are immutable
+
+
+class MetricSeriesInline(admin.TabularInline):
+    model = MetricSeries
+    extra = 0
+    fields = ["name", "kind", "count", "last_value", "min_value", "max_value", "last_step"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class StatusEventInline(admin.TabularInline):
+    model = StatusEvent
+    extra = 0
+    readonly_fields = ["from_status", "to_status", "at", "by", "reason"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["run_id", "display_name", "experiment", "status", "submitter", "created_at"]
+    list_filter = ["status", "run_type", "workspace"]
+    search_fields = ["run_id", "display_name", "description", "experiment__name"]
+    raw_id_fields = ["parent", "experiment", "workspace", "submitter"]
+    # Status changes go through runs.services.run_set_status, which records events.
+    readonly_fields = ["status", "created_at", "started_at", "ended_at", "heartbeat_at"]
+    inlines = [RunTagInline, RunPropertyInline, MetricSeriesInline, StatusEventInline]
+
+
+@admin.register(MetricSeries)
+class MetricSeriesAdmin(admin.ModelAdmin):
+    list_display = ["run", "name", "kind", "count", "last_value", "min_value", "max_value"]
+    list_filter = ["kind"]
+    search_fields = ["name", "run__run_id"]
+    raw_id_fields = ["run"]
+
+
+@admin.register(MetricBatch)
+class MetricBatchAdmin(admin.ModelAdmin):
+    list_display = ["run", "key", "points", "created_at"]
+    raw_id_fields = ["run"]
+
+
+@admin.register(RunFile)
+class RunFileAdmin(admin.ModelAdmin):
+    list_display = ["run", "path", "size", "updated_at"]
+    search_fields = ["path", "run__run_id"]
+    raw_id_fields = ["run"]
+
+
+@admin.register(StatusEvent)
+class StatusEventAdmin(admin.ModelAdmin):
+    list_display = ["run", "from_status", "to_status", "at", "by"]
+    list_filter = ["to_status"]
+    raw_id_fields = ["run", "by"]

@@ -1,0 +1,78 @@
+"""Run-history objects as JSON. Plain functions: the shapes are fixed and these are hot."""
+
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+
+from runs.models import ApiToken, Experiment, Membership, Run
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def portal_url(run: Run, request) -> str:
+    path = reverse("runs:run-page", kwargs={"workspace": run.workspace.name, "run_id": run.run_id})
+    if settings.PUBLIC_URL:
+        return settings.PUBLIC_URL + path
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def run_json(run: Run, request=None) -> dict[str, Any]:
+    # tags and properties come prefetched (selectors.with_run_details) or are loaded here.
+    return {
+        "run_id": run.run_id,
+        "workspace": run.workspace.name,
+        "experiment": run.experiment.name,
+        "parent_id": run.parent.run_id if run.parent_id else None,
+        "display_name": run.display_name,
+        "description": run.description,
+        "status": run.status,
+        "run_type": run.run_type,
+        "submitter": run.submitter.username if run.submitter_id else None,
+        "compute_target": run.compute_target,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "heartbeat_at": _iso(run.heartbeat_at),
+        "error": {"code": run.error_code, "message": run.error_message}
+        if run.error_code or run.error_message
+        else None,
+        "tags": {t.key: t.value for t in sorted(run.tags.all(), key=lambda t: t.pk)},
+        "properties": {p.key: p.value for p in sorted(run.properties.all(), key=lambda p: p.pk)},
+        "portal_url": portal_url(run, request),
+    }
+
+
+def experiment_json(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "name": experiment.name,
+        "workspace": experiment.workspace.name,
+        "created_at": _iso(experiment.created_at),
+        "run_count": getattr(experiment, "run_count", None),
+        "last_run_at": _iso(getattr(experiment, "last_run_at", None)),
+    }
+
+
+def membership_json(membership: Membership) -> dict[str, Any]:
+    return {
+        "name": membership.workspace.name,
+        "role": membership.role,
+        "created_at": _iso(membership.workspace.created_at),
+    }
+
+
+def member_json(membership: Membership) -> dict[str, Any]:
+    return {"username": membership.user.username, "role": membership.role}
+
+
+def token_json(token: ApiToken) -> dict[str, Any]:
+    return {
+        "id": token.pk,
+        "name": token.name,
+        "prefix": token.prefix,
+        "created_at": _iso(token.created_at),
+        "last_used_at": _iso(token.last_used_at),
+        "revoked_at": _iso(token.revoked_at),
+    }

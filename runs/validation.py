@@ -1,0 +1,77 @@
+"""Checks shared by the services: each names the field and the rule it broke."""
+
+import math
+import re
+from typing import Any
+
+from runs import limits
+from runs.errors import InvalidInput
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def check_name(value: Any, *, field: str, what: str = "name") -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: the {what} must be a string.", field=field)
+    if not value:
+        raise InvalidInput(f"{field}: the {what} must not be empty.", field=field)
+    if len(value) > limits.NAME_MAX_LENGTH:
+        raise InvalidInput(
+            f"{field}: the {what} is {len(value)} characters long; the limit is "
+            f"{limits.NAME_MAX_LENGTH}. Use a shorter {what}.",
+            field=field,
+        )
+    if _CONTROL.search(value):
+        raise InvalidInput(
+            f"{field}: the {what} {value!r} contains a control character; "
+            "use printable characters only.",
+            field=field,
+        )
+    return value
+
+
+def check_text(value: Any, *, field: str, max_length: int, allow_none: bool = False) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: must be a string.", field=field)
+    if len(value) > max_length:
+        raise InvalidInput(
+            f"{field}: is {len(value)} characters long; the limit is {max_length}.", field=field
+        )
+    if "\x00" in value:
+        raise InvalidInput(f"{field}: must not contain a NUL character.", field=field)
+    return value
+
+
+def check_pattern(value: Any, *, field: str, pattern: re.Pattern, rule: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidInput(f"{field}: {value!r} is not a valid name: {rule}.", field=field)
+    return value
+
+
+def check_mapping(value: Any, *, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field}: must be a JSON object of key → value.", field=field)
+    if len(value) > limits.TAGS_PER_REQUEST:
+        raise InvalidInput(
+            f"{field}: has {len(value)} keys; the limit is {limits.TAGS_PER_REQUEST} per request.",
+            field=field,
+        )
+    return value
+
+
+def scalar_value(value: Any, *, field: str) -> float:
+    """A number, or one of the strings NaN / Infinity / -Infinity, as a float."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    if kind is str and value in NON_FINITE:
+        return NON_FINITE[value]
+    raise InvalidInput(
+        f"{field}: {value!r} is not a number (use a number, or \"NaN\", \"Infinity\", "
+        "\"-Infinity\").",
+        field=field,
+    )
