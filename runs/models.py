@@ -140,7 +140,7 @@ class Run(models.Model):
 class RunTag(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
     key = models.CharField(max_length=255)
-    value = models.TextField(null=True, blank=True)
+    value = models.TextField(null=True, blank=True)  # noqa: DJ001  (None is a bare tag)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="unique_run_tag")]
@@ -157,9 +157,7 @@ class RunProperty(models.Model):
 
     class Meta:
         verbose_name_plural = "run properties"
-        constraints = [
-            models.UniqueConstraint(fields=["run", "key"], name="unique_run_property")
-        ]
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="unique_run_property")]
         indexes = [models.Index(fields=["key", "value"], name="property_key_value")]
 
     def __str__(self) -> str:
@@ -189,9 +187,7 @@ class MetricSeries(models.Model):
 
     class Meta:
         verbose_name_plural = "metric series"
-        constraints = [
-            models.UniqueConstraint(fields=["run", "name"], name="unique_run_metric")
-        ]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="unique_run_metric")]
         indexes = [models.Index(fields=["name"], name="series_name")]
 
     def __str__(self) -> str:
@@ -237,9 +233,7 @@ class MetricBatch(models.Model):
 
     class Meta:
         verbose_name_plural = "metric batches"
-        constraints = [
-            models.UniqueConstraint(fields=["run", "key"], name="unique_metric_batch")
-        ]
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="unique_metric_batch")]
 
     def __str__(self) -> str:
         return f"{self.run_id}:{self.key}"

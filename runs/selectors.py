@@ -23,7 +23,9 @@ from runs.models import (
 
 
 def membership_list(*, user: AbstractBaseUser) -> QuerySet[Membership]:
-    return Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
+    return (
+        Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
+    )
 
 
 def member_list(*, workspace: Workspace) -> QuerySet[Membership]:

@@ -186,12 +186,16 @@ def _check_kv(mapping: Any, *, field: str, tags: bool) -> dict:
             if value is not None and not isinstance(value, str):
                 value = str(value)
             checked[key] = check_text(
-                value, field=f"{field}.{key}", max_length=limits.TAG_VALUE_MAX_LENGTH,
+                value,
+                field=f"{field}.{key}",
+                max_length=limits.TAG_VALUE_MAX_LENGTH,
                 allow_none=True,
             )
         else:
             if value is None:
-                raise InvalidInput(f"{field}.{key}: a property needs a value.", field=f"{field}.{key}")
+                raise InvalidInput(
+                    f"{field}.{key}: a property needs a value.", field=f"{field}.{key}"
+                )
             if not isinstance(value, str):
                 value = str(value)
             checked[key] = check_text(
@@ -228,14 +232,19 @@ def _create_runs(
     parent: Run | None,
 ) -> list[Run]:
     runs = Run.objects.bulk_create(
-        [_build_run(experiment=experiment, spec=s, submitter=submitter, parent=parent) for s in specs]
+        [
+            _build_run(experiment=experiment, spec=s, submitter=submitter, parent=parent)
+            for s in specs
+        ]
     )
     if connection.features.can_return_rows_from_bulk_insert is False:  # pragma: no cover
         runs = list(Run.objects.filter(run_id__in=[r.run_id for r in runs]))
     tags, properties, events = [], [], []
     for run, spec in zip(runs, specs, strict=True):
         tags += [RunTag(run=run, key=k, value=v) for k, v in (spec.tags or {}).items()]
-        properties += [RunProperty(run=run, key=k, value=v) for k, v in (spec.properties or {}).items()]
+        properties += [
+            RunProperty(run=run, key=k, value=v) for k, v in (spec.properties or {}).items()
+        ]
         events.append(StatusEvent(run=run, from_status="", to_status=run.status, by=submitter))
     RunTag.objects.bulk_create(tags)
     RunProperty.objects.bulk_create(properties)
@@ -245,7 +254,11 @@ def _create_runs(
 
 @transaction.atomic
 def run_create(
-    *, experiment: Experiment, spec: RunSpec, submitter: AbstractBaseUser | None, parent: Run | None = None
+    *,
+    experiment: Experiment,
+    spec: RunSpec,
+    submitter: AbstractBaseUser | None,
+    parent: Run | None = None,
 ) -> Run:
     if parent is not None and parent.workspace_id != experiment.workspace_id:
         raise InvalidInput("parent: the parent run belongs to another workspace.", field="parent")
@@ -261,12 +274,12 @@ def run_create_children(
             f"count: between 1 and {limits.MAX_CHILDREN_PER_REQUEST} children per request.",
             field="count",
         )
-    return _create_runs(experiment=parent.experiment, specs=specs, submitter=submitter, parent=parent)
+    return _create_runs(
+        experiment=parent.experiment, specs=specs, submitter=submitter, parent=parent
+    )
 
 
-def run_update(
-    *, run: Run, display_name: str | None = None, description: str | None = None
-) -> Run:
+def run_update(*, run: Run, display_name: str | None = None, description: str | None = None) -> Run:
     fields = []
     if display_name is not None:
         run.display_name = check_text(
@@ -344,7 +357,9 @@ def run_set_status(
         )
         fields += ["error_code", "error_message"]
     locked.save(update_fields=fields)
-    StatusEvent.objects.create(run=locked, from_status=previous, to_status=status, by=by, reason=reason)
+    StatusEvent.objects.create(
+        run=locked, from_status=previous, to_status=status, by=by, reason=reason
+    )
     return locked
 
 
@@ -453,7 +468,9 @@ def _parse_batch(metrics: Any) -> list[_SeriesBatch]:
             )
         values = item.get("values")
         if not isinstance(values, list) or not values:
-            raise InvalidInput(f"{field}.values: must be a non-empty list.", field=f"{field}.values")
+            raise InvalidInput(
+                f"{field}.values: must be a non-empty list.", field=f"{field}.values"
+            )
         total += len(values)
         if total > limits.MAX_POINTS_PER_BATCH:
             raise InvalidInput(
@@ -499,8 +516,9 @@ def _scalar_values(values: list, *, field: str) -> list:
     out = []
     for j, value in enumerate(values):
         if type(value) is bool:
-            raise InvalidInput(f"{field}[{j}]: booleans are not metric values; log 0 or 1.",
-                               field=f"{field}[{j}]")
+            raise InvalidInput(
+                f"{field}[{j}]: booleans are not metric values; log 0 or 1.", field=f"{field}[{j}]"
+            )
         number = scalar_value(value, field=f"{field}[{j}]")
         out.append(None if math.isnan(number) else number)
     return out
@@ -511,14 +529,18 @@ def _check_steps(steps: list | None, *, field: str) -> None:
         return
     for j, step in enumerate(steps):
         if not (type(step) is int or step is None):
-            raise InvalidInput(f"{field}[{j}]: a step must be a whole number.", field=f"{field}[{j}]")
+            raise InvalidInput(
+                f"{field}[{j}]: a step must be a whole number.", field=f"{field}[{j}]"
+            )
 
 
 def _check_times(times: list | None, *, field: str) -> None:
     if times is None:
         return
     for j, t in enumerate(times):
-        if not (type(t) is float or type(t) is int or t is None) or (t is not None and not math.isfinite(t)):
+        if not (type(t) is float or type(t) is int or t is None) or (
+            t is not None and not math.isfinite(t)
+        ):
             raise InvalidInput(
                 f"{field}[{j}]: a time must be seconds since the epoch.", field=f"{field}[{j}]"
             )
@@ -558,8 +580,7 @@ def run_log_batch(*, run: Run, metrics: Any, idempotency_key: str | None = None)
 def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
     names = [b.name for b in batches]
     existing = {
-        s.name: s
-        for s in MetricSeries.objects.select_for_update().filter(run=run, name__in=names)
+        s.name: s for s in MetricSeries.objects.select_for_update().filter(run=run, name__in=names)
     }
     for b in batches:
         if b.name in existing and existing[b.name].kind != b.kind:
@@ -569,7 +590,9 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
                 field="metrics",
                 code="kind_mismatch",
             )
-    new = [MetricSeries(run=run, name=b.name, kind=b.kind) for b in batches if b.name not in existing]
+    new = [
+        MetricSeries(run=run, name=b.name, kind=b.kind) for b in batches if b.name not in existing
+    ]
     if new:
         MetricSeries.objects.bulk_create(new)
         if new[0].pk is None:  # pragma: no cover - backends that cannot return ids
@@ -584,7 +607,11 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         start = series.count
         n = len(b.values)
         seqs = range(start, start + n)
-        steps = [seq if s is None else s for seq, s in zip(seqs, b.steps, strict=True)] if b.steps else list(seqs)
+        steps = (
+            [seq if s is None else s for seq, s in zip(seqs, b.steps, strict=True)]
+            if b.steps
+            else list(seqs)
+        )
         times = [now if t is None else t for t in b.times] if b.times else [now] * n
         if b.kind == MetricKind.SCALAR:
             sid = series.pk
@@ -613,7 +640,8 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         series = existing[b.name]
         MetricSeries.objects.filter(pk=series.pk).update(
             count=series.count,
-            last_value=None if series.last_value is not None and math.isnan(series.last_value)
+            last_value=None
+            if series.last_value is not None and math.isnan(series.last_value)
             else series.last_value,
             min_value=series.min_value,
             max_value=series.max_value,

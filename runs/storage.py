@@ -35,7 +35,9 @@ def check_path(path: str, *, field: str = "path") -> str:
             field=field,
         )
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise InvalidInput(f"{field}: {path!r} is absolute; give a path inside the run.", field=field)
+        raise InvalidInput(
+            f"{field}: {path!r} is absolute; give a path inside the run.", field=field
+        )
     segments = path.split("/")
     for segment in segments:
         if segment in ("", ".", ".."):
@@ -112,7 +114,9 @@ def run_file_get(*, run: Run, path: str) -> RunFile:
     return record
 
 
-def run_file_read(*, run: Run, path: str, offset: int = 0, length: int | None = None) -> tuple[bytes, int]:
+def run_file_read(
+    *, run: Run, path: str, offset: int = 0, length: int | None = None
+) -> tuple[bytes, int]:
     """Reads `length` bytes from `offset` without loading the rest; returns (data, file size)."""
     record = run_file_get(run=run, path=path)
     if offset < 0:

@@ -71,7 +71,6 @@ def scalar_value(value: Any, *, field: str) -> float:
     if kind is str and value in NON_FINITE:
         return NON_FINITE[value]
     raise InvalidInput(
-        f"{field}: {value!r} is not a number (use a number, or \"NaN\", \"Infinity\", "
-        "\"-Infinity\").",
+        f'{field}: {value!r} is not a number (use a number, or "NaN", "Infinity", "-Infinity").',
         field=field,
     )

@@ -3,7 +3,12 @@
 from django.contrib.auth import authenticate, get_user_model
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework import status
-from rest_framework.decorators import api_view, authentication_classes, parser_classes, permission_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    parser_classes,
+    permission_classes,
+)
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -25,7 +30,9 @@ from runs.services import RunSpec
 # helpers
 
 
-def _int_param(request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+def _int_param(
+    request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
@@ -49,7 +56,9 @@ def _object(request) -> dict:
 
 def _page(request, queryset, render) -> Response:
     """Keyset pagination, newest first, on the primary key."""
-    limit = _int_param(request, "limit", limits.PAGE_SIZE_DEFAULT, minimum=1, maximum=limits.PAGE_SIZE_MAX)
+    limit = _int_param(
+        request, "limit", limits.PAGE_SIZE_DEFAULT, minimum=1, maximum=limits.PAGE_SIZE_MAX
+    )
     cursor = _int_param(request, "cursor", 0)
     if cursor:
         queryset = queryset.filter(pk__lt=cursor)
@@ -142,12 +151,18 @@ def workspace_detail(request, workspace: str):
 @api_view(["GET", "POST"])
 def member_list(request, workspace: str):
     if request.method == "POST":
-        ws, _ = workspace_for(user=request.user, name=workspace, role=Role.OWNER, what="managing members")
+        ws, _ = workspace_for(
+            user=request.user, name=workspace, role=Role.OWNER, what="managing members"
+        )
         data = _object(request)
         user = get_user_model().objects.filter(username=data.get("username")).first()
         if user is None:
-            raise InvalidInput(f"username: no user named {data.get('username')!r}.", field="username")
-        membership = services.membership_set(workspace=ws, user=user, role=data.get("role", Role.READER))
+            raise InvalidInput(
+                f"username: no user named {data.get('username')!r}.", field="username"
+            )
+        membership = services.membership_set(
+            workspace=ws, user=user, role=data.get("role", Role.READER)
+        )
         return Response(member_json(membership), status=status.HTTP_201_CREATED)
     ws, _ = workspace_for(user=request.user, name=workspace)
     return Response({"results": [member_json(m) for m in selectors.member_list(workspace=ws)]})
@@ -155,7 +170,9 @@ def member_list(request, workspace: str):
 
 @api_view(["DELETE"])
 def member_remove(request, workspace: str, username: str):
-    ws, _ = workspace_for(user=request.user, name=workspace, role=Role.OWNER, what="managing members")
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.OWNER, what="managing members"
+    )
     membership = ws.memberships.filter(user__username=username).select_related("user").first()
     if membership is None:
         raise NotFound(f"{username!r} is not a member of {ws.name!r}.", field="username")
@@ -170,10 +187,15 @@ def member_remove(request, workspace: str, username: str):
 @api_view(["GET", "POST"])
 def experiment_list(request, workspace: str):
     if request.method == "POST":
-        ws, _ = workspace_for(user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="creating experiments")
-        experiment, created = services.experiment_get_or_create(workspace=ws, name=_object(request).get("name"))
+        ws, _ = workspace_for(
+            user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="creating experiments"
+        )
+        experiment, created = services.experiment_get_or_create(
+            workspace=ws, name=_object(request).get("name")
+        )
         return Response(
-            experiment_json(experiment), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            experiment_json(experiment),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
     ws, _ = workspace_for(user=request.user, name=workspace)
     experiments = selectors.experiment_list(workspace=ws).select_related("workspace")
@@ -183,7 +205,12 @@ def experiment_list(request, workspace: str):
 @api_view(["GET"])
 def experiment_detail(request, workspace: str, experiment: str):
     ws, _ = workspace_for(user=request.user, name=workspace)
-    found = selectors.experiment_list(workspace=ws).select_related("workspace").filter(name=experiment).first()
+    found = (
+        selectors.experiment_list(workspace=ws)
+        .select_related("workspace")
+        .filter(name=experiment)
+        .first()
+    )
     if found is None:
         raise NotFound(f"No experiment named {experiment!r} in {ws.name!r}.", field="experiment")
     return Response(experiment_json(found))
@@ -191,7 +218,9 @@ def experiment_detail(request, workspace: str, experiment: str):
 
 @api_view(["POST"])
 def run_create(request, workspace: str, experiment: str):
-    ws, _ = workspace_for(user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="starting runs")
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="starting runs"
+    )
     spec = RunSpec.from_input(_object(request))
     exp, _ = services.experiment_get_or_create(workspace=ws, name=experiment)
     run = services.run_create(experiment=exp, spec=spec, submitter=request.user)
@@ -224,9 +253,13 @@ def run_list(request, workspace: str):
 @api_view(["GET", "PATCH"])
 def run_detail(request, run_id: str):
     if request.method == "PATCH":
-        run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="editing runs")
+        run, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="editing runs"
+        )
         data = _object(request)
-        services.run_update(run=run, display_name=data.get("display_name"), description=data.get("description"))
+        services.run_update(
+            run=run, display_name=data.get("display_name"), description=data.get("description")
+        )
     else:
         run, _ = run_for(user=request.user, run_id=run_id)
     return Response(run_json(run, request))
@@ -234,7 +267,9 @@ def run_detail(request, run_id: str):
 
 @api_view(["POST"])
 def run_status(request, run_id: str):
-    run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="changing a run's status")
+    run, _ = run_for(
+        user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="changing a run's status"
+    )
     data = _object(request)
     error = data.get("error") or {}
     if not isinstance(error, dict):
@@ -253,7 +288,9 @@ def run_status(request, run_id: str):
 
 @api_view(["POST"])
 def run_heartbeat(request, run_id: str):
-    run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="sending heartbeats")
+    run, _ = run_for(
+        user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="sending heartbeats"
+    )
     services.run_heartbeat(run=run)
     return Response({"status": run.status, "heartbeat_at": run.heartbeat_at})
 
@@ -261,14 +298,20 @@ def run_heartbeat(request, run_id: str):
 @api_view(["GET", "POST"])
 def run_children(request, run_id: str):
     if request.method == "POST":
-        parent, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="creating child runs")
+        parent, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="creating child runs"
+        )
         data = _object(request)
         if data.get("runs") is not None:
             if not isinstance(data["runs"], list):
                 raise InvalidInput("runs: must be a list of run descriptions.", field="runs")
             specs = [
-                RunSpec.from_input(item if isinstance(item, dict) else {}, field=f"runs[{i}].",
-                                   run_type="child", status=RunStatus.NOT_STARTED)
+                RunSpec.from_input(
+                    item if isinstance(item, dict) else {},
+                    field=f"runs[{i}].",
+                    run_type="child",
+                    status=RunStatus.NOT_STARTED,
+                )
                 for i, item in enumerate(data["runs"])
             ]
         else:
@@ -277,8 +320,14 @@ def run_children(request, run_id: str):
                 raise InvalidInput("count: a whole number of children is required.", field="count")
             specs = [RunSpec(run_type="child", status=RunStatus.NOT_STARTED)] * max(count, 0)
         children = services.run_create_children(parent=parent, specs=specs, submitter=request.user)
-        children = list(selectors.with_run_details(parent.children.filter(pk__in=[c.pk for c in children])).order_by("id"))
-        return Response({"results": [run_json(c, request) for c in children]}, status=status.HTTP_201_CREATED)
+        children = list(
+            selectors.with_run_details(
+                parent.children.filter(pk__in=[c.pk for c in children])
+            ).order_by("id")
+        )
+        return Response(
+            {"results": [run_json(c, request) for c in children]}, status=status.HTTP_201_CREATED
+        )
     run, _ = run_for(user=request.user, run_id=run_id)
     recursive = request.query_params.get("recursive") in ("1", "true", "True")
     children = selectors.run_children(run=run, recursive=recursive)
@@ -288,7 +337,9 @@ def run_children(request, run_id: str):
 @api_view(["GET", "PATCH"])
 def run_tags(request, run_id: str):
     if request.method == "PATCH":
-        run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="editing tags")
+        run, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="editing tags"
+        )
         data = _object(request)
         remove = data.get("remove") or []
         if not isinstance(remove, list):
@@ -302,7 +353,9 @@ def run_tags(request, run_id: str):
 @api_view(["GET", "POST"])
 def run_properties(request, run_id: str):
     if request.method == "POST":
-        run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="adding properties")
+        run, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="adding properties"
+        )
         services.run_add_properties(run=run, properties=_object(request).get("properties"))
     else:
         run, _ = run_for(user=request.user, run_id=run_id)
@@ -322,7 +375,9 @@ def metric_batch(request, run_id: str):
             field="body",
             code="batch_too_large",
         )
-    run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="logging metrics")
+    run, _ = run_for(
+        user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="logging metrics"
+    )
     data = _object(request)
     result = services.run_log_batch(
         run=run, metrics=data.get("metrics"), idempotency_key=data.get("idempotency_key")
@@ -349,10 +404,14 @@ def metric_history(request, run_id: str):
     name = request.query_params.get("name", "")
     after_seq = _int_param(request, "after_seq", -1, minimum=-1)
     limit = _int_param(request, "limit", 10_000, minimum=1, maximum=limits.HISTORY_PAGE_MAX)
-    series, points, next_after = selectors.metric_history(run=run, name=name, after_seq=after_seq, limit=limit)
+    series, points, next_after = selectors.metric_history(
+        run=run, name=name, after_seq=after_seq, limit=limit
+    )
     if series is None:
         raise NotFound(f"Run {run.run_id} has no metric named {name!r}.", field="name")
-    return Response({"name": series.name, "kind": series.kind, "points": points, "next_after_seq": next_after})
+    return Response(
+        {"name": series.name, "kind": series.kind, "points": points, "next_after_seq": next_after}
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,13 +440,20 @@ def file_list(request, run_id: str):
 @parser_classes([RawParser])
 def file_detail(request, run_id: str, path: str):
     if request.method in ("PUT", "POST"):
-        run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="uploading files")
+        run, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="uploading files"
+        )
         size = int(request.META.get("CONTENT_LENGTH") or 0)
         if size > limits.MAX_FILE_UPLOAD_BYTES:
-            raise TooLarge(f"The file is {size} bytes; the limit is {limits.MAX_FILE_UPLOAD_BYTES}.", field="body")
+            raise TooLarge(
+                f"The file is {size} bytes; the limit is {limits.MAX_FILE_UPLOAD_BYTES}.",
+                field="body",
+            )
         append = request.method == "POST" and request.query_params.get("append") in ("1", "true")
         if request.method == "POST" and not append:
-            raise InvalidInput("append: POST appends and needs ?append=1; use PUT to replace.", field="append")
+            raise InvalidInput(
+                "append: POST appends and needs ?append=1; use PUT to replace.", field="append"
+            )
         record = storage.run_file_write(run=run, path=path, stream=request._request, append=append)
         return Response(
             {"path": record.path, "size": record.size},
@@ -402,7 +468,9 @@ def file_detail(request, run_id: str, path: str):
         response["X-File-Size"] = str(record.size)
         return response
     offset = _int_param(request, "offset", 0)
-    length = _int_param(request, "length", limits.MAX_FILE_READ_BYTES, maximum=limits.MAX_FILE_READ_BYTES)
+    length = _int_param(
+        request, "length", limits.MAX_FILE_READ_BYTES, maximum=limits.MAX_FILE_READ_BYTES
+    )
     data, size = storage.run_file_read(run=run, path=path, offset=offset, length=length)
     response = HttpResponse(data, content_type="application/octet-stream")
     response["X-File-Size"] = str(size)

@@ -1,0 +1,92 @@
+"""Shared fixtures: a workspace with an owner, a contributor and a reader, plus an outsider
+who belongs to another workspace; each with an API client signed in by token."""
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+# Before Django reads its settings: keep test data out of the working tree.
+os.environ.setdefault("RUNSTUDIO_DATA_DIR", tempfile.mkdtemp(prefix="runstudio-test-"))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import pytest  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _run_files(settings, tmp_path):
+    """Each test writes run files into its own folder."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "files")},
+        },
+    }
+
+
+@dataclass
+class Member:
+    user: object
+    token: str
+    client: APIClient
+
+
+@dataclass
+class Cast:
+    workspace: object
+    owner: Member
+    contributor: Member
+    reader: Member
+    outsider: Member
+    anonymous: APIClient
+
+    def by_role(self, role: str) -> Member:
+        return getattr(self, role)
+
+
+def _member(django_user_model, username: str) -> Member:
+    from runs import services
+
+    user = django_user_model.objects.create_user(username, password=PASSWORD)
+    _, key = services.token_create(user=user, name="tests")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return Member(user=user, token=key, client=client)
+
+
+@pytest.fixture
+def cast(db, django_user_model) -> Cast:
+    from runs import services
+    from runs.models import Role
+
+    owner = _member(django_user_model, "olivia")
+    contributor = _member(django_user_model, "carl")
+    reader = _member(django_user_model, "rita")
+    outsider = _member(django_user_model, "oscar")
+    workspace = services.workspace_create(name="lab", owner=owner.user)
+    services.membership_set(workspace=workspace, user=contributor.user, role=Role.CONTRIBUTOR)
+    services.membership_set(workspace=workspace, user=reader.user, role=Role.READER)
+    services.workspace_create(name="elsewhere", owner=outsider.user)
+    return Cast(workspace, owner, contributor, reader, outsider, APIClient())
+
+
+@pytest.fixture
+def make_run(cast):
+    """make_run(experiment="exp", **RunSpec fields) → a Run in the cast's workspace."""
+    from runs import services
+    from runs.services import RunSpec
+
+    def make(experiment: str = "exp", *, parent=None, submitter=None, **spec):
+        exp, _ = services.experiment_get_or_create(workspace=cast.workspace, name=experiment)
+        return services.run_create(
+            experiment=exp,
+            spec=RunSpec(**spec),
+            submitter=submitter or cast.contributor.user,
+            parent=parent,
+        )
+
+    return make
