@@ -31,6 +31,7 @@ urlpatterns = [
     path("workspaces/<str:workspace>/runs", views.run_list, name="run-list"),
     path("runs/<str:run_id>", views.run_detail, name="run-detail"),
     path("runs/<str:run_id>/status", views.run_status, name="run-status"),
+    path("runs/<str:run_id>/cancel", views.run_cancel, name="run-cancel"),
     path("runs/<str:run_id>/heartbeat", views.run_heartbeat, name="run-heartbeat"),
     path("runs/<str:run_id>/children", views.run_children, name="run-children"),
     path("runs/<str:run_id>/tags", views.run_tags, name="run-tags"),

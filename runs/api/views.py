@@ -476,3 +476,11 @@ def file_detail(request, run_id: str, path: str):
     response["X-File-Size"] = str(size)
     response["X-Next-Offset"] = str(offset + len(data))
     return response
+
+
+@api_view(["POST"])
+def run_cancel(request, run_id: str):
+    run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="canceling runs")
+    run = services.run_cancel(run=run, by=request.user)
+    run, _ = run_for(user=request.user, run_id=run_id)
+    return Response(run_json(run, request))
