@@ -512,7 +512,10 @@ def _column(item: dict, key: str, length: int, field: str) -> list | None:
 def _scalar_values(values: list, *, field: str) -> list:
     # The common case costs one pass in C; only odd values take the slow path.
     if all(type(v) is float or type(v) is int for v in values):
-        return [None if v != v else float(v) for v in values]
+        try:
+            return [None if v != v else float(v) for v in values]
+        except OverflowError:  # an int beyond a float's range; the slow path names it
+            pass
     out = []
     for j, value in enumerate(values):
         if type(value) is bool:
@@ -524,13 +527,19 @@ def _scalar_values(values: list, *, field: str) -> list:
     return out
 
 
+_STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1  # the BigIntegerField's range
+
+
 def _check_steps(steps: list | None, *, field: str) -> None:
-    if steps is None or all(type(s) is int or s is None for s in steps):
+    if steps is None or all(
+        s is None or (type(s) is int and _STEP_MIN <= s <= _STEP_MAX) for s in steps
+    ):
         return
     for j, step in enumerate(steps):
-        if not (type(step) is int or step is None):
+        if not (step is None or (type(step) is int and _STEP_MIN <= step <= _STEP_MAX)):
             raise InvalidInput(
-                f"{field}[{j}]: a step must be a whole number.", field=f"{field}[{j}]"
+                f"{field}[{j}]: a step must be a whole number that fits in 64 bits.",
+                field=f"{field}[{j}]",
             )
 
 
@@ -539,7 +548,8 @@ def _check_times(times: list | None, *, field: str) -> None:
         return
     for j, t in enumerate(times):
         if not (type(t) is float or type(t) is int or t is None) or (
-            t is not None and not math.isfinite(t)
+            # Not math.isfinite: it raises on an int beyond a float's range. NaN fails too.
+            t is not None and not -1e300 < t < 1e300
         ):
             raise InvalidInput(
                 f"{field}[{j}]: a time must be seconds since the epoch.", field=f"{field}[{j}]"
@@ -648,3 +658,17 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
             last_step=series.last_step,
             updated_at=timezone.now(),
         )
+
+
+def run_cancel(*, run: Run, by: AbstractBaseUser | None = None) -> Run:
+    """Cancels a run from any door. A run a worker executes (status Queued, Preparing,
+    Running or Finalizing on a compute target) becomes CancelRequested and its worker ends
+    the process; any other run (an interactive one, or one not started) is Canceled at once."""
+    worker_owned = run.compute_target and run.status in (
+        RunStatus.QUEUED,
+        RunStatus.PREPARING,
+        RunStatus.RUNNING,
+        RunStatus.FINALIZING,
+    )
+    status = RunStatus.CANCEL_REQUESTED if worker_owned else RunStatus.CANCELED
+    return run_set_status(run=run, status=status, by=by, reason="cancel requested")

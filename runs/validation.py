@@ -67,7 +67,12 @@ def scalar_value(value: Any, *, field: str) -> float:
     """A number, or one of the strings NaN / Infinity / -Infinity, as a float."""
     kind = type(value)
     if kind is float or kind is int:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise InvalidInput(
+                f"{field}: the number is beyond a float's range.", field=field
+            ) from None
     if kind is str and value in NON_FINITE:
         return NON_FINITE[value]
     raise InvalidInput(
