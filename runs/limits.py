@@ -15,6 +15,7 @@ TAGS_PER_REQUEST = 1_000
 
 WORKSPACE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EXPERIMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 MAX_POINTS_PER_BATCH = 100_000
 MAX_SERIES_PER_BATCH = 1_000

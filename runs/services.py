@@ -151,6 +151,7 @@ class RunSpec:
     compute_target: str = ""
     tags: dict | None = None
     properties: dict | None = None
+    run_id: str = ""  # chosen by the caller (Azure's child_run(run_id=…)); generated if empty
 
     @classmethod
     def from_input(cls, data: dict, *, field: str = "", **defaults: Any) -> "RunSpec":
@@ -174,6 +175,13 @@ class RunSpec:
         for name in ("tags", "properties"):
             if data.get(name) is not None:
                 values[name] = _check_kv(data[name], field=f"{field}{name}", tags=name == "tags")
+        if data.get("run_id") is not None:
+            values["run_id"] = check_pattern(
+                data["run_id"],
+                field=f"{field}run_id",
+                pattern=limits.RUN_ID_RE,
+                rule="1–255 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            )
         return cls(**values)
 
 
@@ -209,7 +217,7 @@ def _build_run(
 ) -> Run:
     now = timezone.now()
     return Run(
-        run_id=_new_run_id(experiment),
+        run_id=spec.run_id or _new_run_id(experiment),
         workspace_id=experiment.workspace_id,
         experiment=experiment,
         parent=parent,
@@ -231,14 +239,19 @@ def _create_runs(
     submitter: AbstractBaseUser | None,
     parent: Run | None,
 ) -> list[Run]:
+    chosen = [s.run_id for s in specs if s.run_id]
+    taken = Run.objects.filter(run_id__in=chosen).values_list("run_id", flat=True).first()
+    if taken or len(set(chosen)) != len(chosen):
+        raise Conflict(
+            f"A run with id {taken or chosen[0]!r} already exists; choose another id or omit it.",
+            field="run_id",
+        )
     runs = Run.objects.bulk_create(
         [
             _build_run(experiment=experiment, spec=s, submitter=submitter, parent=parent)
             for s in specs
         ]
     )
-    if connection.features.can_return_rows_from_bulk_insert is False:  # pragma: no cover
-        runs = list(Run.objects.filter(run_id__in=[r.run_id for r in runs]))
     tags, properties, events = [], [], []
     for run, spec in zip(runs, specs, strict=True):
         tags += [RunTag(run=run, key=k, value=v) for k, v in (spec.tags or {}).items()]

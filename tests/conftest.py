@@ -90,3 +90,55 @@ def make_run(cast):
         )
 
     return make
+
+
+# --- the SDK and CLI against a live server (tests/test_sdk_live.py, tests/test_cli.py) -----
+
+
+@dataclass
+class SdkServer:
+    url: str
+    token: str
+    workspace: str
+    env: dict
+
+
+@pytest.fixture
+def sdk_server(live_server, cast, monkeypatch, tmp_path) -> SdkServer:
+    """A live server, the contributor's token and workspace "lab" in RUNSTUDIO_* variables,
+    an empty RUNSTUDIO_HOME and a fresh working folder. Runs the SDK left open are finished
+    before the server stops, so no exit hook talks to a dead server."""
+    from runs.sdk import run as sdk_run
+    from runs.sdk import shutdown
+
+    for name in list(os.environ):
+        if name.startswith("RUNSTUDIO_") and name != "RUNSTUDIO_DATA_DIR":
+            monkeypatch.delenv(name)
+    env = {
+        "RUNSTUDIO_URL": live_server.url,
+        "RUNSTUDIO_TOKEN": cast.contributor.token,
+        "RUNSTUDIO_WORKSPACE": cast.workspace.name,
+        "RUNSTUDIO_HOME": str(tmp_path / "home"),
+        "RUNSTUDIO_FLUSH_TIMEOUT": "30",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    yield SdkServer(live_server.url, cast.contributor.token, cast.workspace.name, env)
+    for run in list(shutdown.open_runs):
+        if run._owned and not run._finished:
+            run.complete()
+        else:
+            run._close_metrics()
+    for flusher in list(shutdown.flushers.values()):
+        if flusher.buffer:
+            flusher.close()
+    sdk_run.Run._context_run = None
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """The cast's users are created per test; the real hasher would spend ~2 s on them."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -691,3 +691,18 @@ def test_a_run_takes_a_pinned_number_of_queries(cast, make_run, django_assert_nu
         response = cast.reader.client.get(run_url(run))
 
     assert response.json()["tags"] == {"a": "1", "b": "2"}
+
+
+def test_a_child_keeps_the_run_id_its_creator_chose(cast, make_run):
+    parent = make_run()
+    url = f"/api/v1/runs/{parent.run_id}/children"
+    response = cast.contributor.client.post(
+        url, {"runs": [{"run_id": "my-child-1"}]}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["results"][0]["run_id"] == "my-child-1"
+
+    again = cast.contributor.client.post(url, {"runs": [{"run_id": "my-child-1"}]}, format="json")
+    assert again.status_code == 409
+    assert "my-child-1" in again.json()["error"]["message"]
+    assert parent.children.count() == 1

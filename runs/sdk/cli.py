@@ -1,0 +1,384 @@
+"""The ``runstudio`` command line (``az ml``-shaped): JSON out, ``--query`` JMESPath.
+
+Exit status: 0 on success, 1 when the server or the configuration says no (the message
+goes to stderr), 2 for usage errors (argparse's convention, also a bad ``--query``).
+Imports no Django: ``serve`` runs Django and gunicorn in child processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+
+from runs.sdk import config
+from runs.sdk.client import Client, RunstudioError, quote_segment
+from runs.sdk.experiment import property_params
+
+Handler = Callable[[argparse.Namespace], Any]
+
+RUN_COLUMNS = ["run_id", "experiment", "display_name", "status", "run_type", "created_at"]
+WORKSPACE_COLUMNS = ["name", "role", "created_at"]
+EXPERIMENT_COLUMNS = ["name", "run_count", "last_run_at", "created_at"]
+
+
+class UsageError(Exception):
+    """Bad command-line input that argparse could not catch (exit status 2)."""
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace, *, workspace: bool = False) -> config.Settings:
+    return config.resolve(
+        url=getattr(args, "url", None),
+        token=getattr(args, "token", None),
+        workspace=getattr(args, "workspace", None),
+        require_workspace=workspace,
+    )
+
+
+def _client(args: argparse.Namespace) -> Client:
+    settings = _settings(args)
+    if not settings.token:
+        raise config.ConfigError(
+            f"no token for {settings.url}: run `runstudio login --url {settings.url} "
+            "--username NAME` or set RUNSTUDIO_TOKEN"
+        )
+    return Client(settings.url, settings.token)
+
+
+def _workspace(args: argparse.Namespace) -> str:
+    ws = _settings(args, workspace=True).workspace
+    assert ws is not None
+    return ws
+
+
+def _key_value(text: str) -> tuple[str, str | None]:
+    """``k=v`` → (k, v); a bare ``k`` → (k, None)."""
+    key, sep, value = text.partition("=")
+    if not key:
+        raise UsageError(f"expected KEY=VALUE or KEY, got {text!r}")
+    return key, value if sep else None
+
+
+# --- output ----------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def render_table(data: Any, columns: Sequence[str] | None = None) -> str:
+    """A plain text table: a list of objects as rows, an object as key/value lines."""
+    if isinstance(data, dict):
+        rows = [[str(k), _cell(v)] for k, v in data.items()]
+        header = ["Key", "Value"]
+    elif isinstance(data, list) and all(isinstance(d, dict) for d in data):
+        if not data:
+            return ""
+        if columns is None or not any(c in data[0] for c in columns):
+            columns = [k for k, v in data[0].items() if not isinstance(v, (dict, list))][:8]
+        else:
+            columns = [c for c in columns if any(c in d for d in data)]
+        header = [c.replace("_", " ").title() for c in columns]
+        rows = [[_cell(d.get(c)) for c in columns] for d in data]
+    elif isinstance(data, list):
+        return "\n".join(_cell(d) for d in data)
+    else:
+        return _cell(data)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, result: Any, columns: Sequence[str] | None = None) -> None:
+    if result is None:
+        return
+    query = getattr(args, "query", None)
+    if query:
+        try:
+            result = jmespath.search(query, result)
+        except jmespath.exceptions.JMESPathError as e:
+            raise UsageError(f"invalid --query {query!r}: {e}") from e
+        columns = None if query else columns
+    if getattr(args, "output", "json") == "table":
+        text = render_table(result, columns)
+        if text:
+            print(text)
+    else:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+def cmd_login(args: argparse.Namespace) -> Any:
+    url = args.url or os.environ.get("RUNSTUDIO_URL") or config.load_credentials()["default_url"]
+    if not url:
+        raise UsageError("login needs --url (e.g. --url http://127.0.0.1:8000)")
+    url = config.normalize_url(url)
+    password = args.password or os.environ.get("RUNSTUDIO_PASSWORD")
+    if password is None:
+        password = getpass.getpass(f"Password for {args.username} at {url}: ")
+    name = args.token_name or f"runstudio-cli@{socket.gethostname()}"
+    answer = Client(url, None).post(
+        "/auth/token", {"username": args.username, "password": password, "name": name}
+    )
+    path = config.save_token(url, answer["token"])
+    return {
+        "url": url,
+        "username": args.username,
+        "token_name": answer.get("name", name),
+        "token_prefix": answer.get("prefix"),
+        "credentials": str(path),
+    }
+
+
+def cmd_workspace_create(args: argparse.Namespace) -> Any:
+    return _client(args).post("/workspaces", {"name": args.name})
+
+
+def cmd_workspace_list(args: argparse.Namespace) -> Any:
+    return list(_client(args).paginate("/workspaces"))
+
+
+def cmd_workspace_show(args: argparse.Namespace) -> Any:
+    return _client(args).get(f"/workspaces/{quote_segment(_workspace(args))}")
+
+
+def cmd_folder_attach(args: argparse.Namespace) -> Any:
+    settings = _settings(args)
+    client = _client(args)
+    details = client.get(f"/workspaces/{quote_segment(args.workspace)}")
+    path = config.write_folder_config(args.path, url=settings.url, workspace=details["name"])
+    return {"url": settings.url, "workspace": details["name"], "config": str(path)}
+
+
+def cmd_experiment_list(args: argparse.Namespace) -> Any:
+    ws = _workspace(args)
+    return list(_client(args).paginate(f"/workspaces/{quote_segment(ws)}/experiments"))
+
+
+def cmd_run_list(args: argparse.Namespace) -> Any:
+    if args.query and args.positional_query:
+        raise UsageError("give the JMESPath query once: --query QUERY or as the last argument")
+    args.query = args.query or args.positional_query
+    ws = _workspace(args)
+    params: list[tuple[str, Any]] = []
+    if args.experiment_name:
+        params.append(("experiment", args.experiment_name))
+    params += [("status", s) for s in args.status or []]
+    params += [("tag", t) for t in args.tag or []]
+    params += property_params(dict(_key_value(p) for p in args.property or []))  # type: ignore[arg-type]
+    if args.parent:
+        params.append(("parent", args.parent))
+    elif not args.include_children:
+        params.append(("top_level", 1))
+    runs = []
+    for run in _client(args).paginate(f"/workspaces/{quote_segment(ws)}/runs", params):
+        runs.append(run)
+        if args.last and len(runs) >= args.last:
+            break
+    return runs
+
+
+def cmd_run_show(args: argparse.Namespace) -> Any:
+    return _client(args).get(f"/runs/{quote_segment(args.run_id)}")
+
+
+def cmd_run_update(args: argparse.Namespace) -> Any:
+    client = _client(args)
+    path = f"/runs/{quote_segment(args.run_id)}"
+    add = dict(_key_value(t) for t in args.add_tag or [])
+    body: dict[str, Any] = {}
+    if add:
+        body["set"] = add
+    if args.remove_tag:
+        body["remove"] = args.remove_tag
+    fields = {
+        k: v
+        for k, v in (("display_name", args.display_name), ("description", args.description))
+        if v is not None
+    }
+    if not body and not fields:
+        raise UsageError(
+            "run update needs --add-tag, --remove-tag, --display-name or --description"
+        )
+    if body:
+        client.patch(f"{path}/tags", body)
+    if fields:
+        return client.patch(path, fields)
+    return client.get(path)
+
+
+def cmd_run_cancel(args: argparse.Namespace) -> Any:
+    client = _client(args)
+    # The server decides: a script a worker is executing is asked to stop (CancelRequested).
+    return client.post(f"/runs/{quote_segment(args.run_id)}/cancel", {})
+
+
+def cmd_serve(args: argparse.Namespace) -> Any:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+    steps = [[sys.executable, "-m", "django", "migrate", "--noinput"]]
+    if args.demo:
+        steps.append([sys.executable, "-m", "django", "seed_demo"])
+    for step in steps:
+        done = subprocess.run(step, env=env, check=False)
+        if done.returncode != 0:
+            raise RunstudioError(f"`{' '.join(step[1:])}` failed (exit {done.returncode})")
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    print(f"Runstudio is serving at http://{shown_host}:{args.port}/", flush=True)
+    gunicorn = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "studio.wsgi:application",
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--workers",
+        str(args.workers),
+        "--threads",
+        "4",
+        "--worker-class",
+        "gthread",
+        "--access-logfile",
+        "-",
+        # Its default path is shared by every gunicorn of the user: two servers would clash.
+        "--no-control-socket",
+    ]
+    os.execve(sys.executable, gunicorn, env)
+
+
+# --- parser ----------------------------------------------------------------------------
+
+
+def _common(workspace: bool = False) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-o", "--output", choices=("json", "table"), default="json")
+    p.add_argument("--query", help="JMESPath query applied to the JSON result")
+    p.add_argument("--url", help="server URL (default: folder config, then `login`)")
+    if workspace:
+        p.add_argument("-w", "--workspace", "--workspace-name", dest="workspace")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runstudio", description="Runstudio: self-hosted ML run history."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    plain, with_ws = _common(), _common(workspace=True)
+
+    login = commands.add_parser("login", parents=[plain], help="get and store an API token")
+    login.add_argument("-u", "--username", required=True)
+    login.add_argument("-p", "--password", help="default: $RUNSTUDIO_PASSWORD, else a prompt")
+    login.add_argument("--token-name", help="label of the token on the server")
+    login.set_defaults(func=cmd_login)
+
+    ws = commands.add_parser("workspace", help="workspaces").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    p = ws.add_parser("create", parents=[plain], help="create a workspace (you own it)")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_workspace_create, columns=WORKSPACE_COLUMNS)
+    p = ws.add_parser("list", parents=[plain], help="workspaces you belong to")
+    p.set_defaults(func=cmd_workspace_list, columns=WORKSPACE_COLUMNS)
+    p = ws.add_parser("show", parents=[with_ws], help="one workspace")
+    p.set_defaults(func=cmd_workspace_show, columns=WORKSPACE_COLUMNS)
+
+    folder = commands.add_parser("folder", help="folder configuration").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    p = folder.add_parser(
+        "attach", parents=[plain], help="write .runstudio/config.json for Workspace.from_config()"
+    )
+    p.add_argument("-w", "--workspace", "--workspace-name", dest="workspace", required=True)
+    p.add_argument("--path", default=".", help="folder to attach (default: current)")
+    p.set_defaults(func=cmd_folder_attach)
+
+    exp = commands.add_parser("experiment", help="experiments").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    p = exp.add_parser("list", parents=[with_ws], help="experiments of the workspace")
+    p.set_defaults(func=cmd_experiment_list, columns=EXPERIMENT_COLUMNS)
+
+    run = commands.add_parser("run", help="runs").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    p = run.add_parser("list", parents=[with_ws], help="runs, newest first")
+    p.add_argument("-e", "--experiment-name", help="only this experiment's runs")
+    p.add_argument("--status", action="append", help="repeat for any of several")
+    p.add_argument("--tag", action="append", help="KEY or KEY=VALUE; repeat for all of them")
+    p.add_argument("--property", action="append", help="KEY=VALUE; repeat for all of them")
+    p.add_argument("--parent", help="children of this run id")
+    p.add_argument("--include-children", action="store_true")
+    p.add_argument("--last", type=int, help="at most this many runs")
+    p.add_argument("positional_query", nargs="?", metavar="QUERY", help="JMESPath, like --query")
+    p.set_defaults(func=cmd_run_list, columns=RUN_COLUMNS)
+
+    def run_parser(action: str, help_text: str) -> argparse.ArgumentParser:
+        p = run.add_parser(action, parents=[with_ws], help=help_text)
+        p.add_argument("-r", "--run", "--run-id", dest="run_id", required=True)
+        p.add_argument("-e", "--experiment-name", help="accepted for az compatibility")
+        return p
+
+    p = run_parser("show", "one run's details")
+    p.set_defaults(func=cmd_run_show)
+    p = run_parser("update", "edit tags, display name, description")
+    p.add_argument("--add-tag", action="append", help="KEY=VALUE or KEY (a bare tag)")
+    p.add_argument("--remove-tag", action="append", metavar="KEY")
+    p.add_argument("--display-name")
+    p.add_argument("--description")
+    p.set_defaults(func=cmd_run_update)
+    p = run_parser("cancel", "cancel a run")
+    p.set_defaults(func=cmd_run_cancel)
+
+    p = commands.add_parser("serve", help="migrate the database and start the server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--demo", action="store_true", help="seed demo data into an empty database")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+        _emit(args, result, getattr(args, "columns", None))
+    except UsageError as e:
+        print(f"runstudio: error: {e}", file=sys.stderr)
+        return 2
+    except (RunstudioError, config.ConfigError) as e:
+        print(f"runstudio: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `runstudio run list | head`
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

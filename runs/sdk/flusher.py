@@ -1,0 +1,315 @@
+"""The metric pipeline behind ``Run.log``: buffer, batch, send, retry.
+
+``Run.log`` appends ``(name, kind, value, step, time)`` to a ``collections.deque`` (atomic
+under the GIL, no lock, ~1 µs a call). One daemon thread per live run wakes every
+``FLUSH_INTERVAL`` seconds, or as soon as ``FLUSH_POINTS`` points wait, drains the deque,
+groups the points into the columnar batches of the ingest API (see docs/architecture.md)
+under the server's limits, and sends them one after another, so the points of a series
+arrive in logged order. Each batch carries a uuid4 ``idempotency_key`` that is reused on
+every retry of that batch: a batch whose response was lost is stored once.
+
+Transient failures (no connection, timeouts, 5xx, 429) are retried with exponential
+backoff for as long as the script runs; at close (``complete()``, ``fail()``, interpreter
+exit) the retrying stops at a deadline and what is left is dropped with a warning on
+stderr. A refusal (4xx) drops that batch with a one-time warning; nothing ever raises into
+the training loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from runs.sdk import limits
+from runs.sdk.client import Client, Conflict, RunstudioError, dumps, is_transient
+
+# Server limits: runs/sdk/limits.py duplicates runs/limits.py (no server imports here).
+MAX_BATCH_POINTS = limits.MAX_POINTS_PER_BATCH
+MAX_BATCH_SERIES = limits.MAX_SERIES_PER_BATCH
+# Batches are cut well under the body limit: the size estimate below is rough.
+BATCH_BYTES_BUDGET = limits.MAX_BATCH_BYTES * 3 // 4
+
+FLUSH_INTERVAL = 1.0  # seconds between flushes
+FLUSH_POINTS = 20_000  # a buffer this full wakes the flusher at once
+HEARTBEAT_INTERVAL = 30.0
+BACKOFF_START = 0.2
+BACKOFF_MAX = 10.0
+
+
+def close_timeout() -> float:
+    """Seconds ``complete()``/exit keep retrying before dropping unsent points."""
+    try:
+        return float(os.environ.get("RUNSTUDIO_FLUSH_TIMEOUT", "120"))
+    except ValueError:
+        return 120.0
+
+
+Point = tuple[str, str, Any, int | None, float]  # (name, kind, value, step, time)
+
+# A scalar point costs about this many bytes of JSON (step, value, time and separators).
+_SCALAR_POINT_BYTES = 48
+_SERIES_OVERHEAD_BYTES = 100
+
+
+def _estimate_bytes(kind: str, value: Any) -> int:
+    if kind == "scalar":
+        return _SCALAR_POINT_BYTES
+    try:
+        return len(dumps(value)) + 30
+    except (TypeError, ValueError):
+        return 1000
+
+
+def build_batches(
+    points: Iterable[Point],
+    *,
+    max_points: int = MAX_BATCH_POINTS,
+    max_series: int = MAX_BATCH_SERIES,
+    max_bytes: int = BATCH_BYTES_BUDGET,
+) -> list[list[dict[str, Any]]]:
+    """Group points into the ``metrics`` lists of ingest batches, in order.
+
+    Pure: no network, no clock. Within a series, points keep their logged order and a
+    series split across batches continues in the next one. A series column ``steps`` is
+    left out when no point in it has a step, and holds ``None`` (= the server's default,
+    the point's sequence number) for the points that have none.
+    """
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    by_name: dict[str, dict[str, Any]] = {}
+    n_points = 0
+    n_bytes = 0
+
+    def cut() -> None:
+        nonlocal current, by_name, n_points, n_bytes
+        if current:
+            batches.append(current)
+        current, by_name, n_points, n_bytes = [], {}, 0, 0
+
+    for name, kind, value, step, t in points:
+        size = _estimate_bytes(kind, value)
+        series = by_name.get(name)
+        extra = size + (0 if series is not None else _SERIES_OVERHEAD_BYTES + len(name))
+        if n_points and (
+            n_points >= max_points
+            or n_bytes + extra > max_bytes
+            or (series is None and len(by_name) >= max_series)
+        ):
+            cut()
+            series = None
+            extra = size + _SERIES_OVERHEAD_BYTES + len(name)
+        if series is None:
+            series = {"name": name, "kind": kind, "steps": [], "values": [], "times": []}
+            by_name[name] = series
+            current.append(series)
+        series["steps"].append(step)
+        series["values"].append(value)
+        series["times"].append(t)
+        n_points += 1
+        n_bytes += extra
+    cut()
+
+    for batch in batches:
+        for series in batch:
+            steps = series["steps"]
+            if all(s is None for s in steps):
+                del series["steps"]
+            elif any(s is not None and type(s) is not int for s in steps):
+                series["steps"] = [None if s is None else int(s) for s in steps]
+    return batches
+
+
+def _warn(message: str) -> None:
+    print(f"runstudio: {message}", file=sys.stderr, flush=True)
+
+
+class Flusher:
+    """Buffer and background sender of one run's metric points (and its heartbeat)."""
+
+    def __init__(
+        self,
+        client: Client,
+        run_id: str,
+        *,
+        heartbeat: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.buffer: collections.deque[Point] = collections.deque()
+        self.kinds: dict[str, str] = {}  # metric name -> kind, shared by the run's objects
+        self.wake = threading.Event()
+        self.heartbeat = heartbeat
+        self._sleep = sleep
+        self._send_lock = threading.Lock()  # one sender at a time keeps series in order
+        self._idle = threading.Condition()
+        self._busy = False
+        self._stop = False
+        self._deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self._last_heartbeat = 0.0
+        self._refused: str | None = None  # run no longer takes metrics (e.g. Canceled)
+        self._warned = False
+        self.sent = 0
+        self.dropped = 0
+
+    # -- thread ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = False
+        self._deadline = None
+        self._last_heartbeat = time.monotonic()  # the server stamps a new run itself
+        thread = threading.Thread(
+            target=self._loop, name=f"runstudio-flusher-{self.run_id}", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: flush() then works synchronously
+            return
+        self._thread = thread
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop:
+            self.wake.wait(FLUSH_INTERVAL)
+            self.wake.clear()
+            try:
+                self.send_pending()
+                if self.heartbeat and not self._stop:
+                    self._maybe_heartbeat()
+            except Exception as e:  # never let the thread die silently
+                _warn(f"metric flusher for run {self.run_id} hit {type(e).__name__}: {e}")
+
+    def _maybe_heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat < HEARTBEAT_INTERVAL:
+            return
+        self._last_heartbeat = now
+        try:
+            self.client.post(f"/runs/{self.run_id}/heartbeat", {})
+        except RunstudioError:
+            pass  # the next one may get through; the server tolerates gaps
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send_pending(self) -> None:
+        """Drain the buffer and send it, batch by batch, until it is empty."""
+        with self._send_lock:
+            with self._idle:
+                self._busy = True
+            try:
+                while self.buffer:
+                    points = self._drain()
+                    batches = build_batches(points)
+                    for metrics in batches:
+                        if not self._send_batch(metrics):
+                            self.dropped += sum(len(s["values"]) for s in metrics)
+                    if self._expired():
+                        self._drop_buffer()
+            finally:
+                with self._idle:
+                    self._busy = False
+                    self._idle.notify_all()
+
+    def _drain(self) -> list[Point]:
+        buffer = self.buffer
+        n = min(len(buffer), 4 * MAX_BATCH_POINTS)
+        popleft = buffer.popleft
+        return [popleft() for _ in range(n)]
+
+    def _drop_buffer(self) -> None:
+        n = len(self.buffer)
+        for _ in range(n):
+            self.buffer.popleft()
+        self.dropped += n
+
+    def _expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _send_batch(self, metrics: list[dict[str, Any]]) -> bool:
+        """Send one batch, retrying transient failures; False if it was dropped."""
+        n = sum(len(s["values"]) for s in metrics)
+        if self._refused is not None:
+            return False
+        body = {"idempotency_key": str(uuid.uuid4()), "metrics": metrics}
+        delay = BACKOFF_START
+        while True:
+            if self._expired():
+                return False
+            try:
+                self.client.post(f"/runs/{self.run_id}/metrics/batch", body)
+            except (TypeError, ValueError) as e:  # a value JSON cannot encode
+                self._warn_once(n, f"the batch could not be encoded: {e}")
+                return False
+            except RunstudioError as e:
+                if is_transient(e):
+                    remaining = (
+                        self._deadline - time.monotonic() if self._deadline is not None else delay
+                    )
+                    self._sleep(max(0.0, min(delay, remaining)))
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    continue
+                if isinstance(e, Conflict):
+                    self._refused = e.message
+                self._warn_once(n, f"the server refused them (HTTP {e.status}): {e.message}")
+                return False
+            self.sent += n
+            return True
+
+    def _warn_once(self, n: int, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            _warn(
+                f"run {self.run_id}: {n} metric points were not stored, {why}. "
+                "They are dropped; logging goes on."
+            )
+
+    # -- flush and close ------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far is sent (or dropped). False on timeout."""
+        if not self.running:
+            self.send_pending()
+            return not self.buffer
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self.buffer or self._busy:
+                self.wake.set()
+                remaining = None if end is None else end - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(0.05 if remaining is None else min(0.05, remaining))
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the thread and send what is left, giving up at the deadline."""
+        timeout = close_timeout() if timeout is None else timeout
+        self._deadline = time.monotonic() + timeout
+        self._stop = True
+        self.wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout + BACKOFF_MAX)
+        self._thread = None
+        self.send_pending()
+        if self.buffer:
+            self._drop_buffer()
+        if self.dropped:
+            _warn(
+                f"run {self.run_id}: {self.dropped} metric points could not be stored and were "
+                f"dropped ({self.sent} sent)."
+                + (f" Server said: {self._refused}" if self._refused else "")
+            )
+            self.dropped = 0
+        self._deadline = None

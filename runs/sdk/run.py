@@ -1,0 +1,653 @@
+"""``Run``: log metrics, tags, properties and files to one run (Azure ML SDK v1's shape).
+
+``run.log()`` never touches the network: points go to a buffer that a background thread
+flushes (see ``runs.sdk.flusher``). Runs this process started (``start_logging``,
+``child_run``) and left open are completed at interpreter exit, or failed with the
+exception that killed the script.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+from runs.sdk import config, shutdown
+from runs.sdk.client import (
+    Client,
+    Conflict,
+    RunstudioError,
+    decode_number,
+    has_non_finite_marker,
+    is_transient,
+    quote_path,
+    quote_segment,
+)
+from runs.sdk.flusher import BACKOFF_MAX, BACKOFF_START, FLUSH_POINTS, Flusher, close_timeout
+from runs.sdk.values import (
+    coerce_value,
+    error_text,
+    plain,
+    safe_path_part,
+    validate_metric_name,
+    warn,
+)
+
+if TYPE_CHECKING:
+    from runs.sdk.experiment import Experiment
+    from runs.sdk.workspace import Workspace
+
+TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
+
+_time = time.time  # a module global: one lookup less per log() call
+
+
+def _retrying(call: Any, timeout: float) -> Any:
+    """Run ``call()``, retrying transient failures with backoff until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = BACKOFF_START
+    while True:
+        try:
+            return call()
+        except RunstudioError as e:
+            if not is_transient(e) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+
+# --- Run -------------------------------------------------------------------------------
+
+
+class Run:
+    """A run in an experiment. ``Run(experiment, run_id)`` fetches an existing one."""
+
+    _context_run: Run | None = None
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        run_id: str,
+        *,
+        _details: dict[str, Any] | None = None,
+    ) -> None:
+        self._experiment = experiment
+        self._client: Client = experiment.workspace._client
+        self._id = run_id
+        self._details = _details
+        self._owned = False  # completed/failed by this process at exit
+        self._finished = False
+        self._kinds: dict[str, str] = {}
+        self._flusher: Flusher | None = None
+        self._buffer: Any = None
+        self._wake: threading.Event | None = None
+        self._image_counts: dict[str, int] = {}
+        self._parent: Run | None = None
+        self._parent_loaded = False
+        if _details is None:
+            self._refresh()
+            owner = self._details.get("experiment") if self._details else None
+            if owner and owner != experiment.name:
+                raise ValueError(
+                    f"run {run_id} belongs to experiment {owner!r}, not {experiment.name!r}"
+                )
+
+    # -- construction helpers -------------------------------------------------------------
+
+    @classmethod
+    def _from_details(
+        cls,
+        workspace: Workspace,
+        details: dict[str, Any],
+        *,
+        experiment: Experiment | None = None,
+    ) -> Run:
+        from runs.sdk.experiment import Experiment
+
+        name = details.get("experiment")
+        if experiment is None or (name and experiment.name != name):
+            experiment = Experiment(workspace, name or "")
+        return cls(experiment, details["run_id"], _details=details)
+
+    @classmethod
+    def _from_id(cls, workspace: Workspace, run_id: str) -> Run:
+        details = workspace._client.get(f"/runs/{quote_segment(run_id)}")
+        return cls._from_details(workspace, details)
+
+    @classmethod
+    def _started(cls, experiment: Experiment, details: dict[str, Any]) -> Run:
+        """A run this process started: heartbeats, and finished at exit if left open."""
+        run = cls(experiment, details["run_id"], _details=details)
+        run._owned = True
+        run._ensure_flusher(heartbeat=True)
+        shutdown.install()
+        return run
+
+    @staticmethod
+    def get(workspace: Workspace, run_id: str) -> Run:
+        return Run._from_id(workspace, run_id)
+
+    @classmethod
+    def get_context(cls, allow_offline: bool = True) -> Run:
+        """The run this script was submitted as (``RUNSTUDIO_RUN_ID``), or an offline run
+        that prints what it would log when the script runs on its own."""
+        run_id = os.environ.get("RUNSTUDIO_RUN_ID")
+        if not run_id:
+            if not allow_offline:
+                raise RunstudioError(
+                    "Run.get_context(allow_offline=False): RUNSTUDIO_RUN_ID is not set; "
+                    "this script is not running as a submitted run"
+                )
+            from runs.sdk.offline import _OfflineRun
+
+            return _OfflineRun()
+        current = cls._context_run
+        if current is not None and current.id == run_id:
+            return current
+        from runs.sdk.workspace import Workspace
+
+        settings = config.resolve()
+        client = Client(settings.url, settings.token)
+        details = client.get(f"/runs/{quote_segment(run_id)}")
+        workspace = Workspace(details["workspace"], _client=client)
+        run = cls._from_details(workspace, details)
+        shutdown.install()
+        cls._context_run = run
+        return run
+
+    # -- identity -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        d = self._details or {}
+        return (
+            f"Run(Experiment: {self._experiment.name},\nId: {self._id},\n"
+            f"Type: {d.get('run_type')},\nStatus: {d.get('status')})"
+        )
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def experiment(self) -> Experiment:
+        return self._experiment
+
+    @property
+    def _path(self) -> str:
+        return f"/runs/{quote_segment(self._id)}"
+
+    def _refresh(self) -> dict[str, Any]:
+        self._details = self._client.get(self._path)
+        return self._details
+
+    def _cached(self) -> dict[str, Any]:
+        return self._details if self._details is not None else self._refresh()
+
+    @property
+    def status(self) -> str:
+        """The status as last seen; ``get_status()`` asks the server."""
+        return self._cached().get("status", "")
+
+    @property
+    def type(self) -> str:
+        return self._cached().get("run_type", "")
+
+    @property
+    def display_name(self) -> str:
+        return self._cached().get("display_name") or ""
+
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        self._details = self._client.patch(self._path, {"display_name": value})
+
+    @property
+    def description(self) -> str:
+        return self._cached().get("description") or ""
+
+    @description.setter
+    def description(self, value: str) -> None:
+        self._details = self._client.patch(self._path, {"description": value})
+
+    @property
+    def parent(self) -> Run | None:
+        """The parent run, fetched on first use; None for a top-level run."""
+        if not self._parent_loaded:
+            parent_id = self._cached().get("parent_id")
+            self._parent = (
+                Run._from_id(self._experiment.workspace, parent_id) if parent_id else None
+            )
+            self._parent_loaded = True
+        return self._parent
+
+    @property
+    def tags(self) -> dict[str, str | None]:
+        return self.get_tags()
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return self.get_properties()
+
+    def get_status(self) -> str:
+        return self._refresh().get("status", "")
+
+    def get_details(self) -> dict[str, Any]:
+        """The run's details in Azure ML's ``get_details()`` shape.
+
+        Keys: runId, experiment, workspace, parentRunId, displayName, description, status,
+        runType, target, submittedBy, createdTimeUtc, startTimeUtc, endTimeUtc,
+        lastHeartbeatUtc, error ({code, message} or None), properties, tags, portalUrl.
+        """
+        d = self._refresh()
+        return {
+            "runId": d.get("run_id"),
+            "experiment": d.get("experiment"),
+            "workspace": d.get("workspace"),
+            "parentRunId": d.get("parent_id"),
+            "displayName": d.get("display_name"),
+            "description": d.get("description"),
+            "status": d.get("status"),
+            "runType": d.get("run_type"),
+            "target": d.get("compute_target"),
+            "submittedBy": d.get("submitter"),
+            "createdTimeUtc": d.get("created_at"),
+            "startTimeUtc": d.get("started_at"),
+            "endTimeUtc": d.get("ended_at"),
+            "lastHeartbeatUtc": d.get("heartbeat_at"),
+            "error": d.get("error"),
+            "properties": dict(d.get("properties") or {}),
+            "tags": dict(d.get("tags") or {}),
+            "portalUrl": d.get("portal_url"),
+        }
+
+    def get_portal_url(self) -> str:
+        return self._cached().get("portal_url") or ""
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def _ensure_flusher(self, *, heartbeat: bool = False) -> Flusher:
+        if self._flusher is None:
+            key = (self._client.url, self._id)
+            with shutdown.lock:
+                flusher = shutdown.flushers.get(key)
+                if flusher is None:
+                    flusher = Flusher(
+                        Client(self._client.url, self._client.token, retries=0), self._id
+                    )
+                    shutdown.flushers[key] = flusher
+                shutdown.open_runs.add(self)
+            self._flusher = flusher
+            self._buffer = flusher.buffer
+            self._wake = flusher.wake
+            self._kinds = flusher.kinds
+            shutdown.install()
+        if heartbeat:
+            self._flusher.heartbeat = True
+        if not self._finished:
+            self._flusher.start()
+        return self._flusher
+
+    def _register(self, name: str, kind: str) -> None:
+        self._ensure_flusher()
+        known = self._kinds.get(name)
+        if known is None:
+            validate_metric_name(name)
+            self._kinds[name] = kind
+        elif known != kind:
+            raise ValueError(
+                f"metric {name!r} holds {known} values in this run; a {kind} value cannot "
+                "join it (log it under another name)"
+            )
+
+    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+        """Log a number (a scalar point) or a string. Costs microseconds: no network."""
+        t = type(value)
+        if t is float or t is int:
+            kind = "scalar"
+        elif t is str:
+            kind = "string"
+        else:
+            value, kind = coerce_value(value)
+        if self._kinds.get(name) != kind:
+            self._register(name, kind)
+        if step is not None and type(step) is not int:
+            step = int(step)
+        buffer = self._buffer
+        buffer.append((name, kind, value, step, _time()))
+        if len(buffer) >= FLUSH_POINTS:
+            self._wake.set()  # type: ignore[union-attr]
+
+    def _append(self, name: str, kind: str, value: Any, step: int | None = None) -> None:
+        if self._kinds.get(name) != kind:
+            self._register(name, kind)
+        self._buffer.append((name, kind, value, step, _time()))
+
+    def log_list(self, name: str, value: Iterable[Any], description: str = "") -> None:
+        """Log a list of values; ``get_metrics()`` concatenates the lists of a name."""
+        self._append(name, "list", plain(list(value)))
+
+    def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
+        """Log one table row: ``run.log_row("table", x=1, y=2)``."""
+        self._append(name, "row", {k: plain(v) for k, v in kwargs.items()})
+
+    def log_table(
+        self, name: str, value: Mapping[str, Iterable[Any]], description: str = ""
+    ) -> None:
+        """Log a table given as ``{column: [values]}``; stored as one row per index."""
+        columns = {k: list(v) for k, v in value.items()}
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"log_table({name!r}): columns have different lengths {lengths}")
+        keys = list(columns)
+        for row in zip(*columns.values(), strict=True):
+            self._append(name, "row", {k: plain(v) for k, v in zip(keys, row, strict=True)})
+
+    def log_image(
+        self,
+        name: str,
+        path: str | os.PathLike[str] | None = None,
+        plot: Any = None,
+        description: str = "",
+    ) -> None:
+        """Upload an image file (or a matplotlib figure, saved as PNG) to
+        ``outputs/images/<name>/<n>_<file>`` and log that path as an image metric."""
+        if (path is None) == (plot is None):
+            raise ValueError("log_image() takes exactly one of path= or plot=")
+        validate_metric_name(name)
+        n = self._image_counts.get(name, 0)
+        self._image_counts[name] = n + 1
+        folder = f"outputs/images/{safe_path_part(name)}"
+        if path is not None:
+            target = f"{folder}/{n}_{Path(path).name}"
+            self.upload_file(target, path)
+        else:
+            data = io.BytesIO()
+            plot.savefig(data, format="png")
+            data.seek(0)
+            target = f"{folder}/{n}_plot.png"
+            self.upload_file(target, data)
+        self._append(name, "image", target)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything logged so far; False if ``timeout`` passed first (the points
+        stay queued and keep being retried)."""
+        if self._flusher is None:
+            return True
+        return self._flusher.flush(close_timeout() if timeout is None else timeout)
+
+    def _close_metrics(self) -> None:
+        if self._flusher is not None:
+            self._flusher.close()
+
+    def get_metrics(
+        self, name: str | Iterable[str] | None = None, recursive: bool = False
+    ) -> dict[str, Any]:
+        """Metrics by name, in logged order (flushes first). ``recursive=True`` returns
+        ``{run_id: metrics}`` for this run and all its descendants."""
+        if recursive:
+            result = {self._id: self.get_metrics(name)}
+            for child in self.get_children(recursive=True):
+                result[child.id] = child.get_metrics(name)
+            return result
+        self.flush()
+        params: list[tuple[str, str]] = []
+        if isinstance(name, str):
+            params.append(("name", name))
+        elif name is not None:
+            params += [("name", n) for n in name]
+        metrics: dict[str, Any] = self._client.get(f"{self._path}/metrics/values", params=params)[
+            "metrics"
+        ]
+        suspects = [k for k, v in metrics.items() if has_non_finite_marker(v)]
+        if suspects:
+            # "NaN"/"Infinity" are ambiguous in a string series; only decode scalar ones.
+            kinds = {
+                m["name"]: m.get("kind")
+                for m in self._client.get(f"{self._path}/metrics")["metrics"]
+            }
+            for k in suspects:
+                if kinds.get(k) == "scalar":
+                    v = metrics[k]
+                    metrics[k] = (
+                        [decode_number(x) for x in v] if isinstance(v, list) else (decode_number(v))
+                    )
+        return metrics
+
+    # -- tags and properties --------------------------------------------------------------
+
+    def tag(self, key: str, value: Any = None) -> None:
+        """Set a tag; without a value it is a bare tag (its value is None)."""
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any] | Iterable[str] | str) -> None:
+        if isinstance(tags, str):
+            tags = {tags: None}
+        elif not isinstance(tags, Mapping):
+            tags = dict.fromkeys(tags)
+        body = {"set": {str(k): None if v is None else str(v) for k, v in tags.items()}}
+        self._client.patch(f"{self._path}/tags", body)
+
+    def remove_tag(self, key: str) -> None:
+        self._client.patch(f"{self._path}/tags", {"remove": [key]})
+
+    def get_tags(self) -> dict[str, str | None]:
+        return self._client.get(f"{self._path}/tags")["tags"]
+
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        """Add immutable properties; setting a key again with another value raises
+        ``Conflict`` whose message names the key, the stored and the refused value."""
+        body = {"properties": {str(k): str(v) for k, v in properties.items()}}
+        self._client.post(f"{self._path}/properties", body)
+
+    def add_property(self, key: str, value: Any) -> None:
+        self.add_properties({key: value})
+
+    def get_properties(self) -> dict[str, str]:
+        return self._client.get(f"{self._path}/properties")["properties"]
+
+    # -- files ----------------------------------------------------------------------------
+
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]) -> dict:
+        """Store a file (a local path or a binary stream) at ``name`` in the run's tree."""
+        headers = {"Content-Type": "application/octet-stream"}
+        url = f"{self._path}/files/{quote_path(name)}"
+        if isinstance(path_or_stream, (str, os.PathLike)):
+            with open(path_or_stream, "rb") as f:
+                return self._client.call("PUT", url, data=f, headers=headers)
+        return self._client.call("PUT", url, data=path_or_stream, headers=headers)
+
+    def upload_files(self, names: list[str], paths: list[str | os.PathLike[str]]) -> list[dict]:
+        return [self.upload_file(n, p) for n, p in zip(names, paths, strict=True)]
+
+    def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[dict]:
+        """Upload every file under ``path`` to ``name/<relative path>``."""
+        root = Path(path)
+        results = []
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            target = f"{name.rstrip('/')}/{file.relative_to(root).as_posix()}"
+            results.append(self.upload_file(target, file))
+        return results
+
+    def _files(self, prefix: str | None = None) -> list[dict[str, Any]]:
+        params = {"prefix": prefix} if prefix else None
+        return self._client.get(f"{self._path}/files", params=params)["files"]
+
+    def get_file_names(self) -> list[str]:
+        return [f["path"] for f in self._files()]
+
+    def download_file(
+        self, name: str, output_file_path: str | os.PathLike[str] | None = None
+    ) -> str:
+        """Download run file ``name``; returns the local path written."""
+        target = Path(output_file_path) if output_file_path else Path(Path(name).name)
+        if target.is_dir():
+            target = target / Path(name).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        response = self._client.request(
+            "GET", f"{self._path}/files/{quote_path(name)}", headers={"Accept": "*/*"}, stream=True
+        )
+        with response, open(target, "wb") as f:
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                f.write(chunk)
+        return str(target)
+
+    def download_files(
+        self,
+        prefix: str | None = None,
+        output_directory: str | os.PathLike[str] | None = None,
+        append_prefix: bool = True,
+    ) -> list[str]:
+        """Download the files under ``prefix`` (all by default) into ``output_directory``
+        (default: the current folder), keeping their tree; with ``append_prefix=False``
+        the prefix is stripped from the local paths."""
+        out = Path(output_directory or ".")
+        written = []
+        for f in self._files(prefix):
+            rel = f["path"]
+            if prefix and not append_prefix and rel.startswith(prefix):
+                rel = rel[len(prefix) :].lstrip("/") or Path(rel).name
+            written.append(self.download_file(f["path"], out / rel))
+        return written
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _finish(
+        self, status: str, error: dict[str, str] | None = None, *, endpoint: str = "status"
+    ) -> None:
+        self._finished = True
+        self._close_metrics()
+        if self._flusher is not None:
+            # The thread is gone; points logged after this are sent by flush() or at exit.
+            self._flusher.heartbeat = False
+            self._flusher.client.close()
+        body: dict[str, Any] = {"status": status}
+        if error is not None:
+            body["error"] = error
+        try:
+            self._details = _retrying(
+                lambda: self._client.post(f"{self._path}/{endpoint}", body), close_timeout()
+            )
+        except Conflict as e:
+            try:
+                current = self._refresh().get("status")
+            except RunstudioError:
+                current = "in a final state"
+            warn(f"run {self._id} is {current} and stays so; {status} refused: {e.message}")
+        finally:
+            with shutdown.lock:
+                shutdown.open_runs.discard(self)
+
+    def start(self) -> None:
+        """Mark a NotStarted run (e.g. from ``create_children``) as Running."""
+        self._details = self._client.post(f"{self._path}/status", {"status": "Running"})
+
+    def complete(self) -> None:
+        """Flush, then mark the run Completed. On a run already terminal (e.g. canceled)
+        this warns on stderr and changes nothing."""
+        self._finish("Completed")
+
+    def fail(self, error_details: Any = None, error_code: str | None = None) -> None:
+        """Flush, then mark the run Failed with ``error_details`` (text or an exception)."""
+        self._finish(
+            "Failed", {"code": error_code or "UserError", "message": error_text(error_details)}
+        )
+
+    def cancel(self) -> None:
+        """Cancel the run. The server decides (POST /cancel): a submitted script that a worker
+        is executing goes to CancelRequested (the worker stops it); any other run to Canceled."""
+        self._finish("Canceled", endpoint="cancel")
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.complete()
+        else:
+            self.fail(error_details=exc, error_code="UserError")
+
+    # -- children -------------------------------------------------------------------------
+
+    def _create_children(self, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._client.post(f"{self._path}/children", {"runs": runs})["results"]
+
+    def child_run(self, name: str | None = None, run_id: str | None = None) -> Run:
+        """Start a child run (status Running); ``with run.child_run() as child:`` completes it."""
+        spec: dict[str, Any] = {"run_type": "child", "status": "Running"}
+        if name is not None:
+            spec["display_name"] = name
+        if run_id is not None:
+            spec["run_id"] = run_id
+        details = self._create_children([spec])[0]
+        child = Run._started(self._experiment_for(details), details)
+        child._parent, child._parent_loaded = self, True
+        return child
+
+    def create_children(
+        self,
+        count: int | None = None,
+        tag_key: str | None = None,
+        tag_values: Iterable[str] | None = None,
+    ) -> list[Run]:
+        """Create many children (status NotStarted) in one call: ``count`` of them, or one
+        per value in ``tag_values``, tagged ``tag_key=value``."""
+        if tag_key is not None and tag_values is not None:
+            specs = [{"run_type": "child", "tags": {tag_key: str(v)}} for v in tag_values]
+            if count is not None and count != len(specs):
+                raise ValueError("create_children(): count must match len(tag_values)")
+            results = self._create_children(specs)
+        elif count is not None:
+            results = self._client.post(f"{self._path}/children", {"count": int(count)})["results"]
+        else:
+            raise ValueError("create_children() needs count= or tag_key= and tag_values=")
+        children = []
+        for details in results:
+            child = Run(self._experiment_for(details), details["run_id"], _details=details)
+            child._parent, child._parent_loaded = self, True
+            children.append(child)
+        return children
+
+    def get_children(
+        self,
+        recursive: bool = False,
+        tags: Mapping[str, str | None] | str | None = None,
+        properties: Mapping[str, str] | None = None,
+        type: str | None = None,
+        status: str | None = None,
+    ) -> Iterator[Run]:
+        """Child runs (all descendants, breadth first, with ``recursive=True``)."""
+        params = {"recursive": 1} if recursive else None
+        results = self._client.get(f"{self._path}/children", params=params)["results"]
+        if isinstance(tags, str):
+            tags = {tags: None}
+        for details in results:
+            if status is not None and details.get("status") != status:
+                continue
+            if type is not None and details.get("run_type") != type:
+                continue
+            run_tags = details.get("tags") or {}
+            if tags and any(
+                k not in run_tags or (v is not None and run_tags[k] != v) for k, v in tags.items()
+            ):
+                continue
+            run_props = details.get("properties") or {}
+            if properties and any(run_props.get(k) != v for k, v in properties.items()):
+                continue
+            yield Run(self._experiment_for(details), details["run_id"], _details=details)
+
+    def _experiment_for(self, details: Mapping[str, Any]) -> Experiment:
+        name = details.get("experiment")
+        if not name or name == self._experiment.name:
+            return self._experiment
+        from runs.sdk.experiment import Experiment
+
+        return Experiment(self._experiment.workspace, name)
