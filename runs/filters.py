@@ -1,0 +1,118 @@
+"""The run list's one FilterSet: the studio's run list, the REST API's run list and saved views
+(which store these parameters) all filter through `RunFilter`."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+
+from runs import query
+from runs.models import Run, RunProperty, RunStatus, RunTag
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    text: str
+    q: Q
+
+
+class QueryField(forms.CharField):
+    """The search language; cleaning compiles it, so a bad query is a form error on `q`."""
+
+    def clean(self, value):
+        text = super().clean(value)
+        if not text:
+            return ""
+        try:
+            return ParsedQuery(text, query.parse(text))
+        except query.QueryError as exc:
+            raise forms.ValidationError(exc.message, code="query") from None
+
+
+class KeyValueField(forms.Field):
+    """Repeatable `key` or `key=value` (a key alone matches any value)."""
+
+    widget = forms.MultipleHiddenInput  # reads every value of the parameter
+
+    def to_python(self, value):
+        if not value:
+            return []
+        pairs = []
+        for raw in value if isinstance(value, list | tuple) else [value]:
+            raw = str(raw).strip()
+            if not raw:
+                continue
+            key, sep, val = raw.partition("=")
+            if not key.strip():
+                raise forms.ValidationError(
+                    f"{raw!r} needs a key: write key or key=value.", code="key"
+                )
+            pairs.append((key.strip(), val if sep else None))
+        return pairs
+
+
+class QueryFilter(django_filters.Filter):
+    field_class = QueryField
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        return qs.filter(value.q) if value else qs
+
+
+class KeyValueFilter(django_filters.Filter):
+    field_class = KeyValueField
+
+    def __init__(self, *args, model, **kwargs):
+        self.kv_model = model  # `model` is the FilterSet's, set by django-filter
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        for key, val in value or []:
+            match = self.kv_model.objects.filter(key=key)
+            if val is not None:
+                match = match.filter(value=val)
+            # IN (subquery), not EXISTS: planned once, from the (key, value) index.
+            qs = qs.filter(pk__in=match.values("run_id"))
+        return qs
+
+
+def _day_start(day) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+TOP_LEVEL_CHOICES = [("1", "Top-level runs only"), ("0", "Include child runs")]
+
+
+class RunFilter(django_filters.FilterSet):
+    q = QueryFilter(label="Search")
+    experiment = django_filters.CharFilter(field_name="experiment__name")
+    status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
+    tag = KeyValueFilter(model=RunTag, label="Tag (key or key=value)")
+    property = KeyValueFilter(model=RunProperty, label="Property (key or key=value)")
+    compute_target = django_filters.CharFilter()
+    submitter = django_filters.CharFilter(field_name="submitter__username")
+    created_from = django_filters.DateFilter(method="filter_created_from")
+    created_to = django_filters.DateFilter(method="filter_created_to")
+    top_level = django_filters.TypedChoiceFilter(
+        choices=TOP_LEVEL_CHOICES + [("true", "yes"), ("false", "no")],
+        coerce=lambda v: v in ("1", "true"),
+        method="filter_top_level",
+    )
+    parent = django_filters.CharFilter(field_name="parent__run_id")
+
+    class Meta:
+        model = Run
+        fields: list[str] = []
+
+    def filter_created_from(self, qs: QuerySet, name: str, value) -> QuerySet:
+        return qs.filter(created_at__gte=_day_start(value))
+
+    def filter_created_to(self, qs: QuerySet, name: str, value) -> QuerySet:
+        return qs.filter(created_at__lt=_day_start(value) + timedelta(days=1))
+
+    def filter_top_level(self, qs: QuerySet, name: str, value) -> QuerySet:
+        return qs.filter(parent__isnull=True) if value else qs
+
+
+FILTER_NAMES = tuple(RunFilter.base_filters)

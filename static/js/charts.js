@@ -1,0 +1,285 @@
+/* Runstudio charts: fills chart placeholders with plotly figures built on the server.
+ *
+ *   <div class="rs-chart" data-run="ID [ID…]" data-metric="loss" [data-x] [data-title] [data-live]>
+ *   <div class="rs-chart-children" data-run="PARENT" data-metric="acc" [data-best] [data-kind]>
+ *   <div class="rs-chart-static" data-figure="JSON_SCRIPT_ID">   (figure rendered in the page)
+ *
+ * Figures come from the chart views (runs/views/charts.py) with the session cookie; GETs only,
+ * so no CSRF token. Zooming refetches the visible x range (finer buckets), double-click zooms
+ * back out; the x-axis switch and the smoothing slider refetch too (the server caches the
+ * downsampled series, so that is cheap). See docs/architecture.md "Studio: charts".
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  var METRIC_URL = (script && script.dataset.metricUrl) || "/charts/metric/";
+  var CHILDREN_URL = (script && script.dataset.childrenUrl) || "/charts/children/";
+  var LIVE_MS = 5000;
+  var HIDDEN_MS = 30000;
+  var PLOT_CONFIG = {
+    responsive: true,
+    displaylogo: false,
+    modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"],
+  };
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) {
+      if (key === "text") node.textContent = attrs[key];
+      else node.setAttribute(key, attrs[key]);
+    });
+    (children || []).forEach(function (child) { node.appendChild(child); });
+    return node;
+  }
+
+  function query(params) {
+    var search = new URLSearchParams();
+    Object.keys(params).forEach(function (key) {
+      var value = params[key];
+      if (value === null || value === undefined || value === "") return;
+      if (Array.isArray(value)) value.forEach(function (v) { search.append(key, v); });
+      else search.append(key, value);
+    });
+    return search.toString();
+  }
+
+  function fetchJson(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        return response.json().then(function (body) {
+          if (!response.ok) {
+            var message = (body && body.error && body.error.message) || response.statusText;
+            throw new Error(message);
+          }
+          return body;
+        });
+      });
+  }
+
+  // A date axis reports its range as "YYYY-MM-DD HH:MM:SS.sss" in UTC; the server wants seconds.
+  function toSeconds(value, axis) {
+    if (axis !== "time") return Number(value);
+    if (typeof value === "number") return value / 1000;
+    return Date.parse(String(value).replace(" ", "T") + "Z") / 1000;
+  }
+
+  function fail(state, error) {
+    state.status.textContent = "Could not load the chart: " + error.message;
+    state.status.classList.add("error");
+  }
+
+  // --- metric lines -------------------------------------------------------------------------
+
+  function metricChart(node) {
+    var state = {
+      node: node,
+      runs: (node.dataset.run || "").split(/\s+/).filter(Boolean),
+      metric: node.dataset.metric || "",
+      title: node.dataset.title || node.dataset.metric || "",
+      x: node.dataset.x || "step",
+      smoothing: 0,
+      range: null, // [x_min, x_max] in the server's x units, or null for everything
+      seq: 0, // answers to older requests are dropped
+      drawn: false,
+      ignoreRelayout: false,
+    };
+    var xSelect = el("select", { "aria-label": "x axis", class: "rs-chart-x" }, [
+      el("option", { value: "step", text: "Step" }),
+      el("option", { value: "time", text: "Wall time" }),
+      el("option", { value: "relative", text: "Relative time" }),
+    ]);
+    xSelect.value = state.x;
+    var slider = el("input", {
+      type: "range", min: "0", max: "0.99", step: "0.01", value: "0",
+      "aria-label": "smoothing", class: "rs-chart-smoothing",
+    });
+    var sliderValue = el("output", { text: "0" });
+    state.status = el("span", { class: "rs-chart-status" });
+    var toolbar = el("div", { class: "rs-chart-toolbar" }, [
+      el("label", {}, [document.createTextNode("x "), xSelect]),
+      el("label", {}, [document.createTextNode("smoothing "), slider, sliderValue]),
+      state.status,
+    ]);
+    state.plot = el("div", { class: "rs-chart-plot" });
+    node.appendChild(toolbar);
+    node.appendChild(state.plot);
+
+    xSelect.addEventListener("change", function () {
+      state.x = xSelect.value;
+      state.range = null;
+      load(state, true);
+    });
+    var timer = null;
+    slider.addEventListener("input", function () {
+      sliderValue.textContent = slider.value;
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        state.smoothing = Number(slider.value);
+        load(state, false);
+      }, 150);
+    });
+    load(state, false);
+    if (node.dataset.live === "1") live(state);
+    return state;
+  }
+
+  function load(state, resetAxes) {
+    var seq = ++state.seq;
+    state.node.classList.add("rs-loading");
+    var url = METRIC_URL + "?" + query({
+      run: state.runs,
+      metric: state.metric,
+      x: state.x,
+      smoothing: state.smoothing || "",
+      x_min: state.range ? state.range[0] : "",
+      x_max: state.range ? state.range[1] : "",
+      title: state.title,
+    });
+    return fetchJson(url).then(function (body) {
+      if (seq !== state.seq) return;
+      var figure = body.figure;
+      if (resetAxes) figure.layout.uirevision = "x-" + state.x;
+      state.ignoreRelayout = true;
+      return Plotly.react(state.plot, figure.data, figure.layout, PLOT_CONFIG).then(function () {
+        state.ignoreRelayout = false;
+        if (!state.drawn) {
+          state.drawn = true;
+          state.plot.on("plotly_relayout", function (event) { onRelayout(state, event); });
+        }
+        describe(state, body.series);
+        state.node.classList.remove("rs-loading");
+        state.node.dataset.fetches = String(Number(state.node.dataset.fetches || 0) + 1);
+      });
+    }).catch(function (error) {
+      state.node.classList.remove("rs-loading");
+      fail(state, error);
+    });
+  }
+
+  function onRelayout(state, event) {
+    if (state.ignoreRelayout) return;
+    if (event["xaxis.autorange"] === true) { // double-click: back to the whole series
+      if (state.range === null) return;
+      state.range = null;
+      load(state, false);
+      return;
+    }
+    var low = event["xaxis.range[0]"], high = event["xaxis.range[1]"];
+    if (low === undefined && Array.isArray(event["xaxis.range"])) {
+      low = event["xaxis.range"][0];
+      high = event["xaxis.range"][1];
+    }
+    if (low === undefined || high === undefined) return;
+    state.range = [toSeconds(low, state.x), toSeconds(high, state.x)];
+    load(state, false);
+  }
+
+  function describe(state, series) {
+    state.status.classList.remove("error");
+    if (!series || !series.length) {
+      state.status.textContent = "";
+      return;
+    }
+    var total = 0, shown = 0, down = false;
+    series.forEach(function (s) {
+      total += s.count;
+      shown += s.in_range;
+      down = down || s.downsampled;
+    });
+    var text = total.toLocaleString() + " points";
+    if (state.range) text += " · " + shown.toLocaleString() + " in view";
+    if (down) text += " · downsampled (min/max kept) — zoom for detail";
+    state.status.textContent = text;
+  }
+
+  function live(state) {
+    var tick = function () {
+      if (!document.body.contains(state.node)) return;
+      load(state, false).then(function () {
+        setTimeout(tick, document.hidden ? HIDDEN_MS : LIVE_MS);
+      });
+    };
+    setTimeout(tick, LIVE_MS);
+  }
+
+  // --- children's best values ---------------------------------------------------------------
+
+  function childrenChart(node) {
+    var state = {
+      node: node,
+      run: node.dataset.run || "",
+      metric: node.dataset.metric || "",
+      best: node.dataset.best === "max" ? "max" : "min",
+      kind: node.dataset.kind === "scatter" ? "scatter" : "bar",
+      seq: 0,
+    };
+    var bestSelect = el("select", { "aria-label": "best value", class: "rs-chart-best" }, [
+      el("option", { value: "min", text: "Lowest (min)" }),
+      el("option", { value: "max", text: "Highest (max)" }),
+    ]);
+    bestSelect.value = state.best;
+    var kindSelect = el("select", { "aria-label": "chart kind", class: "rs-chart-kind" }, [
+      el("option", { value: "bar", text: "Bars" }),
+      el("option", { value: "scatter", text: "Points" }),
+    ]);
+    kindSelect.value = state.kind;
+    state.status = el("span", { class: "rs-chart-status" });
+    node.appendChild(el("div", { class: "rs-chart-toolbar" }, [
+      el("label", {}, [document.createTextNode("best "), bestSelect]),
+      el("label", {}, [document.createTextNode("as "), kindSelect]),
+      state.status,
+    ]));
+    state.plot = el("div", { class: "rs-chart-plot" });
+    node.appendChild(state.plot);
+    var reload = function () {
+      state.best = bestSelect.value;
+      state.kind = kindSelect.value;
+      var seq = ++state.seq;
+      fetchJson(CHILDREN_URL + "?" + query({
+        run: state.run, metric: state.metric, best: state.best, kind: state.kind,
+      })).then(function (body) {
+        if (seq !== state.seq) return;
+        state.status.textContent = body.children + " child run" + (body.children === 1 ? "" : "s");
+        return Plotly.react(state.plot, body.figure.data, body.figure.layout, PLOT_CONFIG);
+      }).catch(function (error) { fail(state, error); });
+    };
+    bestSelect.addEventListener("change", reload);
+    kindSelect.addEventListener("change", reload);
+    reload();
+    return state;
+  }
+
+  // --- figures rendered into the page -------------------------------------------------------
+
+  function staticChart(node) {
+    var source = document.getElementById(node.dataset.figure);
+    if (!source) return;
+    var figure = JSON.parse(source.textContent);
+    Plotly.newPlot(node, figure.data, figure.layout, PLOT_CONFIG);
+  }
+
+  function init(root) {
+    if (typeof Plotly === "undefined") return;
+    var scope = root || document;
+    var kinds = [
+      [".rs-chart", metricChart],
+      [".rs-chart-children", childrenChart],
+      [".rs-chart-static", staticChart],
+    ];
+    kinds.forEach(function (pair) {
+      scope.querySelectorAll(pair[0]).forEach(function (node) {
+        if (node.dataset.rsChart) return; // already drawn
+        node.dataset.rsChart = "1";
+        pair[1](node);
+      });
+    });
+  }
+
+  window.rsCharts = { init: init };
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { init(document); });
+  } else {
+    init(document);
+  }
+})();

@@ -1,0 +1,191 @@
+// The run detail page's behaviour. The page works without it (forms post, links page);
+// this adds: focus and Escape on in-place edits, the description preview, and — while the
+// run is live — polling for server-rendered fragments (status, details, metric summaries,
+// child runs, file tree) and appending new log lines. Data comes from data-* attributes.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("run-page");
+  if (!root) return;
+
+  var FAST = 3000; // ms between polls while the tab is visible
+  var SLOW = 15000; // ... and while it is hidden
+  var live = root.dataset.live === "1";
+  var timer = null;
+  var busy = false;
+
+  function fragmentUrl(params) {
+    var query = new URLSearchParams(window.location.search);
+    query.set("tab", root.dataset.tab);
+    Object.keys(params).forEach(function (key) { query.set(key, params[key]); });
+    return root.dataset.pageUrl + "?" + query.toString();
+  }
+
+  function parse(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html; // server-rendered and escaped by Django templates
+    return template.content;
+  }
+
+  function get(url) {
+    return fetch(url, {
+      credentials: "same-origin",
+      headers: { "X-Requested-With": "fetch" },
+    }).then(function (response) {
+      if (!response.ok) throw new Error(response.status + " " + url);
+      return response.text();
+    });
+  }
+
+  // --- in-place edits --------------------------------------------------------------------
+
+  root.addEventListener("toggle", function (event) {
+    var details = event.target;
+    if (!(details instanceof HTMLDetailsElement) || !details.open) return;
+    var field = details.querySelector("[data-autofocus]");
+    if (field) {
+      field.focus();
+      if (field.select && field.tagName === "INPUT") field.select();
+    }
+  }, true);
+
+  root.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var details = event.target.closest && event.target.closest("details.rd-edit[open]");
+    if (details) details.open = false;
+  });
+
+  root.addEventListener("click", function (event) {
+    var close = event.target.closest("[data-close-details]");
+    if (close) {
+      var details = close.closest("details");
+      if (details) details.open = false;
+    }
+    var preview = event.target.closest("[data-preview]");
+    if (preview) showPreview(preview.form);
+  });
+
+  root.addEventListener("submit", function (event) {
+    var message = event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  function showPreview(form) {
+    var target = form.querySelector("#description-preview");
+    var body = new FormData();
+    body.append("description", form.elements.description.value);
+    fetch(root.dataset.previewUrl, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": form.elements.csrfmiddlewaretoken.value },
+    })
+      .then(function (response) { return response.text().then(function (text) {
+        return { ok: response.ok, text: text };
+      }); })
+      .then(function (result) {
+        target.hidden = false;
+        if (result.ok) {
+          // The server's sanitiser (runs/rich_text.py) made this HTML; nothing is built here.
+          target.replaceChildren(parse(result.text));
+        } else {
+          target.textContent = result.text;
+        }
+      });
+  }
+
+  // --- live updates ----------------------------------------------------------------------
+
+  function swapParts(fragment) {
+    fragment.querySelectorAll("[data-live-part][id]").forEach(function (part) {
+      var current = document.getElementById(part.id);
+      if (!current) return;
+      // Keep an open in-place edit open: do not swap a part the user is typing in.
+      if (current.contains(document.activeElement) && document.activeElement !== document.body) {
+        return;
+      }
+      // Folders the user closed stay closed.
+      current.querySelectorAll("details[data-folder]:not([open])").forEach(function (closed) {
+        part.querySelectorAll("details[data-folder]").forEach(function (folder) {
+          if (folder.dataset.folder === closed.dataset.folder) folder.open = false;
+        });
+      });
+      current.replaceWith(part);
+      if (window.rsCharts && window.rsCharts.init) window.rsCharts.init(part);
+    });
+  }
+
+  function pollParts() {
+    return get(fragmentUrl({ fragment: "live" })).then(function (html) {
+      var fragment = parse(html);
+      var status = fragment.getElementById("run-status");
+      swapParts(fragment);
+      if (status && status.dataset.terminal === "1") {
+        live = false;
+        root.dataset.live = "0";
+      }
+    });
+  }
+
+  function pollLog() {
+    var log = document.getElementById("log-view");
+    if (!log || log.dataset.follow !== "1") return Promise.resolve();
+    var params = { fragment: "log", file: log.dataset.path, offset: log.dataset.nextOffset };
+    if (log.dataset.nextLine) params.line = log.dataset.nextLine;
+    return get(fragmentUrl(params)).then(function (html) {
+      var body = parse(html).querySelector("tbody");
+      if (!body) return;
+      var scroller = log.closest(".rd-log-scroll");
+      var atBottom = scroller &&
+        scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+      var rows = body.querySelectorAll("tr");
+      if (rows.length) {
+        var target = log.tBodies[0] || log.appendChild(document.createElement("tbody"));
+        rows.forEach(function (row) { target.appendChild(row); });
+        var empty = document.querySelector("[data-log-empty]");
+        if (empty) empty.hidden = true;
+      }
+      log.dataset.nextOffset = body.dataset.nextOffset;
+      if (body.dataset.nextLine) log.dataset.nextLine = body.dataset.nextLine;
+      if (atBottom && rows.length) scroller.scrollTop = scroller.scrollHeight;
+    });
+  }
+
+  function tick() {
+    timer = null;
+    if (busy) return schedule();
+    busy = true;
+    var wasLive = live;
+    pollParts()
+      .then(pollLog)
+      .catch(function (error) { console.warn("run page: poll failed", error); })
+      .then(function () {
+        busy = false;
+        // One more log read after the run ends picks up its last, unfinished line.
+        if (wasLive && !live) return pollLog().then(stopFollowing);
+        schedule();
+      });
+  }
+
+  function stopFollowing() {
+    var log = document.getElementById("log-view");
+    if (log) log.dataset.follow = "0";
+    var note = document.querySelector("[data-live-note]");
+    if (note) note.hidden = true;
+  }
+
+  function schedule() {
+    if (!live || timer) return;
+    timer = window.setTimeout(tick, document.hidden ? SLOW : FAST);
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (!live) return;
+    if (timer) window.clearTimeout(timer);
+    timer = null;
+    if (document.hidden) schedule();
+    else tick();
+  });
+
+  schedule();
+})();

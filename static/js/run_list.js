@@ -1,0 +1,156 @@
+// The run list's behaviour. The page works without it (the filter form submits, links sort and
+// page, the save-view form posts the state the server rendered); this adds: select-all, the
+// Compare link for the selected runs, saving the state as it is now (including selections
+// made after the page loaded), a confirm before deleting a view, and live statuses — the list
+// polls a server-rendered fragment for the visible runs that are not finished yet.
+(function () {
+  "use strict";
+
+  var FAST = 5000; // ms between status polls while the tab is visible
+  var SLOW = 30000; // ... and while it is hidden
+  var form = document.getElementById("run-form");
+  var table = document.getElementById("run-table");
+  if (!form || !table) return;
+
+  var terminal = JSON.parse(document.getElementById("terminal-statuses").textContent);
+
+  function boxes() {
+    return Array.prototype.slice.call(table.querySelectorAll("tbody input[name=run]"));
+  }
+
+  // The selection: checkboxes on this page plus hidden inputs for runs selected elsewhere.
+  function selectedIds() {
+    var ids = [];
+    form.querySelectorAll("input[type=hidden][name=run]").forEach(function (input) {
+      ids.push(input.value);
+    });
+    boxes().forEach(function (box) { if (box.checked) ids.push(box.value); });
+    return ids;
+  }
+
+  // --- select all and Compare ---------------------------------------------------------------
+
+  var selectAll = table.querySelector("[data-select-all]");
+  var compare = document.getElementById("compare-button");
+
+  function refreshSelection() {
+    var ids = selectedIds();
+    var all = boxes();
+    if (selectAll) {
+      var checked = all.filter(function (b) { return b.checked; }).length;
+      selectAll.checked = all.length > 0 && checked === all.length;
+      selectAll.indeterminate = checked > 0 && checked < all.length;
+    }
+    if (compare) {
+      var params = new URLSearchParams();
+      ids.forEach(function (id) { params.append("run", id); });
+      compare.href = compare.dataset.compareUrl + "?" + params.toString();
+      compare.setAttribute("aria-disabled", ids.length ? "false" : "true");
+      compare.querySelector("[data-selected-count]").textContent = ids.length;
+    }
+  }
+
+  if (selectAll) {
+    selectAll.addEventListener("change", function () {
+      boxes().forEach(function (box) { box.checked = selectAll.checked; });
+      refreshSelection();
+    });
+  }
+  table.addEventListener("change", function (event) {
+    if (event.target.name === "run") refreshSelection();
+  });
+  if (compare) {
+    compare.addEventListener("click", function (event) {
+      if (compare.getAttribute("aria-disabled") === "true") event.preventDefault();
+    });
+  }
+  refreshSelection();
+
+  // --- saving a view: send the state as the page shows it now -------------------------------
+
+  function currentState() {
+    var params = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) {
+      if (key !== "page" && value !== "") params.append(key, value);
+    });
+    return params.toString();
+  }
+
+  document.querySelectorAll("form[data-state-from]").forEach(function (saveForm) {
+    saveForm.addEventListener("submit", function () {
+      var state = saveForm.querySelector("input[name=state]");
+      if (state) state.value = currentState();
+    });
+  });
+
+  document.querySelectorAll("form[data-confirm]").forEach(function (confirmForm) {
+    confirmForm.addEventListener("submit", function (event) {
+      if (!window.confirm(confirmForm.dataset.confirm)) event.preventDefault();
+    });
+  });
+
+  // Open dropdowns close on Escape or a click elsewhere.
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll("details.dropdown[open]").forEach(function (details) {
+      if (!details.contains(event.target)) details.open = false;
+    });
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    document.querySelectorAll("details.dropdown[open]").forEach(function (details) {
+      details.open = false;
+    });
+  });
+
+  // --- live statuses --------------------------------------------------------------------------
+
+  var timer = null;
+
+  function liveIds() {
+    var ids = [];
+    table.querySelectorAll("[data-status-for]").forEach(function (cell) {
+      if (terminal.indexOf(cell.dataset.status) === -1) ids.push(cell.dataset.statusFor);
+    });
+    return ids;
+  }
+
+  function schedule() {
+    window.clearTimeout(timer);
+    if (liveIds().length) timer = window.setTimeout(poll, document.hidden ? SLOW : FAST);
+  }
+
+  function poll() {
+    var ids = liveIds();
+    if (!ids.length) return;
+    var params = new URLSearchParams();
+    ids.forEach(function (id) { params.append("run", id); });
+    fetch(table.dataset.statusUrl + "?" + params.toString(), {
+      credentials: "same-origin",
+      headers: { "X-Requested-With": "fetch" },
+    })
+      .then(function (response) {
+        if (!response.ok) throw new Error(String(response.status));
+        return response.text();
+      })
+      .then(function (html) {
+        var template = document.createElement("template");
+        template.innerHTML = html; // rendered and escaped by the server
+        template.content.querySelectorAll("[data-status-for]").forEach(function (fresh) {
+          var id = fresh.dataset.statusFor;
+          table.querySelectorAll("[data-status-for]").forEach(function (cell) {
+            if (cell.dataset.statusFor === id && cell.dataset.status !== fresh.dataset.status) {
+              cell.dataset.status = fresh.dataset.status;
+              cell.innerHTML = fresh.innerHTML;
+            }
+          });
+        });
+      })
+      .catch(function () { /* a missed poll is retried on the next tick */ })
+      .then(schedule);
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) poll(); else schedule();
+  });
+  schedule();
+})();
