@@ -1,0 +1,74 @@
+"""Snapshots on the server side: a submitted source directory arrives as a zip, is checked
+whole (paths, file count, unpacked size) before anything is stored, and lands in the run's
+`snapshot/` tree; a worker copies that tree into the run's working directory.
+
+The SDK packs the zip (runs/sdk/submit.py) and checks the same size limit before uploading.
+"""
+
+import shutil
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+from django.core.files.storage import default_storage
+
+from runs import limits, storage
+from runs.errors import InvalidInput, TooLarge
+from runs.models import Run, RunFile
+
+PREFIX = "snapshot/"
+
+
+def snapshot_check(*, archive: BinaryIO) -> list[zipfile.ZipInfo]:
+    """The zip's file entries, after checking them all; raises before anything is written."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise InvalidInput("snapshot: not a zip archive.", field="snapshot") from None
+    entries = [info for info in zf.infolist() if not info.is_dir()]
+    if len(entries) > limits.SNAPSHOT_MAX_FILES:
+        raise TooLarge(
+            f"snapshot: {len(entries)} files; the limit is {limits.SNAPSHOT_MAX_FILES}. "
+            "Leave generated files out with a .runstudioignore file.",
+            field="snapshot",
+        )
+    total = sum(info.file_size for info in entries)
+    if total > limits.SNAPSHOT_MAX_BYTES:
+        raise TooLarge(
+            f"snapshot: {total / 1e6:.1f} MB unpacked; the limit is "
+            f"{limits.SNAPSHOT_MAX_BYTES / 1e6:.0f} MB. Leave data and outputs out with a "
+            ".runstudioignore file, or read them from storage inside the script.",
+            field="snapshot",
+        )
+    for info in entries:
+        storage.check_path(PREFIX + info.filename, field="snapshot")
+    return entries
+
+
+def snapshot_store(*, run: Run, archive: BinaryIO) -> list[str]:
+    """Checks the zip, then writes each file to the run's `snapshot/` tree."""
+    entries = snapshot_check(archive=archive)
+    archive.seek(0)
+    paths = []
+    with zipfile.ZipFile(archive) as zf:
+        for info in entries:
+            with zf.open(info) as member:
+                storage.run_file_write(run=run, path=PREFIX + info.filename, stream=member)
+            paths.append(info.filename)
+    return paths
+
+
+def snapshot_unpack(*, run: Run, destination: Path) -> int:
+    """Copies the run's `snapshot/` tree into `destination`; returns the number of files."""
+    count = 0
+    for record in RunFile.objects.filter(run=run, path__startswith=PREFIX).order_by("path"):
+        relative = record.path[len(PREFIX) :]
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            default_storage.open(storage.storage_name(run, record.path), "rb") as source,
+            open(target, "wb") as out,
+        ):
+            shutil.copyfileobj(source, out, storage.CHUNK)
+        count += 1
+    return count
