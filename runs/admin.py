@@ -1,6 +1,9 @@
 from django.contrib import admin
 
 from runs.models import (
+    AlertChannel,
+    AlertDelivery,
+    AlertRule,
     ApiToken,
     Experiment,
     Membership,
@@ -118,3 +121,30 @@ class StatusEventAdmin(admin.ModelAdmin):
     list_display = ["run", "from_status", "to_status", "at", "by"]
     list_filter = ["to_status"]
     raw_id_fields = ["run", "by"]
+
+
+# --- Alerts (runs/alerts.py) ------------------------------------------------------------------
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "channel", "statuses", "experiment", "enabled"]
+    list_filter = ["channel", "enabled", "workspace"]
+    search_fields = ["name", "workspace__name", "recipients", "webhook_url"]
+    raw_id_fields = ["experiment", "created_by"]
+
+    def save_model(self, request, obj, form, change):
+        from runs.alerts import new_secret
+
+        if obj.channel == AlertChannel.WEBHOOK and not obj.secret:
+            obj.secret = new_secret()  # every webhook is signed
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["at", "rule", "event", "attempt", "status", "response_code", "next_attempt_at"]
+    list_filter = ["status", "rule__channel"]
+    search_fields = ["rule__name", "event__run__run_id", "error"]
+    raw_id_fields = ["rule", "event"]
+    readonly_fields = ["at"]

@@ -31,3 +31,13 @@ MAX_FILE_READ_BYTES = 8 * 1024 * 1024
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1_000
 HISTORY_PAGE_MAX = 100_000
+
+# Compute targets: the name is also the django.tasks queue name, which django-tasks-db stores
+# in a 32-character column.
+COMPUTE_TARGET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+COMPUTE_TARGET_CAPACITY_MAX = 10_000
+# A submitted snapshot (the source directory), like Azure ML's 300 MB; the SDK checks the
+# same number before uploading (runs/sdk/submit.py, RUNSTUDIO_SNAPSHOT_MAX_BYTES there).
+SNAPSHOT_MAX_BYTES = 300 * 1024 * 1024
+SNAPSHOT_MAX_FILES = 100_000
+SCRIPT_ARGUMENTS_MAX = 1_000

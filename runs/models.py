@@ -188,7 +188,16 @@ class MetricSeries(models.Model):
     class Meta:
         verbose_name_plural = "metric series"
         constraints = [models.UniqueConstraint(fields=["run", "name"], name="unique_run_metric")]
-        indexes = [models.Index(fields=["name"], name="series_name")]
+        indexes = [
+            models.Index(fields=["name"], name="series_name"),
+            # Covers the run list's sort and filter on a metric's last/min/max: the lookup by
+            # (run, name) reads the summary from the index alone (measured on 100k runs,
+            # SQLite: a tag-filtered page sorted by a metric max 53 → 18 ms).
+            models.Index(
+                fields=["run", "name", "last_value", "min_value", "max_value"],
+                name="series_run_summary",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.run_id}:{self.name}"
@@ -198,7 +207,12 @@ class MetricPoint(models.Model):
     """A scalar point. NULL value means NaN: SQLite cannot store NaN in a REAL column."""
 
     pk = models.CompositePrimaryKey("series", "seq")
-    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, db_index=False)
+    # No database constraint: SQLite would check the series for every inserted point (~8% of
+    # the ingest floor). Points are only written by run_log_batch for series it has just
+    # locked or created, and the ORM still cascades deletes.
+    series = models.ForeignKey(
+        MetricSeries, on_delete=models.CASCADE, db_index=False, db_constraint=False
+    )
     seq = models.BigIntegerField()
     step = models.BigIntegerField()
     value = models.FloatField(null=True)
@@ -269,3 +283,164 @@ class StatusEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class CustomView(models.Model):
+    """A saved run-list setup (filters, search, columns, sort, selected runs, charts).
+
+    Private to its owner or shared with the workspace; only the owner changes it
+    (runs/saved_views.py). `params` is validated there before it is stored."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="views")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="run_views"
+    )
+    name = models.CharField(max_length=100)
+    shared = models.BooleanField(default=False)
+    params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["workspace", "owner"], name="view_ws_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.workspace}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("runs:view", kwargs={"workspace": self.workspace.name, "view_id": self.pk})
+
+
+class ComputeTarget(models.Model):
+    """A named place that runs submitted scripts; its name is the django.tasks queue name.
+
+    Queue names are global, so every workspace's `cpu-cluster` shares the `cpu-cluster` queue
+    and its workers; `capacity` bounds how many of *this workspace's* runs on the target
+    execute at once (runs/tasks.py re-queues a run that would exceed it)."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="compute_targets"
+    )
+    name = models.CharField(max_length=64)
+    capacity = models.PositiveIntegerField(default=1)
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="unique_compute_target"),
+            models.CheckConstraint(
+                condition=models.Q(capacity__gte=1), name="compute_target_capacity_gte_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workspace}/{self.name}"
+
+
+class Worker(models.Model):
+    """A worker process serving one queue (= compute target name), seen alive by heartbeats.
+
+    `worker_id` is the django-tasks-db worker id (`<hostname>-<pid>-<4 hex>` for workers
+    started by `runstudio worker`; whatever `db_worker` generated otherwise). Alive means
+    `stopped_at` is null and `last_seen_at` is newer than RUNSTUDIO_HEARTBEAT_TIMEOUT."""
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    queue_name = models.CharField(max_length=64, db_index=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    current_run = models.ForeignKey(
+        Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    runs_executed = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["queue_name", "-last_seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.worker_id} ({self.queue_name})"
+
+
+class AlertChannel(models.TextChoices):
+    EMAIL = "email", "E-mail"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class AlertRule(models.Model):
+    """Turns a workspace's status events into notifications (runs/alerts.py).
+
+    `statuses` is the list of target statuses that fire the rule; `experiment`, when set,
+    narrows it to that experiment's runs. E-mail rules send to `recipients` (one address a
+    line); webhook rules POST JSON to `webhook_url`, signed with `secret` (HMAC-SHA256)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="alert_rules")
+    name = models.CharField(max_length=100)
+    statuses = models.JSONField(default=list)
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, null=True, blank=True, related_name="alert_rules"
+    )
+    channel = models.CharField(max_length=16, choices=AlertChannel.choices)
+    recipients = models.TextField(blank=True)
+    webhook_url = models.URLField(max_length=2000, blank=True)
+    secret = models.CharField(max_length=100, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["workspace", "enabled"], name="alert_rule_ws_enabled")]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="unique_alert_rule_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workspace}/{self.name}"
+
+    @property
+    def recipient_list(self) -> list[str]:
+        return [line.strip() for line in self.recipients.splitlines() if line.strip()]
+
+
+class AlertDeliveryStatus(models.TextChoices):
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class AlertDelivery(models.Model):
+    """One attempt to deliver one status event through one rule. A failed webhook attempt
+    schedules the next (`next_attempt_at`); the row is created before sending, so a task
+    that runs twice does not send twice."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(StatusEvent, on_delete=models.CASCADE, related_name="deliveries")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(
+        max_length=16, choices=AlertDeliveryStatus.choices, default=AlertDeliveryStatus.SENDING
+    )
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "alert deliveries"
+        ordering = ["-at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "event", "attempt"], name="unique_alert_delivery_attempt"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} #{self.event_id} attempt {self.attempt}: {self.status}"

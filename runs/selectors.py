@@ -1,12 +1,30 @@
 """Reads. Filtering, sorting and paging happen in the database."""
 
+import itertools
 import math
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, Max, OuterRef, Prefetch, QuerySet
+from django.db.models import (
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FilteredRelation,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Window,
+)
+from django.db.models.functions import Coalesce, Now, RowNumber
 
+from runs.errors import InvalidInput
 from runs.models import (
     Experiment,
     Membership,
@@ -17,7 +35,9 @@ from runs.models import (
     Run,
     RunFile,
     RunProperty,
+    RunStatus,
     RunTag,
+    StatusEvent,
     Workspace,
 )
 
@@ -36,38 +56,6 @@ def experiment_list(*, workspace: Workspace) -> QuerySet[Experiment]:
     return workspace.experiments.annotate(
         run_count=Count("runs"), last_run_at=Max("runs__created_at")
     ).order_by("name")
-
-
-def run_list(
-    *,
-    workspace: Workspace,
-    experiment: str | None = None,
-    statuses: list[str] | None = None,
-    tags: list[tuple[str, str | None]] | None = None,
-    properties: list[tuple[str, str]] | None = None,
-    parent: Run | None = None,
-    top_level: bool = False,
-) -> QuerySet[Run]:
-    runs = Run.objects.filter(workspace=workspace)
-    if experiment:
-        runs = runs.filter(experiment__name=experiment)
-    if statuses:
-        runs = runs.filter(status__in=statuses)
-    for key, value in tags or []:
-        match = RunTag.objects.filter(run=OuterRef("pk"), key=key)
-        if value is not None:
-            match = match.filter(value=value)
-        runs = runs.filter(Exists(match))
-    for key, value in properties or []:
-        match = RunProperty.objects.filter(run=OuterRef("pk"), key=key)
-        if value is not None:
-            match = match.filter(value=value)
-        runs = runs.filter(Exists(match))
-    if parent is not None:
-        runs = runs.filter(parent=parent)
-    elif top_level:
-        runs = runs.filter(parent__isnull=True)
-    return with_run_details(runs).order_by("-id")
 
 
 def with_run_details(runs: QuerySet[Run]) -> QuerySet[Run]:
@@ -199,3 +187,295 @@ def run_files(*, run: Run, prefix: str = "") -> QuerySet[RunFile]:
     if prefix:
         files = files.filter(path__startswith=prefix)
     return files
+
+
+# --- The run detail page (runs/views/run_detail.py) ------------------------------------------
+
+
+def status_events(*, run: Run) -> QuerySet[StatusEvent]:
+    return run.status_events.select_related("by").order_by("at", "id")
+
+
+def _count_of(rows: QuerySet, key: str) -> Coalesce:
+    counted = rows.filter(**{key: OuterRef("pk")}).order_by().values(key)
+    return Coalesce(Subquery(counted.annotate(n=Count("pk")).values("n")), 0)
+
+
+def run_counts(*, run: Run) -> dict[str, int]:
+    """The numbers the run page's tabs show, in one query (a subquery each, no cross join)."""
+    return (
+        Run.objects.filter(pk=run.pk)
+        .annotate(
+            n_children=_count_of(Run.objects.all(), "parent"),
+            n_files=_count_of(RunFile.objects.all(), "run"),
+            n_events=_count_of(StatusEvent.objects.all(), "run"),
+        )
+        .values("n_children", "n_files", "n_events")
+        .get()
+    )
+
+
+def metric_entries_recent(
+    *, series_ids: list[int], per_series: int = 200
+) -> dict[int, list[tuple[int, int, Any]]]:
+    """The last `per_series` (seq, step, value) entries of each non-scalar series, oldest
+    first, in one query (a window function ranks each series' entries)."""
+    if not series_ids:
+        return {}
+    rows = (
+        MetricEntry.objects.filter(series_id__in=series_ids)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("series_id")], order_by=F("seq").desc()))
+        .filter(rank__lte=per_series)
+        .order_by("series_id", "seq")
+        .values_list("series_id", "seq", "step", "value")
+    )
+    found: dict[int, list] = defaultdict(list)
+    for series_id, seq, step, value in rows:
+        found[series_id].append((seq, step, value))
+    return found
+
+
+def child_run_tree(*, run: Run) -> list[tuple[Run, int]]:
+    """Every descendant as (run, depth) in tree order: each child right under its parent.
+    One query per level of the tree (plain rows: the table needs no tags or properties)."""
+    below: dict[int, list[Run]] = defaultdict(list)
+    level = [run.pk]
+    while level:
+        children = list(Run.objects.filter(parent_id__in=level).order_by("id"))
+        for child in children:
+            below[child.parent_id].append(child)
+        level = [child.pk for child in children]
+    ordered: list[tuple[Run, int]] = []
+    stack = [(child, 1) for child in reversed(below[run.pk])]
+    while stack:
+        node, depth = stack.pop()
+        ordered.append((node, depth))
+        stack += [(child, depth + 1) for child in reversed(below[node.pk])]
+    return ordered
+
+
+def scalar_metric_names(*, runs: list[Run]) -> list[str]:
+    return list(
+        MetricSeries.objects.filter(run__in=runs, kind=MetricKind.SCALAR)
+        .values_list("name", flat=True)
+        .distinct()
+        .order_by("name")
+    )
+
+
+def metric_summaries_for(*, runs: list[Run], names: list[str]) -> dict[int, dict[str, Any]]:
+    """{run pk: {metric name: series}} for the given runs and names, in one query."""
+    found: dict[int, dict[str, Any]] = defaultdict(dict)
+    if runs and names:
+        for series in MetricSeries.objects.filter(run__in=runs, name__in=names):
+            found[series.run_id][series.name] = series
+    return found
+
+
+def file_tree(*, files: list[RunFile]) -> dict[str, Any]:
+    """Paths → nested folders: {"name", "path", "folders": [...], "files": [RunFile]}."""
+    root: dict[str, Any] = {"name": "", "path": "", "folders": {}, "files": []}
+    for record in files:
+        node = root
+        *folders, _ = record.path.split("/")
+        for index, name in enumerate(folders):
+            node = node["folders"].setdefault(
+                name,
+                {"name": name, "path": "/".join(folders[: index + 1]), "folders": {}, "files": []},
+            )
+        node["files"].append(record)
+
+    def freeze(node: dict[str, Any]) -> dict[str, Any]:
+        folders = [freeze(child) for _, child in sorted(node["folders"].items())]
+        return {**node, "folders": folders}
+
+    return freeze(root)
+
+
+# --- Studio run lists, the search language and custom views (runs/views/lists.py) -----------
+# The run list's filters are runs.filters.RunFilter (which compiles `q` with runs.query);
+# the helpers below sort, page and read the columns of what it returns.
+
+
+def experiment_overview(*, workspace: Workspace) -> QuerySet[Experiment]:
+    """Experiments with their run count, last run and status counts: one GROUP BY query."""
+    active = [
+        RunStatus.NOT_STARTED,
+        RunStatus.QUEUED,
+        RunStatus.PREPARING,
+        RunStatus.RUNNING,
+        RunStatus.FINALIZING,
+        RunStatus.CANCEL_REQUESTED,
+    ]
+    return workspace.experiments.annotate(
+        run_count=Count("runs"),
+        last_run_at=Max("runs__created_at"),
+        active_count=Count("runs", filter=Q(runs__status__in=active)),
+        completed_count=Count("runs", filter=Q(runs__status=RunStatus.COMPLETED)),
+        failed_count=Count("runs", filter=Q(runs__status=RunStatus.FAILED)),
+        canceled_count=Count("runs", filter=Q(runs__status=RunStatus.CANCELED)),
+    ).order_by("name")
+
+
+def run_filterset(*, workspace: Workspace, params: Mapping[str, Any]):
+    """The bound RunFilter over the workspace's runs (pages show its form and errors)."""
+    from runs.filters import RunFilter
+
+    return RunFilter(params, queryset=Run.objects.filter(workspace=workspace))
+
+
+def run_search(*, workspace: Workspace, params: Mapping[str, Any]) -> QuerySet[Run]:
+    """The workspace's runs matching RunFilter parameters — `q` (the search language),
+    experiment, status, tag, property, compute_target, submitter, created_from/_to,
+    top_level, parent. Unordered. Raises InvalidInput naming the first bad parameter."""
+    filterset = run_filterset(workspace=workspace, params=params)
+    if not filterset.is_valid():
+        field, messages = next(iter(filterset.errors.items()))
+        raise InvalidInput(f"{field}: {messages[0]}", field=field)
+    return filterset.qs
+
+
+SORT_DEFAULT = "-created"
+
+
+def run_sort(*, runs: QuerySet[Run], sort: str = SORT_DEFAULT) -> QuerySet[Run]:
+    """Order by any column key, `-` first for descending, in the database: tags, properties
+    and metric aggregates through a LEFT JOIN on that one key (FilteredRelation); missing
+    values last either way; ties broken by id. Raises InvalidInput on field `sort`."""
+    from runs import query
+
+    key = (sort or SORT_DEFAULT).strip()
+    descending = key.startswith("-")
+    try:
+        field = query.parse_field(key.lstrip("-+"))
+    except query.QueryError as exc:
+        raise InvalidInput(f"sort: {exc.message}", field="sort") from None
+    if field.kind == "attribute" and field.name == "duration":
+        runs = runs.annotate(
+            sort_value=ExpressionWrapper(
+                Coalesce(F("ended_at"), Now()) - F("started_at"), output_field=DurationField()
+            )
+        )
+        expression = F("sort_value")
+    elif field.kind == "attribute":
+        expression = F(query.ATTRIBUTES[field.name].lookup)
+    elif field.kind == "metric":
+        runs = runs.annotate(
+            sort_on=FilteredRelation("metric_series", condition=Q(metric_series__name=field.name))
+        )
+        expression = F(f"sort_on__{field.metric_column}")
+    else:
+        relation = "tags" if field.kind == "tag" else "properties"
+        runs = runs.annotate(
+            sort_on=FilteredRelation(relation, condition=Q(**{f"{relation}__key": field.name}))
+        )
+        expression = F("sort_on__value")
+    if descending:
+        return runs.order_by(expression.desc(nulls_last=True), "-id")
+    return runs.order_by(expression.asc(nulls_last=True), "id")
+
+
+@dataclass
+class RunPage:
+    rows: list[tuple[Run, list[Any]]]  # each run with its column values, in column order
+    has_next: bool
+    metric_names: list[str]  # scalar metrics of the page's runs, for the column picker
+
+
+def _column_value(field, run: Run, series: dict[str, MetricSeries], now) -> Any:
+    if field.kind == "tag":
+        for tag in run.tags.all():
+            if tag.key == field.name:
+                return tag.value if tag.value is not None else True  # a bare tag is set
+        return None
+    if field.kind == "property":
+        for prop in run.properties.all():
+            if prop.key == field.name:
+                return prop.value
+        return None
+    if field.kind == "metric":
+        found = series.get(field.name)
+        if found is None:
+            return None
+        if field.agg == "last":
+            return _scalar_last(found)
+        return getattr(found, field.metric_column)
+    name = field.name
+    if name == "display_name":
+        return run.display_name or run.run_id
+    if name == "experiment":
+        return run.experiment.name
+    if name == "submitter":
+        return run.submitter.username if run.submitter else None
+    if name == "parent":
+        return run.parent.run_id if run.parent else None
+    if name in ("created", "started", "ended"):
+        return getattr(run, f"{name}_at")
+    if name == "duration":
+        if run.started_at is None:
+            return None
+        return (run.ended_at or now) - run.started_at
+    return getattr(run, name)
+
+
+def run_rows(*, runs: list[Run], columns: list) -> list[tuple[Run, list[Any]]]:
+    """Each run with its column values: one query for all the metric columns together (tags
+    and properties come prefetched by with_run_details)."""
+    from django.utils import timezone
+
+    names = sorted({f.name for f in columns if f.kind == "metric"})
+    series = metric_summaries_for(runs=runs, names=names) if names else {}
+    now = timezone.now()
+    return [
+        (run, [_column_value(f, run, series.get(run.pk, {}), now) for f in columns]) for run in runs
+    ]
+
+
+def run_page(*, runs: QuerySet[Run], columns: list, offset: int = 0, limit: int = 100) -> RunPage:
+    """One page of sorted runs: limit+1 ids tell whether there is a next page, so no
+    COUNT(*) runs over the whole workspace."""
+    # Ids first, then the rows: joining the details (experiment, submitter, parent) into the
+    # sorted query makes SQLite's planner give up the index order it would otherwise use.
+    ids = list(runs.values_list("pk", flat=True)[offset : offset + limit + 1])
+    has_next = len(ids) > limit
+    ids = ids[:limit]
+    by_id = {run.pk: run for run in with_run_details(Run.objects.filter(pk__in=ids))}
+    found = [by_id[pk] for pk in ids if pk in by_id]
+    metric_names = (
+        list(
+            MetricSeries.objects.filter(run__in=found, kind=MetricKind.SCALAR)
+            .order_by("name")
+            .values_list("name", flat=True)
+            .distinct()
+        )
+        if found
+        else []
+    )
+    return RunPage(
+        rows=run_rows(runs=found, columns=columns), has_next=has_next, metric_names=metric_names
+    )
+
+
+def run_rows_iter(*, runs: QuerySet[Run], columns: list, chunk_size: int = 2_000):
+    """Every matching run with its column values, a chunk at a time (the CSV export): the
+    sorted ids stream from one query; each chunk's rows, tags, properties and metrics are
+    read by id."""
+    kinds = {f.kind for f in columns}
+    details = Run.objects.select_related("experiment", "parent", "submitter")
+    if "tag" in kinds:  # only what the chosen columns show: model rows are the cost here
+        details = details.prefetch_related("tags")
+    if "property" in kinds:
+        details = details.prefetch_related("properties")
+    ids = runs.values_list("pk", flat=True).iterator(chunk_size=chunk_size)
+    while chunk_ids := list(itertools.islice(ids, chunk_size)):
+        by_id = {run.pk: run for run in details.filter(pk__in=chunk_ids)}
+        yield from run_rows(runs=[by_id[pk] for pk in chunk_ids if pk in by_id], columns=columns)
+
+
+def run_statuses(*, workspace: Workspace, run_ids: list[str]) -> list[tuple[str, str]]:
+    """(run id, status) of the given runs of the workspace: what the lists poll for."""
+    return list(
+        Run.objects.filter(workspace=workspace, run_id__in=run_ids[:500]).values_list(
+            "run_id", "status"
+        )
+    )

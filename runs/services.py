@@ -1,7 +1,9 @@
 """Domain services: every write goes through one of these, whichever door it came from
 (REST API, studio pages, admin actions, the demo seeder, workers)."""
 
+import dataclasses
 import hashlib
+import json
 import math
 import secrets
 import time
@@ -13,7 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from runs import limits
+from runs import alerts, limits
 from runs.errors import Conflict, InvalidInput
 from runs.models import (
     TERMINAL_STATUSES,
@@ -370,9 +372,11 @@ def run_set_status(
         )
         fields += ["error_code", "error_message"]
     locked.save(update_fields=fields)
-    StatusEvent.objects.create(
+    event = StatusEvent.objects.create(
         run=locked, from_status=previous, to_status=status, by=by, reason=reason
     )
+    # Alerts go out from a task enqueued after commit, never from this request.
+    alerts.on_status_event(event)
     return locked
 
 
@@ -522,13 +526,23 @@ def _column(item: dict, key: str, length: int, field: str) -> list | None:
     return column
 
 
+_NUMBER_TYPES = frozenset({float, int})
+
+
+def _all_finite_numbers(column: list) -> bool:
+    """True when every entry is a finite float or int: C-speed passes (map, set), no Python
+    loop, since this runs for every point of every batch."""
+    if not set(map(type, column)) <= _NUMBER_TYPES:
+        return False
+    try:
+        return all(map(math.isfinite, column))
+    except OverflowError:  # an int beyond a float's range
+        return False
+
+
 def _scalar_values(values: list, *, field: str) -> list:
-    # The common case costs one pass in C; only odd values take the slow path.
-    if all(type(v) is float or type(v) is int for v in values):
-        try:
-            return [None if v != v else float(v) for v in values]
-        except OverflowError:  # an int beyond a float's range; the slow path names it
-            pass
+    if _all_finite_numbers(values):
+        return values  # the common case, stored as given
     out = []
     for j, value in enumerate(values):
         if type(value) is bool:
@@ -536,7 +550,7 @@ def _scalar_values(values: list, *, field: str) -> list:
                 f"{field}[{j}]: booleans are not metric values; log 0 or 1.", field=f"{field}[{j}]"
             )
         number = scalar_value(value, field=f"{field}[{j}]")
-        out.append(None if math.isnan(number) else number)
+        out.append(None if math.isnan(number) else number)  # NaN is stored as NULL
     return out
 
 
@@ -544,10 +558,10 @@ _STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1  # the BigIntegerField's range
 
 
 def _check_steps(steps: list | None, *, field: str) -> None:
-    if steps is None or all(
-        s is None or (type(s) is int and _STEP_MIN <= s <= _STEP_MAX) for s in steps
-    ):
+    if steps is None:
         return
+    if set(map(type, steps)) == {int} and min(steps) >= _STEP_MIN and max(steps) <= _STEP_MAX:
+        return  # the common case, checked without a Python loop
     for j, step in enumerate(steps):
         if not (step is None or (type(step) is int and _STEP_MIN <= step <= _STEP_MAX)):
             raise InvalidInput(
@@ -557,7 +571,7 @@ def _check_steps(steps: list | None, *, field: str) -> None:
 
 
 def _check_times(times: list | None, *, field: str) -> None:
-    if times is None:
+    if times is None or _all_finite_numbers(times):
         return
     for j, t in enumerate(times):
         if not (type(t) is float or type(t) is int or t is None) or (
@@ -685,3 +699,85 @@ def run_cancel(*, run: Run, by: AbstractBaseUser | None = None) -> Run:
     )
     status = RunStatus.CANCEL_REQUESTED if worker_owned else RunStatus.CANCELED
     return run_set_status(run=run, status=status, by=by, reason="cancel requested")
+
+
+# ---------------------------------------------------------------------------------------------
+# Script submission (docs/architecture.md, "Compute and execution")
+
+SCRIPT_PROPERTY = "runstudio.script"
+ARGUMENTS_PROPERTY = "runstudio.arguments"  # a JSON list of strings
+
+
+def _check_arguments(arguments: Any) -> list[str]:
+    if arguments is None:
+        return []
+    if not isinstance(arguments, list) or len(arguments) > limits.SCRIPT_ARGUMENTS_MAX:
+        raise InvalidInput(
+            f"arguments: a list of at most {limits.SCRIPT_ARGUMENTS_MAX} strings.",
+            field="arguments",
+        )
+    checked = []
+    for i, value in enumerate(arguments):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise InvalidInput(
+                f"arguments[{i}]: {value!r} is not a string or a number.", field=f"arguments[{i}]"
+            )
+        text = str(value)
+        if "\x00" in text:
+            raise InvalidInput(f"arguments[{i}]: contains a NUL byte.", field=f"arguments[{i}]")
+        checked.append(text)
+    return checked
+
+
+def run_submit(
+    *,
+    experiment: Experiment,
+    script: str,
+    snapshot: Any,
+    submitter: AbstractBaseUser,
+    arguments: Any = None,
+    compute_target: str = "",
+    parent: Run | None = None,
+    spec: RunSpec | None = None,
+) -> Run:
+    """Creates a script run from a snapshot zip and queues it on its compute target.
+
+    Everything is checked before anything is written (the target — an unknown one is a 400
+    naming `compute_target` —, the script path, the arguments, the whole zip); then the run
+    (status Queued), its snapshot files and its django.tasks task are created in one
+    transaction, so a worker never sees a queued run without its snapshot."""
+    # Imported here: these modules import this one.
+    from runs import compute, storage, tasks
+    from runs import snapshot as snapshots
+
+    workspace = experiment.workspace
+    target = compute.compute_target_for_submit(workspace=workspace, name=compute_target)
+    storage.check_path(script or "", field="script")
+    args = _check_arguments(arguments)
+    if parent is not None and parent.workspace_id != workspace.id:
+        raise InvalidInput("parent: the parent run belongs to another workspace.", field="parent")
+    entries = snapshots.snapshot_check(archive=snapshot)
+    if script not in {info.filename for info in entries}:
+        raise InvalidInput(
+            f"script: {script!r} is not in the snapshot of the source directory; give its path "
+            "relative to source_directory (and check the ignore file does not leave it out).",
+            field="script",
+        )
+    snapshot.seek(0)
+    spec = spec or RunSpec()
+    spec = dataclasses.replace(
+        spec,
+        run_type="script",
+        status=RunStatus.QUEUED,
+        compute_target=target.name,
+        properties={
+            **(spec.properties or {}),
+            SCRIPT_PROPERTY: script,
+            ARGUMENTS_PROPERTY: json.dumps(args),
+        },
+    )
+    with transaction.atomic():
+        run = run_create(experiment=experiment, spec=spec, submitter=submitter, parent=parent)
+        snapshots.snapshot_store(run=run, archive=snapshot)
+        tasks.run_enqueue(run=run)
+    return run

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "django_tasks_db",
     "runs",
 ]
 
@@ -86,12 +87,19 @@ TEMPLATES = [
 WSGI_APPLICATION = "studio.wsgi.application"
 
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            os.environ["DATABASE_URL"],
+            conn_max_age=int(os.environ.get("RUNSTUDIO_DB_CONN_MAX_AGE", "60")),
+        )
+    }
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "db.sqlite3",
+            # RUNSTUDIO_SQLITE_PATH points elsewhere (the tests hand their test database's
+            # file to the worker processes they start this way).
+            "NAME": os.environ.get("RUNSTUDIO_SQLITE_PATH") or DATA_DIR / "db.sqlite3",
             "OPTIONS": {
                 # IMMEDIATE: a writer takes the lock up front and waits on the busy timeout,
                 # instead of failing when a read transaction upgrades to a write.
@@ -121,6 +129,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # vendor/plotly/plotly.min.js straight from the plotly wheel (charts; no CDN).
+    "runs.staticfinders.PlotlyFinder",
+]
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on a missing root
 
@@ -136,7 +150,10 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage",
     },
 }
-WHITENOISE_USE_FINDERS = True
+# `runstudio serve` collects (and compresses) static files into STATIC_ROOT and turns the
+# finders off, so whitenoise serves the gzip/brotli copies (plotly.js shrinks ~3×); tests and
+# `manage.py runserver` serve straight from the finders.
+WHITENOISE_USE_FINDERS = env_bool("RUNSTUDIO_STATIC_FINDERS", True)
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "/accounts/login/"
@@ -168,10 +185,76 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Run history: workspaces, experiments, runs, metrics, tags, properties, files.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # drf-spectacular serves the schema to anyone by default (AllowAny); like every endpoint
+    # of the API it is for signed-in users only: anonymous → 401.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # One enum component per choice set, whatever the field is called (runs/api/schemas.py).
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "runs.models.RunStatus",
+        "RoleEnum": "runs.models.Role",
+        "MetricKindEnum": "runs.models.MetricKind",
+        "AlertChannelEnum": "runs.models.AlertChannel",
+    },
 }
 
 # How often the SDK should send heartbeats while a run is live (seconds).
 RUNSTUDIO_HEARTBEAT_INTERVAL = int(os.environ.get("RUNSTUDIO_HEARTBEAT_INTERVAL", "30"))
+
+# --- Compute and execution (docs/architecture.md, "Compute and execution") -------------------
+# Background work runs on django.tasks with django-tasks-db's database backend. QUEUES is empty
+# on purpose: the queue of a submitted run is its compute target's name, and the names are the
+# workspaces' own (an empty list lets Django accept any queue name).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []}}
+# A live run (or worker) whose last heartbeat is older than this is dead: the reaper fails it.
+RUNSTUDIO_HEARTBEAT_TIMEOUT = float(
+    os.environ.get("RUNSTUDIO_HEARTBEAT_TIMEOUT", str(3 * RUNSTUDIO_HEARTBEAT_INTERVAL))
+)
+# How often each `runstudio worker` runs the reaper (seconds).
+RUNSTUDIO_REAPER_INTERVAL = float(
+    os.environ.get("RUNSTUDIO_REAPER_INTERVAL", str(RUNSTUDIO_HEARTBEAT_INTERVAL))
+)
+# After SIGTERM, a canceled script's process group gets this long before SIGKILL (seconds).
+RUNSTUDIO_CANCEL_GRACE = float(os.environ.get("RUNSTUDIO_CANCEL_GRACE", "10"))
+# The URL a submitted script's SDK calls (the worker puts it in RUNSTUDIO_URL); `runstudio
+# serve` passes its own address to the worker it starts.
+RUNSTUDIO_SERVER_URL = (
+    os.environ.get("RUNSTUDIO_SERVER_URL") or PUBLIC_URL or "http://127.0.0.1:8000"
+).rstrip("/")
+# Where workers unpack snapshots (a temporary folder per run, removed afterwards).
+RUNSTUDIO_WORK_DIR = os.environ.get("RUNSTUDIO_WORK_DIR") or None
+# Capacity of the `local` target every workspace gets.
+RUNSTUDIO_LOCAL_CAPACITY = int(os.environ.get("RUNSTUDIO_LOCAL_CAPACITY", "2"))
+
+# --- Alerts (docs/architecture.md, "Alerts, compute page, widget") ------------------------------
+# Status-change notifications are sent by tasks on this queue; a worker must serve it
+# (`runstudio serve` starts one; `runstudio worker -c _alerts` elsewhere). The leading "_" keeps
+# it apart from compute target names (their queues), which start with a letter or digit.
+RUNSTUDIO_ALERTS_QUEUE = os.environ.get("RUNSTUDIO_ALERTS_QUEUE", "_alerts")
+# Attempts per delivery, the first retry's delay (doubling after each failure, capped at an
+# hour) and the webhook request timeout, in seconds.
+RUNSTUDIO_ALERT_ATTEMPTS = int(os.environ.get("RUNSTUDIO_ALERT_ATTEMPTS", "5"))
+RUNSTUDIO_ALERT_BACKOFF = float(os.environ.get("RUNSTUDIO_ALERT_BACKOFF", "30"))
+RUNSTUDIO_ALERT_TIMEOUT = float(os.environ.get("RUNSTUDIO_ALERT_TIMEOUT", "10"))
+# E-mail through Django's mailer (6.1's MAILERS, which replace the EMAIL_* settings), configured
+# by the usual EMAIL_* environment variables. EMAIL_BACKEND may name another backend, e.g.
+# django.core.mail.backends.console.EmailBackend to print instead of sending.
+EMAIL_BACKEND_PATH = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+SMTP_OPTIONS = {
+    "host": os.environ.get("EMAIL_HOST", "localhost"),
+    "port": int(os.environ.get("EMAIL_PORT", "25")),
+    "username": os.environ.get("EMAIL_HOST_USER", ""),
+    "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+    "use_tls": env_bool("EMAIL_USE_TLS"),
+    "use_ssl": env_bool("EMAIL_USE_SSL"),
+    "timeout": float(os.environ.get("EMAIL_TIMEOUT", "30")),
+}
+MAILERS = {
+    "default": {
+        "BACKEND": EMAIL_BACKEND_PATH,
+        "OPTIONS": SMTP_OPTIONS if EMAIL_BACKEND_PATH.endswith("smtp.EmailBackend") else {},
+    }
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "runstudio@localhost")
 
 LOGGING = {
     "version": 1,

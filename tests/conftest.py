@@ -2,16 +2,17 @@
 who belongs to another workspace; each with an API client signed in by token."""
 
 import os
-import tempfile
 from dataclasses import dataclass
 
-# Before Django reads its settings: keep test data out of the working tree.
-os.environ.setdefault("RUNSTUDIO_DATA_DIR", tempfile.mkdtemp(prefix="runstudio-test-"))
+import pytest
+from rest_framework.test import APIClient
+
+# pytest-django reads the settings before this file runs, so RUNSTUDIO_DATA_DIR cannot be set
+# here: scripts/test points it at a temporary folder; a bare `pytest` uses ./runstudio-data
+# (git-ignored) for the secret key only — run files go to each test's tmp_path (below) and
+# the test database is Django's own.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-
-import pytest  # noqa: E402
-from rest_framework.test import APIClient  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 
@@ -142,3 +143,16 @@ def sdk_server(live_server, cast, monkeypatch, tmp_path) -> SdkServer:
 def _fast_password_hashing(settings):
     """The cast's users are created per test; the real hasher would spend ~2 s on them."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """On SQLite the test database is a file, not memory, so that the worker processes the
+    execution tests start (tests/test_execution.py) open the same database. Settings are read
+    before any conftest runs, so this is the hook that can still change the test name."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3") and not database.get("TEST", {}).get("NAME"):
+        folder = tmp_path_factory.mktemp("database")
+        database.setdefault("TEST", {})["NAME"] = str(folder / "test.sqlite3")

@@ -7,14 +7,17 @@ unguarded.
 """
 
 import hashlib
+import json
+import zipfile
 from dataclasses import dataclass, field
 from io import BytesIO
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern
 from rest_framework.test import APIClient
 
-from runs import services, storage
+from runs import alerts, compute, services, storage
 from runs.api import urls as api_urls
 from runs.models import ApiToken, Membership, Role, Run
 
@@ -35,6 +38,8 @@ class Door:
     def call(self, client, *, ws: str, run: str):
         url = self.url.format(ws=ws, run=run)
         method = getattr(client, self.method.lower())
+        if callable(self.body):  # a multipart form, built fresh for each call
+            return method(url, self.body(), format="multipart")
         if isinstance(self.body, bytes):
             return method(url, data=self.body, content_type="application/octet-stream")
         if self.method == "GET":
@@ -45,6 +50,17 @@ class Door:
 
 
 READER, CONTRIBUTOR, OWNER = Role.READER, Role.CONTRIBUTOR, Role.OWNER
+
+
+def _submission() -> dict:
+    """A script submission: its configuration and a zip of its source directory."""
+    archive = BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("train.py", "print('hi')\n")
+    upload = SimpleUploadedFile("snapshot.zip", archive.getvalue(), "application/zip")
+    return {"config": json.dumps({"script": "train.py"}), "snapshot": upload}
+
+
 RUN = "/api/v1/runs/{run}"
 WS = "/api/v1/workspaces/{ws}"
 
@@ -79,10 +95,29 @@ DOORS = [
     ),
     Door("metric-values", "GET", RUN + "/metrics/values", READER),
     Door("metric-history", "GET", RUN + "/metrics/history", READER, query={"name": "loss"}),
+    Door("metric-series", "GET", RUN + "/metrics/series", READER, query={"name": "loss"}),
     Door("file-list", "GET", RUN + "/files", READER),
     Door("file-detail", "GET", RUN + "/files/logs/out.txt", READER),
     Door("file-detail", "PUT", RUN + "/files/logs/new.txt", CONTRIBUTOR, b"hello", ok=201),
     Door("file-detail", "POST", RUN + "/files/logs/out.txt?append=1", CONTRIBUTOR, b"more"),
+    Door("compute-target-list", "GET", WS + "/compute", READER),
+    Door("compute-target-list", "POST", WS + "/compute", OWNER, {"name": "gpu"}, ok=201),
+    Door("compute-target-detail", "GET", WS + "/compute/local", READER),
+    Door("compute-target-detail", "PATCH", WS + "/compute/local", OWNER, {"capacity": 3}),
+    Door("compute-target-detail", "DELETE", WS + "/compute/spare", OWNER, ok=204),
+    Door("run-submit", "POST", WS + "/experiments/exp/submit", CONTRIBUTOR, _submission, ok=201),
+    Door("alert-rule-list", "GET", WS + "/alert-rules", READER),
+    Door(
+        "alert-rule-list",
+        "POST",
+        WS + "/alert-rules",
+        OWNER,
+        {"name": "new", "statuses": ["Failed"], "channel": "email", "recipients": ["a@x.org"]},
+        ok=201,
+    ),
+    Door("alert-rule-detail", "GET", WS + "/alert-rules/watch", READER),
+    Door("alert-rule-detail", "PATCH", WS + "/alert-rules/watch", OWNER, {"enabled": False}),
+    Door("alert-rule-detail", "DELETE", WS + "/alert-rules/watch", OWNER, ok=204),
 ]
 READS = [d for d in DOORS if d.method == "GET"]
 WRITES = [d for d in DOORS if d.method != "GET"]
@@ -105,6 +140,15 @@ def run_id(cast, make_run):
     run = make_run("exp")
     services.run_log_batch(run=run, metrics=[{"name": "loss", "values": [1.0, 0.5]}])
     storage.run_file_write(run=run, path="logs/out.txt", stream=BytesIO(b"line 1\n"))
+    compute.compute_target_create(workspace=cast.workspace, name="spare")
+    alerts.alert_rule_create(
+        workspace=cast.workspace,
+        user=cast.owner.user,
+        name="watch",
+        statuses=["Failed"],
+        channel="webhook",
+        webhook_url="https://hooks.example.com/x",
+    )
     return run.run_id
 
 

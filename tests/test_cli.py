@@ -152,6 +152,22 @@ def test_run_list_filters_on_the_server_and_projects_with_query(tagged_runs, cli
     assert status == 2 and "invalid --query" in err
 
 
+def test_run_list_filter_takes_the_search_language_with_or_and_combines_with_query(
+    tagged_runs, cli
+):
+    fantastic, look, plain = tagged_runs
+    search = f"properties.author = 'someone-else' OR run_id IN ('{look.id}', 'nope')"
+    status, ids, err = cli(
+        "run", "list", "-e", "experiment", "--filter", search, "--query", "sort([].run_id)",
+    )  # fmt: skip
+    assert status == 0, err
+    assert ids == sorted([look.id, plain.id])
+
+    status, _, err = cli("run", "list", "-e", "experiment", "--filter", "tags.quality = ")
+    assert status == 1
+    assert "column" in err and "q" in err
+
+
 def test_run_show(tagged_runs, cli):
     fantastic, _, _ = tagged_runs
     status, shown, _ = cli("run", "show", "-r", fantastic.id)
@@ -239,7 +255,7 @@ def test_serve_migrates_seeds_the_demo_and_serves_the_api(tmp_path):
             try:
                 if requests.get(f"{url}/api/v1/me", timeout=2).status_code == 401:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still booting (with workers)
                 pass
             assert server.poll() is None and time.monotonic() < deadline, "server did not start"
             time.sleep(0.3)

@@ -245,7 +245,11 @@ class FakeClient:
         self.url, self.token = "http://fake", None
 
     def post(self, path, body):
-        self.requests.append((path, json.loads(dumps(body))))
+        return self.call("POST", path, data=dumps(body).encode())
+
+    def call(self, method, path, *, data, headers=None):
+        body = json.loads(data)
+        self.requests.append((path, body))
         outcome = self.outcomes.pop(0) if self.outcomes else self.always
         if outcome is not None:
             raise outcome
@@ -357,3 +361,16 @@ def test_cli_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exited:
         main(["run", "show"])
     assert exited.value.code == 2
+
+
+def test_an_encoded_batch_spells_non_finite_values_out_and_keeps_finite_ones_as_numbers():
+    from runs.sdk.flusher import encode_batch
+
+    metrics = [
+        {"name": "loss", "kind": "scalar", "values": [1.5, math.nan, math.inf, -math.inf, 2]},
+        {"name": "table", "kind": "row", "values": [{"x": math.nan, "y": 1.0}]},
+    ]
+    body = json.loads(encode_batch(metrics, "key-1"))
+    assert body["idempotency_key"] == "key-1"
+    assert body["metrics"][0]["values"] == [1.5, "NaN", "Infinity", "-Infinity", 2]
+    assert body["metrics"][1]["values"] == [{"x": "NaN", "y": 1.0}]

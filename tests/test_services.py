@@ -456,3 +456,14 @@ def test_old_heartbeats_are_moved_forward(cast, make_run):
     services.run_heartbeat(run=run)
 
     assert Run.objects.get(pk=run.pk).heartbeat_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_deleting_a_run_deletes_its_points_though_the_table_has_no_foreign_key(make_run):
+    from runs.models import MetricPoint
+
+    run, other = make_run(), make_run()
+    for r in (run, other):
+        services.run_log_batch(run=r, metrics=[{"name": "loss", "values": [1.0, 2.0, 3.0]}])
+    run.delete()
+    assert MetricPoint.objects.count() == 3
+    assert set(MetricPoint.objects.values_list("series__run", flat=True)) == {other.pk}

@@ -76,3 +76,31 @@ def token_json(token: ApiToken) -> dict[str, Any]:
         "last_used_at": _iso(token.last_used_at),
         "revoked_at": _iso(token.revoked_at),
     }
+
+
+def compute_target_json(target, *, active: int | None = None, queued: int | None = None) -> dict:
+    return {
+        "name": target.name,
+        "capacity": target.capacity,
+        "description": target.description,
+        "created_at": _iso(target.created_at),
+        "updated_at": _iso(target.updated_at),
+        **({"active_runs": active} if active is not None else {}),
+        **({"queued_runs": queued} if queued is not None else {}),
+    }
+
+
+def worker_json(worker) -> dict:
+    from runs.compute import worker_is_alive
+
+    return {
+        "worker_id": worker.worker_id,
+        "queue_name": worker.queue_name,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "alive": worker_is_alive(worker),
+        "started_at": _iso(worker.started_at),
+        "last_seen_at": _iso(worker.last_seen_at),
+        "stopped_at": _iso(worker.stopped_at),
+        "current_run": worker.current_run.run_id if worker.current_run_id else None,
+    }

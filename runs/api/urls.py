@@ -40,6 +40,30 @@ urlpatterns = [
     path("runs/<str:run_id>/metrics/batch", views.metric_batch, name="metric-batch"),
     path("runs/<str:run_id>/metrics/values", views.metric_values, name="metric-values"),
     path("runs/<str:run_id>/metrics/history", views.metric_history, name="metric-history"),
+    path("runs/<str:run_id>/metrics/series", views.metric_series, name="metric-series"),
     path("runs/<str:run_id>/files", views.file_list, name="file-list"),
     path("runs/<str:run_id>/files/<path:path>", views.file_detail, name="file-detail"),
+    path(
+        "workspaces/<str:workspace>/compute", views.compute_target_list, name="compute-target-list"
+    ),
+    path(
+        "workspaces/<str:workspace>/compute/<str:name>",
+        views.compute_target_detail,
+        name="compute-target-detail",
+    ),
+    path(
+        "workspaces/<str:workspace>/experiments/<str:experiment>/submit",
+        views.run_submit,
+        name="run-submit",
+    ),
+    path(
+        "workspaces/<str:workspace>/alert-rules",
+        views.alert_rule_list,
+        name="alert-rule-list",
+    ),
+    path(
+        "workspaces/<str:workspace>/alert-rules/<str:name>",
+        views.alert_rule_detail,
+        name="alert-rule-detail",
+    ),
 ]

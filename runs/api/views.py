@@ -1,7 +1,11 @@
 """REST API views: load through runs.access, validate, call one service or selector, respond."""
 
+import math
+
 from django.contrib.auth import authenticate, get_user_model
 from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import (
     api_view,
@@ -9,12 +13,13 @@ from rest_framework.decorators import (
     parser_classes,
     permission_classes,
 )
-from rest_framework.parsers import BaseParser
+from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from runs import limits, selectors, services, storage
+from runs import downsample, limits, selectors, services, storage
 from runs.access import run_for, workspace_for
+from runs.api import schemas as s
 from runs.api.serializers import (
     experiment_json,
     member_json,
@@ -73,20 +78,21 @@ def _page(request, queryset, render) -> Response:
     )
 
 
-def _pairs(values: list[str], *, field: str, need_value: bool) -> list[tuple[str, str | None]]:
-    pairs = []
-    for raw in values:
-        key, sep, value = raw.partition("=")
-        if not key or (need_value and not sep):
-            raise InvalidInput(f"{field}: {raw!r} should be key=value.", field=field)
-        pairs.append((key, value if sep else None))
-    return pairs
-
-
 # ---------------------------------------------------------------------------------------------
 # tokens and the signed-in user
 
 
+@extend_schema(
+    operation_id="token_create",
+    summary="Create an API token",
+    description="Signs in with a password and returns a new token; the key is shown this once.",
+    tags=["auth"],
+    request=s.TokenCreateRequestSerializer,
+    responses={
+        201: s.TokenCreatedSerializer,
+        **s.errors(400, 401, e401="Wrong username or password."),
+    },
+)
 @api_view(["POST"])
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -105,12 +111,25 @@ def token_create(request):
     return Response({**token_json(token), "token": key}, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(
+    operation_id="token_list",
+    summary="List the caller's tokens",
+    description="The caller's unrevoked tokens, newest first, without their keys.",
+    tags=["auth"],
+    responses={200: s.TokenListSerializer, **s.errors(401)},
+)
 @api_view(["GET"])
 def token_list(request):
     tokens = ApiToken.objects.filter(user=request.user, revoked_at__isnull=True).order_by("-id")
     return Response({"results": [token_json(t) for t in tokens]})
 
 
+@extend_schema(
+    operation_id="token_revoke",
+    summary="Revoke one of the caller's tokens",
+    tags=["auth"],
+    responses={204: OpenApiResponse(description="Revoked."), **s.errors(401, 404)},
+)
 @api_view(["DELETE"])
 def token_revoke(request, token_id: int):
     token = ApiToken.objects.filter(user=request.user, pk=token_id).first()
@@ -120,6 +139,12 @@ def token_revoke(request, token_id: int):
     return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema(
+    operation_id="me",
+    summary="The signed-in user and their workspaces",
+    tags=["auth"],
+    responses={200: s.MeSerializer, **s.errors(401)},
+)
 @api_view(["GET"])
 def me(request):
     memberships = selectors.membership_list(user=request.user)
@@ -132,6 +157,26 @@ def me(request):
 # workspaces and members
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="workspace_list",
+    summary="List the caller's workspaces",
+    description="Every workspace the caller belongs to, with the caller's role (one page).",
+    tags=["workspaces"],
+    responses={200: s.WorkspaceListSerializer, **s.errors(401)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="workspace_create",
+    summary="Create a workspace",
+    description="The caller becomes its owner.",
+    tags=["workspaces"],
+    request=s.WorkspaceCreateRequestSerializer,
+    responses={
+        201: s.WorkspaceSerializer,
+        **s.errors(400, 401, 409, e409="A workspace with that name exists."),
+    },
+)
 @api_view(["GET", "POST"])
 def workspace_list(request):
     if request.method == "POST":
@@ -142,12 +187,34 @@ def workspace_list(request):
     return Response({"results": [membership_json(m) for m in memberships], "next_cursor": None})
 
 
+@extend_schema(
+    operation_id="workspace_retrieve",
+    summary="One workspace, with the caller's role",
+    tags=["workspaces"],
+    responses={200: s.WorkspaceSerializer, **s.errors(401, 404)},
+)
 @api_view(["GET"])
 def workspace_detail(request, workspace: str):
     _, membership = workspace_for(user=request.user, name=workspace)
     return Response(membership_json(membership))
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="member_list",
+    summary="List a workspace's members",
+    tags=["workspaces"],
+    responses={200: s.MemberListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="member_set",
+    summary="Add a member or change a member's role",
+    description="Owners only.",
+    tags=["workspaces"],
+    request=s.MemberSetRequestSerializer,
+    responses={201: s.MemberSerializer, **s.errors(400, 401, 403, 404)},
+)
 @api_view(["GET", "POST"])
 def member_list(request, workspace: str):
     if request.method == "POST":
@@ -168,6 +235,16 @@ def member_list(request, workspace: str):
     return Response({"results": [member_json(m) for m in selectors.member_list(workspace=ws)]})
 
 
+@extend_schema(
+    operation_id="member_remove",
+    summary="Remove a member",
+    description="Owners only. A workspace keeps at least one owner.",
+    tags=["workspaces"],
+    responses={
+        204: OpenApiResponse(description="Removed."),
+        **s.errors(401, 403, 404, 409, e409="The last owner cannot be removed."),
+    },
+)
 @api_view(["DELETE"])
 def member_remove(request, workspace: str, username: str):
     ws, _ = workspace_for(
@@ -184,6 +261,26 @@ def member_remove(request, workspace: str, username: str):
 # experiments and runs
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="experiment_list",
+    summary="List a workspace's experiments",
+    tags=["experiments"],
+    responses={200: s.ExperimentListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="experiment_create",
+    summary="Get or create an experiment",
+    description="201 with a new experiment, or 200 with the existing one of that name.",
+    tags=["experiments"],
+    request=s.ExperimentCreateRequestSerializer,
+    responses={
+        200: s.ExperimentSerializer,
+        201: s.ExperimentSerializer,
+        **s.errors(400, 401, 403, 404),
+    },
+)
 @api_view(["GET", "POST"])
 def experiment_list(request, workspace: str):
     if request.method == "POST":
@@ -202,6 +299,12 @@ def experiment_list(request, workspace: str):
     return Response({"results": [experiment_json(e) for e in experiments], "next_cursor": None})
 
 
+@extend_schema(
+    operation_id="experiment_retrieve",
+    summary="One experiment",
+    tags=["experiments"],
+    responses={200: s.ExperimentSerializer, **s.errors(401, 404)},
+)
 @api_view(["GET"])
 def experiment_detail(request, workspace: str, experiment: str):
     ws, _ = workspace_for(user=request.user, name=workspace)
@@ -216,6 +319,18 @@ def experiment_detail(request, workspace: str, experiment: str):
     return Response(experiment_json(found))
 
 
+@extend_schema(
+    operation_id="run_create",
+    summary="Start a run",
+    description="Creates the experiment if it is missing. The run is Running unless `status` "
+    "says otherwise.",
+    tags=["runs"],
+    request=s.RunSpecSerializer,
+    responses={
+        201: s.RunSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A run with that `run_id` exists."),
+    },
+)
 @api_view(["POST"])
 def run_create(request, workspace: str, experiment: str):
     ws, _ = workspace_for(
@@ -227,29 +342,62 @@ def run_create(request, workspace: str, experiment: str):
     return Response(run_json(run, request), status=status.HTTP_201_CREATED)
 
 
+@extend_schema(
+    operation_id="run_list",
+    summary="List and filter a workspace's runs",
+    description="Newest first, keyset-paged. The filters are the studio run list's "
+    "(runs.filters.RunFilter); repeated `status` values are ORed, repeated `tag` and "
+    "`property` values ANDed.",
+    tags=["runs"],
+    parameters=[
+        *s.PAGE_PARAMETERS,
+        OpenApiParameter("q", str, description="The search language (runs/query.py)."),
+        OpenApiParameter("experiment", str, description="An experiment's name."),
+        OpenApiParameter("status", str, many=True, enum=RunStatus.values),
+        OpenApiParameter("tag", str, many=True, description="`key` or `key=value`."),
+        OpenApiParameter("property", str, many=True, description="`key` or `key=value`."),
+        OpenApiParameter("compute_target", str, description="A compute target's name."),
+        OpenApiParameter("submitter", str, description="A username."),
+        OpenApiParameter("created_from", OpenApiTypes.DATE, description="Created on or after."),
+        OpenApiParameter("created_to", OpenApiTypes.DATE, description="Created on or before."),
+        OpenApiParameter(
+            "top_level",
+            str,
+            enum=["1", "0", "true", "false"],
+            description="1: runs without a parent only.",
+        ),
+        OpenApiParameter("parent", str, description="The parent's run id: its children."),
+    ],
+    responses={200: s.RunPageSerializer, **s.errors(400, 401, 404)},
+)
 @api_view(["GET"])
 def run_list(request, workspace: str):
+    """Filtered by runs.filters.RunFilter — the studio's run list uses the same one: `q` (the
+    search language, runs/query.py), experiment, status, tag, property, compute_target,
+    submitter, created_from, created_to, top_level, parent. Newest first, keyset-paged."""
     ws, _ = workspace_for(user=request.user, name=workspace)
-    params = request.query_params
-    statuses = params.getlist("status")
-    for value in statuses:
-        if value not in RunStatus.values:
-            raise InvalidInput(f"status: {value!r} is not a run status.", field="status")
-    parent = None
-    if params.get("parent"):
-        parent, _ = run_for(user=request.user, run_id=params["parent"])
-    runs = selectors.run_list(
-        workspace=ws,
-        experiment=params.get("experiment"),
-        statuses=statuses,
-        tags=_pairs(params.getlist("tag"), field="tag", need_value=False),
-        properties=_pairs(params.getlist("property"), field="property", need_value=False),
-        parent=parent,
-        top_level=params.get("top_level") in ("1", "true"),
-    )
+    if request.query_params.get("parent"):
+        run_for(user=request.user, run_id=request.query_params["parent"])  # 404 if not visible
+    runs = selectors.run_search(workspace=ws, params=request.query_params)
+    runs = selectors.with_run_details(runs).order_by("-id")
     return _page(request, runs, lambda run: run_json(run, request))
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="run_retrieve",
+    summary="Run details",
+    tags=["runs"],
+    responses={200: s.RunSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="run_update",
+    summary="Change a run's display name or description",
+    tags=["runs"],
+    request=s.RunUpdateRequestSerializer,
+    responses={200: s.RunSerializer, **s.errors(400, 401, 403, 404)},
+)
 @api_view(["GET", "PATCH"])
 def run_detail(request, run_id: str):
     if request.method == "PATCH":
@@ -265,6 +413,23 @@ def run_detail(request, run_id: str):
     return Response(run_json(run, request))
 
 
+@extend_schema(
+    operation_id="run_status_set",
+    summary="Move a run along its lifecycle",
+    tags=["runs"],
+    request=s.RunStatusRequestSerializer,
+    responses={
+        200: s.RunSerializer,
+        **s.errors(
+            400,
+            401,
+            403,
+            404,
+            409,
+            e409="The transition is not allowed (e.g. out of a terminal state).",
+        ),
+    },
+)
 @api_view(["POST"])
 def run_status(request, run_id: str):
     run, _ = run_for(
@@ -286,6 +451,13 @@ def run_status(request, run_id: str):
     return Response(run_json(run, request))
 
 
+@extend_schema(
+    operation_id="run_heartbeat",
+    summary="Record that a live run is alive",
+    tags=["runs"],
+    request=None,
+    responses={200: s.HeartbeatSerializer, **s.errors(401, 403, 404)},
+)
 @api_view(["POST"])
 def run_heartbeat(request, run_id: str):
     run, _ = run_for(
@@ -295,6 +467,33 @@ def run_heartbeat(request, run_id: str):
     return Response({"status": run.status, "heartbeat_at": run.heartbeat_at})
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="run_children_list",
+    summary="List a run's children",
+    tags=["runs"],
+    parameters=[
+        OpenApiParameter(
+            "recursive",
+            str,
+            enum=["1", "true", "True"],
+            description="Every descendant, breadth first, instead of direct children.",
+        ),
+    ],
+    responses={200: s.RunListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="run_children_create",
+    summary="Create child runs",
+    description="`count` makes that many children (status NotStarted); `runs` describes each.",
+    tags=["runs"],
+    request=s.RunChildrenRequestSerializer,
+    responses={
+        201: s.RunListSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A run with a given `run_id` exists."),
+    },
+)
 @api_view(["GET", "POST"])
 def run_children(request, run_id: str):
     if request.method == "POST":
@@ -334,6 +533,21 @@ def run_children(request, run_id: str):
     return Response({"results": [run_json(c, request) for c in children]})
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="run_tags_retrieve",
+    summary="A run's tags",
+    tags=["runs"],
+    responses={200: s.TagsSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="run_tags_update",
+    summary="Set and remove a run's tags",
+    tags=["runs"],
+    request=s.TagsUpdateRequestSerializer,
+    responses={200: s.TagsSerializer, **s.errors(400, 401, 403, 404)},
+)
 @api_view(["GET", "PATCH"])
 def run_tags(request, run_id: str):
     if request.method == "PATCH":
@@ -350,6 +564,25 @@ def run_tags(request, run_id: str):
     return Response({"tags": selectors.run_tags(run=run)})
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="run_properties_retrieve",
+    summary="A run's properties",
+    tags=["runs"],
+    responses={200: s.PropertiesSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="run_properties_add",
+    summary="Add properties to a run",
+    description="Properties are immutable: a key keeps its first value.",
+    tags=["runs"],
+    request=s.PropertiesAddRequestSerializer,
+    responses={
+        200: s.PropertiesSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A key already has another value."),
+    },
+)
 @api_view(["GET", "POST"])
 def run_properties(request, run_id: str):
     if request.method == "POST":
@@ -366,6 +599,27 @@ def run_properties(request, run_id: str):
 # metrics
 
 
+@extend_schema(
+    operation_id="metric_batch_log",
+    summary="Log a batch of metric values",
+    description="Columnar: one entry per series with `values` and optional `steps` and "
+    "`times`. The batch is validated whole; a failing batch writes nothing.",
+    tags=["metrics"],
+    request=s.MetricBatchRequestSerializer,
+    responses={
+        200: s.MetricBatchResultSerializer,
+        **s.errors(
+            400,
+            401,
+            403,
+            404,
+            409,
+            413,
+            e409="The run is canceled and takes no more metrics.",
+            e413=f"The body is over {limits.MAX_BATCH_BYTES} bytes.",
+        ),
+    },
+)
 @api_view(["POST"])
 def metric_batch(request, run_id: str):
     size = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -385,12 +639,27 @@ def metric_batch(request, run_id: str):
     return Response({"accepted": result.accepted, "duplicate": result.duplicate})
 
 
+@extend_schema(
+    operation_id="metric_list",
+    summary="Summaries of a run's metrics",
+    tags=["metrics"],
+    responses={200: s.MetricSummaryListSerializer, **s.errors(401, 404)},
+)
 @api_view(["GET"])
 def metric_list(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
     return Response({"metrics": selectors.metric_summaries(run=run)})
 
 
+@extend_schema(
+    operation_id="metric_values",
+    summary="A run's metric values",
+    tags=["metrics"],
+    parameters=[
+        OpenApiParameter("name", str, many=True, description="Metric names; default: all."),
+    ],
+    responses={200: s.MetricValuesSerializer, **s.errors(401, 404)},
+)
 @api_view(["GET"])
 def metric_values(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
@@ -398,6 +667,27 @@ def metric_values(request, run_id: str):
     return Response({"metrics": selectors.metric_values(run=run, names=names or None)})
 
 
+@extend_schema(
+    operation_id="metric_history",
+    summary="A page of one metric's points",
+    tags=["metrics"],
+    parameters=[
+        OpenApiParameter("name", str, required=True, description="The metric's name."),
+        OpenApiParameter(
+            "after_seq",
+            int,
+            default=-1,
+            description="Points after this sequence number (`next_after_seq` of the last page).",
+        ),
+        OpenApiParameter(
+            "limit",
+            int,
+            default=10_000,
+            description=f"Points per page, 1–{limits.HISTORY_PAGE_MAX}.",
+        ),
+    ],
+    responses={200: s.MetricHistorySerializer, **s.errors(400, 401, 404)},
+)
 @api_view(["GET"])
 def metric_history(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
@@ -427,6 +717,13 @@ class RawParser(BaseParser):
         return None
 
 
+@extend_schema(
+    operation_id="file_list",
+    summary="List a run's files",
+    tags=["files"],
+    parameters=[OpenApiParameter("prefix", str, description="Only paths starting with this.")],
+    responses={200: s.RunFileListSerializer, **s.errors(401, 404)},
+)
 @api_view(["GET"])
 def file_list(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
@@ -436,6 +733,73 @@ def file_list(request, run_id: str):
     )
 
 
+@extend_schema(
+    methods=["GET"],
+    operation_id="file_download",
+    summary="Download a run file",
+    description="The whole file, streamed; or with `offset`/`length`, that range.",
+    tags=["files"],
+    parameters=[
+        OpenApiParameter("offset", int, description="The first byte to read (default 0)."),
+        OpenApiParameter(
+            "length",
+            int,
+            description=f"Bytes to read, at most {limits.MAX_FILE_READ_BYTES} (the default).",
+        ),
+        OpenApiParameter(
+            "X-File-Size",
+            int,
+            OpenApiParameter.HEADER,
+            response=[200],
+            description="The file's size.",
+        ),
+        OpenApiParameter(
+            "X-Next-Offset",
+            int,
+            OpenApiParameter.HEADER,
+            response=[200],
+            description="With `offset`/`length`: where the next read starts.",
+        ),
+    ],
+    responses={
+        (200, "application/octet-stream"): OpenApiResponse(
+            OpenApiTypes.BINARY, description="The file's bytes, or the requested range of them."
+        ),
+        **s.errors(400, 401, 404),
+    },
+)
+@extend_schema(
+    methods=["PUT"],
+    operation_id="file_replace",
+    summary="Upload a run file (replaces it)",
+    tags=["files"],
+    request=s.BINARY,
+    responses={
+        201: s.RunFileWrittenSerializer,
+        **s.errors(
+            400, 401, 403, 404, 413, e413=f"The file is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."
+        ),
+    },
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="file_append",
+    summary="Append to a run file",
+    description="Creates the file if it is missing.",
+    tags=["files"],
+    parameters=[
+        OpenApiParameter(
+            "append", str, required=True, enum=["1", "true"], description="Required for POST."
+        ),
+    ],
+    request=s.BINARY,
+    responses={
+        200: s.RunFileWrittenSerializer,
+        **s.errors(
+            400, 401, 403, 404, 413, e413=f"The body is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."
+        ),
+    },
+)
 @api_view(["GET", "PUT", "POST"])
 @parser_classes([RawParser])
 def file_detail(request, run_id: str, path: str):
@@ -478,9 +842,377 @@ def file_detail(request, run_id: str, path: str):
     return response
 
 
+@extend_schema(
+    operation_id="run_cancel",
+    summary="Cancel a run",
+    description="A worker-executed run becomes CancelRequested (its worker ends it); any other "
+    "run Canceled at once.",
+    tags=["runs"],
+    request=None,
+    responses={
+        200: s.RunSerializer,
+        **s.errors(401, 403, 404, 409, e409="The run has already finished."),
+    },
+)
 @api_view(["POST"])
 def run_cancel(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="canceling runs")
     run = services.run_cancel(run=run, by=request.user)
     run, _ = run_for(user=request.user, run_id=run_id)
     return Response(run_json(run, request))
+
+
+# ---------------------------------------------------------------------------------------------
+# charts: a downsampled scalar series (runs/downsample.py)
+
+
+def _float_param(request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidInput(f"{name}: {raw!r} is not a finite number.", field=name)
+    return value
+
+
+@extend_schema(
+    operation_id="metric_series",
+    summary="A scalar metric, downsampled for charts",
+    description="M4-downsampled points (runs/downsample.py); a range with few points comes "
+    "back raw.",
+    tags=["metrics"],
+    parameters=[
+        OpenApiParameter("name", str, required=True, description="The metric's name."),
+        OpenApiParameter("x", str, enum=list(downsample.X_AXES), default="step"),
+        OpenApiParameter(
+            "buckets",
+            int,
+            default=downsample.DEFAULT_BUCKETS,
+            description=f"1–{downsample.MAX_BUCKETS}.",
+        ),
+        OpenApiParameter("x_min", float, description="The range's start, in x units."),
+        OpenApiParameter("x_max", float, description="The range's end, in x units."),
+    ],
+    responses={200: s.MetricSeriesSerializer, **s.errors(400, 401, 404)},
+)
+@api_view(["GET"])
+def metric_series(request, run_id: str):
+    """`?name=&x=step|time|relative&buckets=&x_min=&x_max=` → M4-downsampled points."""
+    run, _ = run_for(user=request.user, run_id=run_id)
+    name = request.query_params.get("name", "")
+    series = downsample.series_get(run=run, name=name)
+    result = downsample.series_downsample(
+        series=series,
+        x=request.query_params.get("x", "step"),
+        buckets=_int_param(
+            request,
+            "buckets",
+            downsample.DEFAULT_BUCKETS,
+            minimum=1,
+            maximum=downsample.MAX_BUCKETS,
+        ),
+        x_min=_float_param(request, "x_min"),
+        x_max=_float_param(request, "x_max"),
+    )
+    return Response({"run_id": run.run_id, "name": series.name, **result.as_json()})
+
+
+# ---------------------------------------------------------------------------------------------
+# compute targets and script submission (docs/architecture.md, "Compute and execution")
+
+
+def _target_overview_json(overview) -> dict:
+    from runs.api.serializers import compute_target_json, worker_json
+
+    return {
+        **compute_target_json(
+            overview.target,
+            active=len(overview.active_runs),
+            queued=len(overview.queued_runs),
+        ),
+        "workers": [worker_json(w) for w in overview.workers],
+    }
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="compute_target_list",
+    summary="List a workspace's compute targets, with their workers",
+    tags=["compute"],
+    responses={200: s.ComputeTargetListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="compute_target_create",
+    summary="Create a compute target",
+    description="Owners only.",
+    tags=["compute"],
+    request=s.ComputeTargetCreateRequestSerializer,
+    responses={
+        201: s.ComputeTargetSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A target with that name exists."),
+    },
+)
+@api_view(["GET", "POST"])
+def compute_target_list(request, workspace: str):
+    from runs import compute
+    from runs.api.serializers import compute_target_json
+
+    if request.method == "POST":
+        ws, _ = workspace_for(
+            user=request.user, name=workspace, role=Role.OWNER, what="managing compute targets"
+        )
+        data = _object(request)
+        target = compute.compute_target_create(
+            workspace=ws,
+            name=data.get("name"),
+            capacity=data.get("capacity", 1),
+            description=data.get("description") or "",
+        )
+        return Response(compute_target_json(target), status=status.HTTP_201_CREATED)
+    ws, _ = workspace_for(user=request.user, name=workspace)
+    overviews = compute.compute_target_overview(workspace=ws)
+    return Response({"results": [_target_overview_json(o) for o in overviews]})
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="compute_target_retrieve",
+    summary="One compute target, with its workers",
+    tags=["compute"],
+    responses={200: s.ComputeTargetOverviewSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="compute_target_update",
+    summary="Change a compute target's capacity or description",
+    description="Owners only.",
+    tags=["compute"],
+    request=s.ComputeTargetUpdateRequestSerializer,
+    responses={200: s.ComputeTargetSerializer, **s.errors(400, 401, 403, 404)},
+)
+@extend_schema(
+    methods=["DELETE"],
+    operation_id="compute_target_delete",
+    summary="Delete a compute target",
+    description="Owners only.",
+    tags=["compute"],
+    responses={
+        204: OpenApiResponse(description="Deleted."),
+        **s.errors(401, 403, 404, 409, e409="`local`, or a target with queued or running runs."),
+    },
+)
+@api_view(["GET", "PATCH", "DELETE"])
+def compute_target_detail(request, workspace: str, name: str):
+    from runs import compute
+    from runs.api.serializers import compute_target_json
+
+    if request.method == "GET":
+        ws, _ = workspace_for(user=request.user, name=workspace)
+        compute.compute_target_get(workspace=ws, name=name)
+        overview = next(
+            o for o in compute.compute_target_overview(workspace=ws) if o.target.name == name
+        )
+        return Response(_target_overview_json(overview))
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.OWNER, what="managing compute targets"
+    )
+    target = compute.compute_target_get(workspace=ws, name=name)
+    if request.method == "DELETE":
+        compute.compute_target_delete(target=target)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    data = _object(request)
+    target = compute.compute_target_update(
+        target=target, capacity=data.get("capacity"), description=data.get("description")
+    )
+    return Response(compute_target_json(target))
+
+
+@extend_schema(
+    operation_id="run_submit",
+    summary="Submit a script to run on a compute target",
+    description="Creates the experiment if it is missing; the run is Queued.",
+    tags=["compute"],
+    request={"multipart/form-data": s.RunSubmitFormSerializer},
+    responses={
+        201: s.RunSerializer,
+        **s.errors(
+            400,
+            401,
+            403,
+            404,
+            413,
+            e400="Invalid input, e.g. `field`: `compute_target`, `script` or `snapshot`.",
+            e413="The snapshot is over its limits.",
+        ),
+    },
+)
+@api_view(["POST"])
+@parser_classes([MultiPartParser])
+def run_submit(request, workspace: str, experiment: str):
+    """multipart/form-data: `config` (JSON: script, arguments, compute_target, display_name,
+    description, tags, properties, parent_run_id) and `snapshot` (a zip of the source
+    directory) → 201 with the Queued run."""
+    import json
+
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="submitting runs"
+    )
+    try:
+        config = json.loads(request.data.get("config") or "{}")
+    except ValueError:
+        raise InvalidInput("config: not valid JSON.", field="config") from None
+    if not isinstance(config, dict):
+        raise InvalidInput("config: must be a JSON object.", field="config")
+    archive = request.FILES.get("snapshot")
+    if archive is None:
+        raise InvalidInput("snapshot: a zip of the source directory is required.", field="snapshot")
+    parent = None
+    if config.get("parent_run_id"):
+        parent, _ = run_for(
+            user=request.user,
+            run_id=str(config["parent_run_id"]),
+            role=Role.CONTRIBUTOR,
+            what="submitting child runs",
+        )
+    spec = RunSpec.from_input(
+        {k: config.get(k) for k in ("display_name", "description", "tags", "properties")}
+    )
+    exp, _ = services.experiment_get_or_create(workspace=ws, name=experiment)
+    run = services.run_submit(
+        experiment=exp,
+        script=config.get("script"),
+        arguments=config.get("arguments"),
+        compute_target=config.get("compute_target") or "",
+        snapshot=archive,
+        submitter=request.user,
+        parent=parent,
+        spec=spec,
+    )
+    run, _ = run_for(user=request.user, run_id=run.run_id)
+    return Response(run_json(run, request), status=status.HTTP_201_CREATED)
+
+
+# ---------------------------------------------------------------------------------------------
+# alert rules (runs/alerts.py): members read them, owners change them; only owners see secrets
+
+_ALERT_RULE_FIELDS = (
+    "name",
+    "statuses",
+    "channel",
+    "experiment",
+    "recipients",
+    "webhook_url",
+    "enabled",
+)
+
+
+def _alert_rule_json(rule, *, owner: bool) -> dict:
+    data = {
+        "id": rule.pk,
+        "name": rule.name,
+        "statuses": rule.statuses,
+        "experiment": rule.experiment.name if rule.experiment_id else None,
+        "channel": rule.channel,
+        "recipients": rule.recipient_list,
+        "webhook_url": rule.webhook_url or None,
+        "enabled": rule.enabled,
+        "created_at": rule.created_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": rule.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+    if owner and rule.secret:
+        data["secret"] = rule.secret
+    return data
+
+
+def _alert_rule_fields(request) -> dict:
+    data = _object(request)
+    return {key: data[key] for key in _ALERT_RULE_FIELDS if key in data}
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="alert_rule_list",
+    summary="List a workspace's alert rules",
+    description="`secret` is only in an owner's answer.",
+    tags=["alerts"],
+    responses={200: s.AlertRuleListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="alert_rule_create",
+    summary="Create an alert rule",
+    description="Owners only.",
+    tags=["alerts"],
+    request=s.AlertRuleCreateRequestSerializer,
+    responses={
+        201: s.AlertRuleSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A rule with that name exists."),
+    },
+)
+@api_view(["GET", "POST"])
+def alert_rule_list(request, workspace: str):
+    from runs import alerts
+
+    if request.method == "POST":
+        ws, _ = workspace_for(
+            user=request.user, name=workspace, role=Role.OWNER, what="managing alert rules"
+        )
+        fields = {"name": None, "statuses": None, "channel": None, **_alert_rule_fields(request)}
+        rule = alerts.alert_rule_create(workspace=ws, user=request.user, **fields)
+        return Response(_alert_rule_json(rule, owner=True), status=status.HTTP_201_CREATED)
+    ws, membership = workspace_for(user=request.user, name=workspace)
+    owner = membership.allows(Role.OWNER)
+    rules = alerts.alert_rule_list(workspace=ws)
+    return Response({"results": [_alert_rule_json(r, owner=owner) for r in rules]})
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="alert_rule_retrieve",
+    summary="One alert rule",
+    description="`secret` is only in an owner's answer.",
+    tags=["alerts"],
+    responses={200: s.AlertRuleSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="alert_rule_update",
+    summary="Change an alert rule",
+    description="Owners only; only the given fields change.",
+    tags=["alerts"],
+    request=s.AlertRuleUpdateRequestSerializer,
+    responses={
+        200: s.AlertRuleSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A rule with that name exists."),
+    },
+)
+@extend_schema(
+    methods=["DELETE"],
+    operation_id="alert_rule_delete",
+    summary="Delete an alert rule",
+    description="Owners only.",
+    tags=["alerts"],
+    responses={204: OpenApiResponse(description="Deleted."), **s.errors(401, 403, 404)},
+)
+@api_view(["GET", "PATCH", "DELETE"])
+def alert_rule_detail(request, workspace: str, name: str):
+    from runs import alerts
+
+    role = Role.READER if request.method == "GET" else Role.OWNER
+    ws, membership = workspace_for(
+        user=request.user, name=workspace, role=role, what="managing alert rules"
+    )
+    rule = alerts.alert_rule_list(workspace=ws).filter(name=name).first()
+    if rule is None:
+        raise NotFound(f"No alert rule named {name!r} in {ws.name!r}.", field="name")
+    if request.method == "DELETE":
+        alerts.alert_rule_delete(rule=rule, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    if request.method == "PATCH":
+        rule = alerts.alert_rule_update(rule=rule, user=request.user, **_alert_rule_fields(request))
+    return Response(_alert_rule_json(rule, owner=membership.allows(Role.OWNER)))

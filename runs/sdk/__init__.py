@@ -21,10 +21,15 @@ from runs.sdk.client import (
     ServerError,
 )
 from runs.sdk.experiment import Experiment
-from runs.sdk.run import Run
+from runs.sdk.run import ActivityFailedException, Run
+from runs.sdk.submit import ComputeTarget, ScriptRunConfig, SnapshotTooLarge
 from runs.sdk.workspace import Workspace
 
 __all__ = [
+    "ActivityFailedException",
+    "ComputeTarget",
+    "ScriptRunConfig",
+    "SnapshotTooLarge",
     "AuthError",
     "BadRequest",
     "Conflict",

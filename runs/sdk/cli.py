@@ -188,6 +188,8 @@ def cmd_run_list(args: argparse.Namespace) -> Any:
     params += [("status", s) for s in args.status or []]
     params += [("tag", t) for t in args.tag or []]
     params += property_params(dict(_key_value(p) for p in args.property or []))  # type: ignore[arg-type]
+    if args.filter:
+        params.append(("q", args.filter))
     if args.parent:
         params.append(("parent", args.parent))
     elif not args.include_children:
@@ -235,10 +237,123 @@ def cmd_run_cancel(args: argparse.Namespace) -> Any:
     return client.post(f"/runs/{quote_segment(args.run_id)}/cancel", {})
 
 
-def cmd_serve(args: argparse.Namespace) -> Any:
+def _sdk_run(args: argparse.Namespace) -> Any:
+    """The run ``-r`` names, as an SDK ``Run`` (its workspace comes from its details)."""
+    from runs.sdk.run import Run
+    from runs.sdk.workspace import Workspace
+
+    client = _client(args)
+    details = client.get(f"/runs/{quote_segment(args.run_id)}")
+    return Run._from_details(Workspace(details["workspace"], _client=client), details)
+
+
+def _monitor(run: Any) -> Any:
+    """Stream the driver log until the run ends; a Failed or Canceled run exits 1."""
+    details = run.wait_for_completion(show_output=True, raise_on_error=False)
+    if details.get("status") != "Completed":
+        raise RunstudioError(f"run {run.id} ended {details.get('status')}")
+    return None
+
+
+def cmd_run_submit_script(args: argparse.Namespace) -> Any:
+    from runs.sdk.experiment import Experiment
+    from runs.sdk.submit import ScriptRunConfig
+    from runs.sdk.workspace import Workspace
+
+    workspace = Workspace(_workspace(args), _client=_client(args))
+    config = ScriptRunConfig(
+        source_directory=args.source_directory,
+        script=args.script,
+        arguments=list(args.arguments or []),
+        compute_target=args.compute_target,
+        display_name=args.display_name,
+        tags=dict(_key_value(t) for t in args.tag or []) or None,
+    )
+    run = Experiment(workspace, args.experiment_name).submit(config)
+    if args.stream:
+        return _monitor(run)
+    return run._details
+
+
+def cmd_run_monitor_logs(args: argparse.Namespace) -> Any:
+    return _monitor(_sdk_run(args))
+
+
+def _django_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
-    steps = [[sys.executable, "-m", "django", "migrate", "--noinput"]]
+    return env
+
+
+def _worker_command(target: str, *, batch: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "django", "runstudio_worker", "--queue-name", target]
+    command += ["--no-reload", "--interval", "0.5", "--no-startup-delay"]
+    return command + (["--batch"] if batch else [])
+
+
+def _stop(processes: Sequence[subprocess.Popen], grace: float = 10.0) -> None:
+    """SIGTERM (a worker then finishes its current run), a second SIGTERM after a second
+    (a worker then stops the run's script and marks the run Failed), SIGKILL after ``grace``."""
+    import signal
+    import time
+
+    for sig_round in (1, 2):
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + (1.0 if sig_round == 1 else grace)
+        while time.monotonic() < deadline and any(p.poll() is None for p in processes):
+            time.sleep(0.05)
+    for p in processes:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def _supervise(processes: list[subprocess.Popen]) -> int:
+    """Wait until one process exits or a signal arrives; then stop them all."""
+    import signal
+    import time
+
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stopping and all(p.poll() is None for p in processes):
+            time.sleep(0.2)
+    finally:
+        _stop(processes)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    codes = [p.returncode for p in processes]
+    return 0 if stopping else next((c for c in codes if c), 0)
+
+
+def cmd_worker(args: argparse.Namespace) -> Any:
+    env = _django_env()
+    if args.server_url:
+        env["RUNSTUDIO_SERVER_URL"] = args.server_url
+    processes = [
+        subprocess.Popen(_worker_command(args.compute_target, batch=args.batch), env=env)
+        for _ in range(args.processes)
+    ]
+    code = _supervise(processes)
+    if code:
+        raise RunstudioError(f"a worker exited with status {code}")
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> Any:
+    env = _django_env()
+    steps = [
+        [sys.executable, "-m", "django", "migrate", "--noinput"],
+        # Compressed copies for whitenoise to serve (see WHITENOISE_USE_FINDERS in settings).
+        [sys.executable, "-m", "django", "collectstatic", "--noinput", "--verbosity", "0"],
+    ]
+    env["RUNSTUDIO_STATIC_FINDERS"] = "0"
     if args.demo:
         steps.append([sys.executable, "-m", "django", "seed_demo"])
     for step in steps:
@@ -265,7 +380,26 @@ def cmd_serve(args: argparse.Namespace) -> Any:
         # Its default path is shared by every gunicorn of the user: two servers would clash.
         "--no-control-socket",
     ]
-    os.execve(sys.executable, gunicorn, env)
+    if args.local_workers <= 0:
+        os.execve(sys.executable, gunicorn, env)
+    # The scripts the local worker starts call this server back.
+    env.setdefault("RUNSTUDIO_SERVER_URL", f"http://{shown_host}:{args.port}")
+    processes = [subprocess.Popen(gunicorn, env=env)]
+    processes += [
+        subprocess.Popen(_worker_command("local"), env=env) for _ in range(args.local_workers)
+    ]
+    # Alert notifications (e-mail, webhooks) run as tasks on their own queue.
+    alerts_queue = env.get("RUNSTUDIO_ALERTS_QUEUE") or "_alerts"
+    processes.append(subprocess.Popen(_worker_command(alerts_queue), env=env))
+    print(
+        f"Started {args.local_workers} worker(s) for compute target 'local' and one for "
+        f"the {alerts_queue!r} queue.",
+        flush=True,
+    )
+    code = _supervise(processes)
+    if code:
+        raise RunstudioError(f"a server process exited with status {code}")
+    return None
 
 
 # --- parser ----------------------------------------------------------------------------
@@ -331,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--property", action="append", help="KEY=VALUE; repeat for all of them")
     p.add_argument("--parent", help="children of this run id")
     p.add_argument("--include-children", action="store_true")
+    p.add_argument(
+        "--filter",
+        metavar="SEARCH",
+        help="the studio's search language, e.g. \"metrics.loss < 0.5 OR tags.quality = 'good'\"",
+    )
     p.add_argument("--last", type=int, help="at most this many runs")
     p.add_argument("positional_query", nargs="?", metavar="QUERY", help="JMESPath, like --query")
     p.set_defaults(func=cmd_run_list, columns=RUN_COLUMNS)
@@ -352,11 +491,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = run_parser("cancel", "cancel a run")
     p.set_defaults(func=cmd_run_cancel)
 
+    p = run.add_parser("submit-script", parents=[with_ws], help="submit a script to a target")
+    p.add_argument("-e", "--experiment-name", required=True)
+    p.add_argument("-c", "--compute-target", "--target", default="local")
+    p.add_argument("-d", "--source-directory", default=".", help="folder to snapshot")
+    p.add_argument("--display-name")
+    p.add_argument("--tag", action="append", help="KEY=VALUE or KEY")
+    p.add_argument("--stream", action="store_true", help="stream the log until the run ends")
+    p.add_argument("script", help="path inside the source directory")
+    p.add_argument("arguments", nargs="*", help="the script's arguments (after --)")
+    p.set_defaults(func=cmd_run_submit_script)
+    p = run_parser("monitor-logs", "stream a run's driver log until it ends")
+    p.set_defaults(func=cmd_run_monitor_logs)
+
+    p = commands.add_parser("worker", help="run submitted scripts of a compute target")
+    p.add_argument("-c", "--compute-target", "--queue-name", default="local")
+    p.add_argument("--processes", type=int, default=1, help="worker processes (runs at once)")
+    p.add_argument("--batch", action="store_true", help="drain the queue, then exit")
+    p.add_argument("--server-url", help="URL scripts call back (RUNSTUDIO_SERVER_URL)")
+    p.set_defaults(func=cmd_worker)
+
     p = commands.add_parser("serve", help="migrate the database and start the server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--demo", action="store_true", help="seed demo data into an empty database")
+    p.add_argument(
+        "--local-workers",
+        type=int,
+        default=2,
+        help="worker processes for the 'local' target (0: none)",
+    )
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -100,7 +100,7 @@ def is_transient(error: BaseException) -> bool:
 # --- JSON with non-finite floats -------------------------------------------------------
 
 
-def _encode_non_finite(obj: Any) -> Any:
+def encode_non_finite(obj: Any) -> Any:
     if isinstance(obj, float):
         if math.isfinite(obj):
             return obj
@@ -108,9 +108,9 @@ def _encode_non_finite(obj: Any) -> Any:
             return "NaN"
         return "Infinity" if obj > 0 else "-Infinity"
     if isinstance(obj, Mapping):
-        return {k: _encode_non_finite(v) for k, v in obj.items()}
+        return {k: encode_non_finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_encode_non_finite(v) for v in obj]
+        return [encode_non_finite(v) for v in obj]
     return obj
 
 
@@ -123,7 +123,7 @@ def dumps(obj: Any) -> str:
     try:
         return json.dumps(obj, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return json.dumps(_encode_non_finite(obj), allow_nan=False, separators=(",", ":"))
+        return json.dumps(encode_non_finite(obj), allow_nan=False, separators=(",", ":"))
 
 
 def decode_number(value: Any) -> Any:
@@ -206,7 +206,8 @@ class Client:
         *,
         params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
         json_body: Any = None,
-        data: bytes | IO[bytes] | None = None,
+        data: bytes | IO[bytes] | Mapping[str, str] | None = None,
+        files: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
         timeout: tuple[float, float] | None = None,
@@ -223,6 +224,7 @@ class Client:
                 self.api_url(path),
                 params=params,
                 data=body,
+                files=files,
                 headers=all_headers,
                 stream=stream,
                 timeout=timeout or self.timeout,

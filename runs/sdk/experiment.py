@@ -138,3 +138,22 @@ class Experiment:
             if type is not None and item.get("run_type") != type:
                 continue
             yield Run._from_details(self._workspace, item, experiment=self)
+
+    def submit(
+        self, config: Any, tags: Mapping[str, str | None] | None = None, **kwargs: Any
+    ) -> Run:
+        """Submit a ``ScriptRunConfig``: the source directory is packed (honouring
+        ``.runstudioignore``/``.amlignore``) and uploaded, and the run queues on its compute
+        target. Returns the run (status Queued); ``run.wait_for_completion(show_output=True)``
+        streams its output."""
+        from runs.sdk.run import Run
+        from runs.sdk.submit import submit
+
+        details = submit(
+            self._workspace._client,
+            workspace=self._workspace.name,
+            experiment=self._name,
+            config=config,
+            tags=tags,
+        )
+        return Run._from_details(self._workspace, details, experiment=self)

@@ -319,7 +319,10 @@ class Run:
         buffer = self._buffer
         buffer.append((name, kind, value, step, _time()))
         if len(buffer) >= FLUSH_POINTS:
-            self._wake.set()  # type: ignore[union-attr]
+            wake = self._wake
+            # Event.set() takes a lock; while the flusher is busy the flag is already up.
+            if not wake.is_set():  # type: ignore[union-attr]
+                wake.set()  # type: ignore[union-attr]
 
     def _append(self, name: str, kind: str, value: Any, step: int | None = None) -> None:
         if self._kinds.get(name) != kind:
@@ -651,3 +654,115 @@ class Run:
         from runs.sdk.experiment import Experiment
 
         return Experiment(self._experiment.workspace, name)
+
+    # -- submitted scripts: children, waiting, streaming the driver log ---------------------
+
+    def submit_child(self, config: Any, tags: Mapping[str, str | None] | None = None) -> Run:
+        """Submit a ``ScriptRunConfig`` as a child of this run, on its own compute target
+        and with its own arguments; returns at once (the child is Queued). Statuses stay
+        independent: this run may complete while a child fails."""
+        from runs.sdk.submit import submit
+
+        details = submit(
+            self._client,
+            workspace=self._experiment.workspace.name,
+            experiment=self._experiment.name,
+            config=config,
+            tags=tags,
+            parent_run_id=self._id,
+        )
+        child = Run(self._experiment_for(details), details["run_id"], _details=details)
+        child._parent, child._parent_loaded = self, True
+        return child
+
+    def _read_log(self, path: str, offset: int) -> tuple[bytes, int]:
+        """Bytes of run file ``path`` from ``offset`` (nothing while it does not exist yet)."""
+        from runs.sdk.client import NotFound
+
+        try:
+            response = self._client.request(
+                "GET",
+                f"{self._path}/files/{quote_path(path)}",
+                params={"offset": offset, "length": LOG_READ_BYTES},
+                headers={"Accept": "*/*"},
+            )
+        except NotFound:
+            return b"", offset
+        return response.content, int(response.headers.get("X-Next-Offset", offset))
+
+    def wait_for_completion(
+        self,
+        show_output: bool = False,
+        wait_post_processing: bool = False,
+        raise_on_error: bool = True,
+        *,
+        poll_interval: float | None = None,
+        out: IO[str] | None = None,
+    ) -> dict[str, Any]:
+        """Wait until the run is Completed, Failed or Canceled and return ``get_details()``.
+
+        ``show_output=True`` prints the driver log (``logs/70_driver_log.txt``: the script's
+        stdout and stderr) as it grows, between a header and an "Execution Summary".
+        A Failed run raises ``ActivityFailedException`` unless ``raise_on_error=False``.
+        ``wait_post_processing`` is accepted for Azure compatibility: the worker uploads
+        ``./outputs`` before the final status, so there is nothing left to wait for."""
+        import codecs
+        import sys
+
+        out = out or sys.stdout
+        interval = poll_interval if poll_interval is not None else WAIT_POLL_SECONDS
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        offset = 0
+        if show_output:
+            url = self.get_portal_url()
+            print(f"RunId: {self._id}\nWeb View: {url}\n", file=out)
+            print(f"Streaming {DRIVER_LOG}\n{'=' * (10 + len(DRIVER_LOG))}\n", file=out, flush=True)
+        while True:
+            # Status first, then the log: the worker writes the last output before the final
+            # status, so a terminal status read first means the log read after it is whole.
+            status = self.get_status()
+            if show_output:
+                while True:
+                    data, offset_next = self._read_log(DRIVER_LOG, offset)
+                    if data:
+                        out.write(decoder.decode(data))
+                        out.flush()
+                    offset = offset_next
+                    if len(data) < LOG_READ_BYTES:
+                        break
+            if status in TERMINAL_STATUSES:
+                break
+            time.sleep(interval)
+        details = self.get_details()
+        if show_output:
+            out.write(decoder.decode(b"", final=True))
+            print(
+                f"\n\nExecution Summary\n=================\nRunId: {self._id}\n"
+                f"Web View: {details.get('portalUrl')}\nStatus: {details.get('status')}",
+                file=out,
+            )
+            if details.get("error"):
+                print(f"Error: {details['error'].get('message')}", file=out)
+            print(file=out, flush=True)
+        if details.get("status") == "Failed" and raise_on_error:
+            error = details.get("error") or {}
+            raise ActivityFailedException(
+                f"run {self._id} failed: {error.get('message') or 'no reason given'}",
+                code=error.get("code"),
+                details=details,
+            )
+        return details
+
+
+DRIVER_LOG = "logs/70_driver_log.txt"
+LOG_READ_BYTES = 1 << 20
+WAIT_POLL_SECONDS = 0.5
+
+
+class ActivityFailedException(RunstudioError):
+    """``wait_for_completion()`` on a run that ended Failed (Azure ML's name).
+    ``details`` holds the run's ``get_details()``; ``code`` the run's error code."""
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any]):
+        super().__init__(message, code=code)
+        self.details = details

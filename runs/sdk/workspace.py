@@ -125,6 +125,15 @@ class Workspace:
             for item in self._client.paginate(f"{self._api_path}/experiments")
         }
 
+    @property
+    def compute_targets(self) -> dict[str, Any]:
+        """``{name: ComputeTarget}``: ``ws.compute_targets["gpu-cluster"]`` can be passed as
+        ``ScriptRunConfig(compute_target=...)``."""
+        from runs.sdk.submit import ComputeTarget
+
+        answer = self._client.get(f"{self._api_path}/compute")
+        return {t["name"]: ComputeTarget.from_json(t) for t in answer["results"]}
+
     def get_details(self) -> dict[str, Any]:
         self._details = self._client.get(f"/workspaces/{quote_segment(self._name)}")
         return dict(self._details)

@@ -1,0 +1,535 @@
+"""OpenAPI documentation of the REST API's bodies (drf-spectacular, `@extend_schema` in views.py).
+
+Documentation only: nothing here validates or renders a request. The views validate through
+runs/services.py and render with the plain functions of runs/api/serializers.py; these
+serializers describe the same shapes for /api/schema/. When a shape changes there, change it
+here too (tests/test_api_schema.py checks the main ones).
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
+from rest_framework import serializers
+
+from runs import downsample, limits
+from runs.models import AlertChannel, MetricKind, Role, RunStatus
+
+# ---------------------------------------------------------------------------------------------
+# errors: one component for every error answer
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable, e.g. `invalid`, `not_found`.")
+    message = serializers.CharField(help_text="Human-readable; says what to do.")
+    field = serializers.CharField(
+        required=False, help_text="The offending input, e.g. `metrics[3].name`, when one is."
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input (body or query); `field` names the offending input.",
+    401: "No credentials, or an unknown or revoked token.",
+    403: "The caller's role in the workspace does not allow this.",
+    404: "Not found, or in a workspace the caller is not a member of (no existence leak).",
+    409: "Conflicts with the current state.",
+    413: "The body is over the limit.",
+}
+
+
+def errors(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
+    """Error responses for `responses=`; `descriptions` (`e409="…"`) replaces the default text."""
+    return {
+        code: OpenApiResponse(
+            ErrorSerializer, description=descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])
+        )
+        for code in codes
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# shared field types
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "number", "format": "double"},
+            {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]},
+        ]
+    }
+)
+class MetricNumberField(serializers.FloatField):
+    """A float; non-finite values travel as the strings "NaN", "Infinity", "-Infinity"."""
+
+
+def _tags_field(**kwargs) -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(allow_null=True, max_length=limits.TAG_VALUE_MAX_LENGTH),
+        **kwargs,
+    )
+
+
+def _properties_field(**kwargs) -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(max_length=limits.PROPERTY_VALUE_MAX_LENGTH), **kwargs
+    )
+
+
+PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "limit",
+        int,
+        default=limits.PAGE_SIZE_DEFAULT,
+        description=f"Items per page, 1–{limits.PAGE_SIZE_MAX}.",
+    ),
+    OpenApiParameter("cursor", str, description="`next_cursor` of the previous page (opaque)."),
+]
+
+
+class PageSerializer(serializers.Serializer):
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens and the signed-in user
+
+
+class TokenCreateRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField()
+    name = serializers.CharField(required=False, help_text="A label for the token.")
+
+
+class TokenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The key's first characters, to tell tokens apart.")
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class TokenCreatedSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="The key, shown this once: `Token <key>`.")
+
+
+class TokenListSerializer(serializers.Serializer):
+    results = TokenSerializer(many=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# workspaces and members
+
+
+class WorkspaceSerializer(serializers.Serializer):
+    """A workspace as its member sees it: with the member's role."""
+
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    created_at = serializers.DateTimeField()
+
+
+class WorkspaceListSerializer(PageSerializer):
+    results = WorkspaceSerializer(many=True)
+
+
+class WorkspaceCreateRequestSerializer(serializers.Serializer):
+    name = serializers.RegexField(limits.WORKSPACE_NAME_RE.pattern)
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    workspaces = WorkspaceSerializer(many=True)
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MemberListSerializer(serializers.Serializer):
+    results = MemberSerializer(many=True)
+
+
+class MemberSetRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices, required=False, default=Role.READER)
+
+
+# ---------------------------------------------------------------------------------------------
+# experiments and runs
+
+
+class ExperimentSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    workspace = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    run_count = serializers.IntegerField(allow_null=True)
+    last_run_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExperimentListSerializer(PageSerializer):
+    results = ExperimentSerializer(many=True)
+
+
+class ExperimentCreateRequestSerializer(serializers.Serializer):
+    name = serializers.RegexField(limits.EXPERIMENT_NAME_RE.pattern)
+
+
+class RunErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RunSerializer(serializers.Serializer):
+    """Run details (docs/architecture.md, "Run details")."""
+
+    run_id = serializers.CharField()
+    workspace = serializers.CharField()
+    experiment = serializers.CharField()
+    parent_id = serializers.CharField(allow_null=True)
+    display_name = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    run_type = serializers.CharField()
+    submitter = serializers.CharField(allow_null=True)
+    compute_target = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    error = RunErrorSerializer(allow_null=True)
+    tags = _tags_field()
+    properties = _properties_field()
+    portal_url = serializers.URLField(help_text="The run's page in the studio.")
+
+
+class RunPageSerializer(PageSerializer):
+    results = RunSerializer(many=True)
+
+
+class RunListSerializer(serializers.Serializer):
+    results = RunSerializer(many=True)
+
+
+class RunSpecSerializer(serializers.Serializer):
+    """A run to create; every field is optional."""
+
+    run_id = serializers.RegexField(
+        limits.RUN_ID_RE.pattern, required=False, help_text="Chosen by the server when omitted."
+    )
+    display_name = serializers.CharField(required=False, max_length=limits.DISPLAY_NAME_MAX_LENGTH)
+    description = serializers.CharField(required=False, max_length=limits.DESCRIPTION_MAX_LENGTH)
+    run_type = serializers.CharField(required=False, max_length=32)
+    status = serializers.ChoiceField(
+        choices=RunStatus.choices,
+        required=False,
+        help_text="Not a terminal status nor CancelRequested. Default: Running for a run, "
+        "NotStarted for a child.",
+    )
+    compute_target = serializers.CharField(required=False, max_length=64)
+    tags = _tags_field(required=False)
+    properties = _properties_field(required=False)
+
+
+class RunUpdateRequestSerializer(serializers.Serializer):
+    display_name = serializers.CharField(required=False, max_length=limits.DISPLAY_NAME_MAX_LENGTH)
+    description = serializers.CharField(required=False, max_length=limits.DESCRIPTION_MAX_LENGTH)
+
+
+class RunStatusRequestSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    error = RunErrorSerializer(required=False, help_text="Why the run failed.")
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    heartbeat_at = serializers.DateTimeField()
+
+
+class RunChildrenRequestSerializer(serializers.Serializer):
+    count = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="Makes this many children with status NotStarted (when `runs` is absent).",
+    )
+    runs = RunSpecSerializer(
+        many=True,
+        required=False,
+        help_text=f"Describes each child (at most {limits.MAX_CHILDREN_PER_REQUEST}).",
+    )
+
+
+class TagsSerializer(serializers.Serializer):
+    tags = _tags_field()
+
+
+class TagsUpdateRequestSerializer(serializers.Serializer):
+    set = _tags_field(required=False, help_text="Keys to add or change (null: a bare tag).")
+    remove = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Keys to remove."
+    )
+
+
+class PropertiesSerializer(serializers.Serializer):
+    properties = _properties_field()
+
+
+class PropertiesAddRequestSerializer(serializers.Serializer):
+    properties = _properties_field(help_text="Immutable: a key keeps its first value.")
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+class MetricBatchSeriesSerializer(serializers.Serializer):
+    """One series of a batch, as columns."""
+
+    name = serializers.CharField(max_length=limits.NAME_MAX_LENGTH)
+    kind = serializers.ChoiceField(choices=MetricKind.choices, required=False, default="scalar")
+    values = serializers.ListField(
+        child=serializers.JSONField(),
+        min_length=1,
+        help_text="Numbers (scalar; NaN/Infinity as strings), strings (string, image: a file "
+        "path), lists (list) or objects (row).",
+    )
+    steps = serializers.ListField(
+        child=serializers.IntegerField(allow_null=True),
+        required=False,
+        help_text="One per value; null (or absent) means the point's sequence number.",
+    )
+    times = serializers.ListField(
+        child=serializers.FloatField(allow_null=True),
+        required=False,
+        help_text="Epoch seconds, one per value; null (or absent) means the server's clock.",
+    )
+
+
+class MetricBatchRequestSerializer(serializers.Serializer):
+    idempotency_key = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=limits.IDEMPOTENCY_KEY_MAX_LENGTH,
+        help_text="A batch whose key this run has seen is stored once (`duplicate: true`).",
+    )
+    metrics = MetricBatchSeriesSerializer(
+        many=True,
+        help_text=f"At most {limits.MAX_SERIES_PER_BATCH} series and "
+        f"{limits.MAX_POINTS_PER_BATCH} points; validated whole, a failing batch writes nothing.",
+    )
+
+
+class MetricBatchResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Points in the batch.")
+    duplicate = serializers.BooleanField(help_text="The key was seen: nothing was written.")
+
+
+class MetricSummarySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=MetricKind.choices)
+    count = serializers.IntegerField()
+    last = MetricNumberField(allow_null=True)
+    min = MetricNumberField(allow_null=True)
+    max = MetricNumberField(allow_null=True)
+    last_step = serializers.IntegerField(allow_null=True)
+
+
+class MetricSummaryListSerializer(serializers.Serializer):
+    metrics = MetricSummarySerializer(many=True)
+
+
+class MetricValuesSerializer(serializers.Serializer):
+    metrics = serializers.DictField(
+        child=serializers.JSONField(),
+        help_text="Metric name → its values in logged order (a list; a row metric: an object "
+        "of columns), the SDK's `get_metrics()` shape.",
+    )
+
+
+class MetricHistoryPointsSerializer(serializers.Serializer):
+    seq = serializers.ListField(child=serializers.IntegerField())
+    step = serializers.ListField(child=serializers.IntegerField())
+    value = serializers.ListField(child=serializers.JSONField())
+    time = serializers.ListField(child=serializers.FloatField())
+
+
+class MetricHistorySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=MetricKind.choices)
+    points = MetricHistoryPointsSerializer()
+    next_after_seq = serializers.IntegerField(
+        allow_null=True, help_text="Pass as `after_seq` for the next page; null on the last."
+    )
+
+
+class SeriesPointsSerializer(serializers.Serializer):
+    x = serializers.ListField(child=serializers.FloatField())
+    y = serializers.ListField(
+        child=serializers.FloatField(allow_null=True), help_text="null: a gap (NaN)."
+    )
+
+
+class SeriesNanSerializer(serializers.Serializer):
+    x = serializers.ListField(child=serializers.FloatField())
+    count = serializers.ListField(child=serializers.IntegerField())
+
+
+class MetricSeriesSerializer(serializers.Serializer):
+    run_id = serializers.CharField()
+    name = serializers.CharField()
+    x = serializers.ChoiceField(choices=[(x, x) for x in downsample.X_AXES])
+    count = serializers.IntegerField(help_text="Points in the whole series.")
+    in_range = serializers.IntegerField(help_text="Points in the requested range.")
+    downsampled = serializers.BooleanField()
+    buckets = serializers.IntegerField(help_text="0 when the points come back raw.")
+    t0 = serializers.FloatField(allow_null=True, help_text="The series' first point's time.")
+    x_range = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True, min_length=2, max_length=2
+    )
+    points = SeriesPointsSerializer()
+    nan = SeriesNanSerializer()
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+class RunFileSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    updated_at = serializers.DateTimeField()
+
+
+class RunFileListSerializer(serializers.Serializer):
+    files = RunFileSerializer(many=True)
+
+
+class RunFileWrittenSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField(help_text="The file's size after the write.")
+
+
+# ---------------------------------------------------------------------------------------------
+# compute targets and submission
+
+
+class WorkerSerializer(serializers.Serializer):
+    worker_id = serializers.CharField()
+    queue_name = serializers.CharField()
+    hostname = serializers.CharField()
+    pid = serializers.IntegerField()
+    alive = serializers.BooleanField()
+    started_at = serializers.DateTimeField()
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    stopped_at = serializers.DateTimeField(allow_null=True)
+    current_run = serializers.CharField(allow_null=True, help_text="A run id.")
+
+
+class ComputeTargetSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    capacity = serializers.IntegerField()
+    description = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ComputeTargetOverviewSerializer(ComputeTargetSerializer):
+    active_runs = serializers.IntegerField()
+    queued_runs = serializers.IntegerField()
+    workers = WorkerSerializer(many=True)
+
+
+class ComputeTargetListSerializer(serializers.Serializer):
+    results = ComputeTargetOverviewSerializer(many=True)
+
+
+class ComputeTargetCreateRequestSerializer(serializers.Serializer):
+    name = serializers.RegexField(limits.COMPUTE_TARGET_NAME_RE.pattern)
+    capacity = serializers.IntegerField(
+        required=False, default=1, min_value=1, max_value=limits.COMPUTE_TARGET_CAPACITY_MAX
+    )
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class ComputeTargetUpdateRequestSerializer(serializers.Serializer):
+    capacity = serializers.IntegerField(
+        required=False, min_value=1, max_value=limits.COMPUTE_TARGET_CAPACITY_MAX
+    )
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class UploadField(serializers.FileField):
+    """An uploaded file (multipart), as bytes rather than the URL a FileField reads back."""
+
+
+class RunSubmitFormSerializer(serializers.Serializer):
+    config = serializers.CharField(
+        help_text="JSON: `{script, arguments?: [str], compute_target?, display_name?, "
+        "description?, tags?, properties?, parent_run_id?}`; no `compute_target` means `local`."
+    )
+    snapshot = UploadField(
+        help_text=f"A zip of the source directory (unpacked at most {limits.SNAPSHOT_MAX_BYTES} "
+        f"bytes and {limits.SNAPSHOT_MAX_FILES} files)."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# alert rules
+
+
+class AlertRuleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    statuses = serializers.ListField(child=serializers.ChoiceField(choices=RunStatus.choices))
+    experiment = serializers.CharField(allow_null=True, help_text="null: any experiment.")
+    channel = serializers.ChoiceField(choices=AlertChannel.choices)
+    recipients = serializers.ListField(child=serializers.EmailField())
+    webhook_url = serializers.URLField(allow_null=True)
+    enabled = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    secret = serializers.CharField(
+        required=False, help_text="The webhook signing secret; only owners get it."
+    )
+
+
+class AlertRuleListSerializer(serializers.Serializer):
+    results = AlertRuleSerializer(many=True)
+
+
+class AlertRuleUpdateRequestSerializer(serializers.Serializer):
+    """Only the given fields change."""
+
+    name = serializers.CharField(required=False, max_length=100)
+    statuses = serializers.ListField(
+        child=serializers.ChoiceField(choices=RunStatus.choices), required=False, min_length=1
+    )
+    channel = serializers.ChoiceField(choices=AlertChannel.choices, required=False)
+    experiment = serializers.CharField(
+        required=False, allow_null=True, help_text="null or empty: any experiment."
+    )
+    recipients = serializers.ListField(
+        child=serializers.EmailField(), required=False, help_text="For an e-mail rule."
+    )
+    webhook_url = serializers.URLField(required=False, help_text="For a webhook rule.")
+    enabled = serializers.BooleanField(required=False)
+
+
+class AlertRuleCreateRequestSerializer(AlertRuleUpdateRequestSerializer):
+    name = serializers.CharField(max_length=100)
+    statuses = serializers.ListField(
+        child=serializers.ChoiceField(choices=RunStatus.choices), min_length=1
+    )
+    channel = serializers.ChoiceField(choices=AlertChannel.choices)
+    enabled = serializers.BooleanField(required=False, default=True)
+
+
+# a bare byte stream, for the file endpoints
+BINARY = {"application/octet-stream": OpenApiTypes.BINARY}
