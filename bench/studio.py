@@ -1,6 +1,6 @@
 """Studio benchmark: the pages people open on a big workspace, timed on the running server.
 
-    .venv/bin/python bench/studio.py [--runs 100000] [--mlflow-runs 20000] [--skip-mlflow]
+    .venv/bin/python bench/studio.py [--runs 100000] [--mlflow-runs 100000] [--skip-mlflow]
 
 1. **Seed** a fresh data directory (embedded default: SQLite) with one workspace of N runs, fast,
    by bulk SQL straight into the tables after `migrate` (the user and workspace go through the
@@ -496,7 +496,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--big", type=int, default=3, help="runs with a --big-points metric")
     parser.add_argument("--big-points", type=int, default=1_000_000)
-    parser.add_argument("--mlflow-runs", type=int, default=20_000)
+    parser.add_argument("--mlflow-runs", type=int, default=100_000)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")

@@ -1,10 +1,14 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from runs import compute
+from runs.errors import ServiceError
 from runs.models import (
     AlertChannel,
     AlertDelivery,
     AlertRule,
     ApiToken,
+    ComputeTarget,
+    CustomView,
     Experiment,
     Membership,
     MetricBatch,
@@ -14,6 +18,7 @@ from runs.models import (
     RunProperty,
     RunTag,
     StatusEvent,
+    Worker,
     Workspace,
 )
 
@@ -148,3 +153,58 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
     search_fields = ["rule__name", "event__run__run_id", "error"]
     raw_id_fields = ["rule", "event"]
     readonly_fields = ["at"]
+
+
+@admin.register(CustomView)
+class CustomViewAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "owner", "shared", "updated_at"]
+    list_filter = ["shared", "workspace"]
+    search_fields = ["name", "owner__username"]
+    raw_id_fields = ["workspace", "owner"]
+
+
+@admin.register(ComputeTarget)
+class ComputeTargetAdmin(admin.ModelAdmin):
+    """Writes go through runs.compute's services, so the admin keeps their rules: names are
+    checked, `local` and targets with queued or running runs are not deleted."""
+
+    list_display = ["name", "workspace", "capacity", "description", "updated_at"]
+    list_filter = ["workspace"]
+    search_fields = ["name", "workspace__name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["workspace", "name"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            compute.compute_target_update(
+                target=obj, capacity=obj.capacity, description=obj.description
+            )
+        else:
+            created = compute.compute_target_create(
+                workspace=obj.workspace,
+                name=obj.name,
+                capacity=obj.capacity,
+                description=obj.description,
+            )
+            obj.pk = created.pk
+
+    def delete_model(self, request, obj) -> None:
+        try:
+            compute.compute_target_delete(target=obj)
+        except ServiceError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for target in queryset:
+            self.delete_model(request, target)
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = ["worker_id", "queue_name", "hostname", "pid", "last_seen_at", "stopped_at"]
+    list_filter = ["queue_name"]
+    readonly_fields = [f.name for f in Worker._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # workers register themselves

@@ -405,13 +405,22 @@ def _text_q(path: str, op: str, values: list[str]) -> Q:
     return Q(**{f"{path}__{_LOOKUPS[op]}": values[0]})
 
 
+class _RunsWhere(Q):
+    """`id IN (SELECT run_id FROM <model> WHERE <row>)`, remembering model and row so that
+    OR can merge two of them on one table into a single subquery (see _Compiler.or_expr)."""
+
+    def __init__(self, model, row: Q):
+        super().__init__(pk__in=model.objects.filter(row).values("run_id"))
+        self.model, self.row = model, row
+
+
 def _runs_where(model, condition: Q, **fields) -> Q:
     """Runs with a matching tag / property / metric series row.
 
     `id IN (SELECT run_id …)` rather than a correlated EXISTS: the subquery is planned once
     and can start from the (key, value) or (name, …) index, so a selective tag condition
     narrows 100,000 runs to its matches instead of being probed once per run."""
-    return Q(pk__in=model.objects.filter(condition, **fields).values("run_id"))
+    return _RunsWhere(model, condition & Q(**fields))
 
 
 def _exists(model, field: Field, condition: Q) -> Q:
@@ -531,8 +540,19 @@ class _Compiler(Transformer):
         return expr if expr is not None else Q()
 
     def or_expr(self, *items):
-        q = items[0]
-        for item in items[1:]:
+        # `id IN (A) OR id IN (B)` on one table becomes `id IN (A OR B)`: one index pass
+        # instead of two subqueries the planner joins (tags.x = 'a' OR tags.x = 'b').
+        merged: list[Q] = []
+        for item in items:
+            last = merged[-1] if merged else None
+            # getattr: Q's own operators build new nodes of this class without the fields.
+            model = getattr(item, "model", None)
+            if model is not None and model is getattr(last, "model", None):
+                merged[-1] = _RunsWhere(model, last.row | item.row)
+            else:
+                merged.append(item)
+        q = merged[0]
+        for item in merged[1:]:
             q = q | item
         return q
 

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from runs import alerts, services, storage, tasks
+from runs import alerts, compute, saved_views, services, storage, tasks
 from runs.models import AlertDelivery
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
@@ -42,6 +42,11 @@ def admin_client_with_data(cast, make_run, django_user_model):
     Group.objects.create(name="staff")
     # A queued script run puts a task on its target's queue (django-tasks-db's admin).
     tasks.run_enqueue(run=make_run(status="Queued", compute_target="local"))
+    saved_views.view_save(
+        workspace=cast.workspace, owner=cast.reader.user, name="mine", params={"q": "x"}
+    )
+    compute.compute_target_create(workspace=cast.workspace, name="cpu-cluster", capacity=2)
+    compute.worker_register(worker_id="host-1:local", queue_name="local")
     client = Client()
     client.force_login(superuser)
     return client
@@ -60,7 +65,27 @@ def test_every_registered_model_is_covered():
         "runs.MetricBatch",
         "runs.RunFile",
         "runs.StatusEvent",
+        "runs.CustomView",
+        "runs.ComputeTarget",
+        "runs.Worker",
     } <= labels
+
+
+def test_the_admin_keeps_the_compute_target_rules(admin_client_with_data, cast):
+    from runs.models import ComputeTarget
+
+    local = ComputeTarget.objects.get(workspace=cast.workspace, name="local")
+    url = reverse("admin:runs_computetarget_delete", args=[local.pk])
+    response = admin_client_with_data.post(url, {"post": "yes"}, follow=True)
+    assert ComputeTarget.objects.filter(pk=local.pk).exists()
+    assert "cannot be deleted" in response.content.decode()
+
+    add = reverse("admin:runs_computetarget_add")
+    response = admin_client_with_data.post(
+        add, {"workspace": cast.workspace.pk, "name": "gpu-cluster", "capacity": 3}
+    )
+    assert response.status_code == 302
+    assert ComputeTarget.objects.get(workspace=cast.workspace, name="gpu-cluster").capacity == 3
 
 
 @pytest.mark.parametrize("model", REGISTERED, ids=lambda m: m._meta.label)
@@ -87,5 +112,6 @@ def test_the_admin_search_and_add_pages_load(admin_client_with_data, model):
 
     assert admin_client_with_data.get(changelist, {"q": "a"}).status_code == 200
     # django-tasks-db's task results are made by enqueueing, never by hand: its admin refuses.
-    read_only = opts.label == "django_tasks_database.DBTaskResult"
+    # Workers register themselves.
+    read_only = opts.label in ("django_tasks_database.DBTaskResult", "runs.Worker")
     assert admin_client_with_data.get(add).status_code == (403 if read_only else 200)

@@ -228,3 +228,15 @@ def test_field_keys_read_back_to_the_same_field():
         assert parse_field(field.key) == field
     assert parse_field("attributes.run_name") == Field("attribute", "display_name")
     assert parse_field("start_time") == Field("attribute", "started")
+
+
+def test_an_or_of_conditions_on_one_table_is_one_subquery_and_finds_the_same_runs(runs):
+    text = "tags.team = 'audio' OR tags.team = 'vision' OR metrics.loss < 0.5"
+    sql = str(Run.objects.filter(parse(text)).query)
+    assert sql.count("runs_runtag") == 1  # the two tag conditions share one subquery
+    assert names(text) == names("tags.team = 'audio'") | names("tags.team = 'vision'") | names(
+        "metrics.loss < 0.5"
+    )
+    assert names("tags.team = 'audio' OR tags.team = 'vision'") == names(
+        "tags.team IN ('audio', 'vision')"
+    )

@@ -1,7 +1,7 @@
-"""OpenAPI documentation of the REST API's bodies (drf-spectacular, `@extend_schema` in views.py).
+"""OpenAPI documentation of the REST API's bodies (drf-spectacular, `@extend_schema` in views/).
 
 Documentation only: nothing here validates or renders a request. The views validate through
-runs/services.py and render with the plain functions of runs/api/serializers.py; these
+runs/services/ and render with the plain functions of runs/api/serializers.py; these
 serializers describe the same shapes for /api/schema/. When a shape changes there, change it
 here too (tests/test_api_schema.py checks the main ones).
 """

@@ -1,0 +1,187 @@
+"""Tokens, the signed-in user, workspaces and members."""
+
+from django.contrib.auth import authenticate, get_user_model
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from runs import selectors, services
+from runs.access import workspace_for
+from runs.api import schemas as s
+from runs.api.serializers import member_json, membership_json, token_json
+from runs.api.views.common import _object
+from runs.errors import InvalidInput, NotFound
+from runs.models import ApiToken, Role
+
+
+@extend_schema(
+    operation_id="token_create",
+    summary="Create an API token",
+    description="Signs in with a password and returns a new token; the key is shown this once.",
+    tags=["auth"],
+    request=s.TokenCreateRequestSerializer,
+    responses={
+        201: s.TokenCreatedSerializer,
+        **s.errors(400, 401, e401="Wrong username or password."),
+    },
+)
+@api_view(["POST"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def token_create(request):
+    data = _object(request)
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise InvalidInput("username and password are required strings.", field="username")
+    user = authenticate(request._request, username=username, password=password)
+    if user is None:
+        return Response(
+            {"error": {"code": "authentication_failed", "message": "Wrong username or password."}},
+            status=status.HTTP_401_UNAUTHORIZED,
+        )
+    token, key = services.token_create(user=user, name=data.get("name") or "")
+    return Response({**token_json(token), "token": key}, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    operation_id="token_list",
+    summary="List the caller's tokens",
+    description="The caller's unrevoked tokens, newest first, without their keys.",
+    tags=["auth"],
+    responses={200: s.TokenListSerializer, **s.errors(401)},
+)
+@api_view(["GET"])
+def token_list(request):
+    tokens = ApiToken.objects.filter(user=request.user, revoked_at__isnull=True).order_by("-id")
+    return Response({"results": [token_json(t) for t in tokens]})
+
+
+@extend_schema(
+    operation_id="token_revoke",
+    summary="Revoke one of the caller's tokens",
+    tags=["auth"],
+    responses={204: OpenApiResponse(description="Revoked."), **s.errors(401, 404)},
+)
+@api_view(["DELETE"])
+def token_revoke(request, token_id: int):
+    token = ApiToken.objects.filter(user=request.user, pk=token_id).first()
+    if token is None:
+        raise NotFound(f"No token with id {token_id}.", field="id")
+    services.token_revoke(token=token)
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(
+    operation_id="me",
+    summary="The signed-in user and their workspaces",
+    tags=["auth"],
+    responses={200: s.MeSerializer, **s.errors(401)},
+)
+@api_view(["GET"])
+def me(request):
+    memberships = selectors.membership_list(user=request.user)
+    return Response(
+        {"username": request.user.username, "workspaces": [membership_json(m) for m in memberships]}
+    )
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="workspace_list",
+    summary="List the caller's workspaces",
+    description="Every workspace the caller belongs to, with the caller's role (one page).",
+    tags=["workspaces"],
+    responses={200: s.WorkspaceListSerializer, **s.errors(401)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="workspace_create",
+    summary="Create a workspace",
+    description="The caller becomes its owner.",
+    tags=["workspaces"],
+    request=s.WorkspaceCreateRequestSerializer,
+    responses={
+        201: s.WorkspaceSerializer,
+        **s.errors(400, 401, 409, e409="A workspace with that name exists."),
+    },
+)
+@api_view(["GET", "POST"])
+def workspace_list(request):
+    if request.method == "POST":
+        workspace = services.workspace_create(name=_object(request).get("name"), owner=request.user)
+        membership = workspace.memberships.get(user=request.user)
+        return Response(membership_json(membership), status=status.HTTP_201_CREATED)
+    memberships = selectors.membership_list(user=request.user)
+    return Response({"results": [membership_json(m) for m in memberships], "next_cursor": None})
+
+
+@extend_schema(
+    operation_id="workspace_retrieve",
+    summary="One workspace, with the caller's role",
+    tags=["workspaces"],
+    responses={200: s.WorkspaceSerializer, **s.errors(401, 404)},
+)
+@api_view(["GET"])
+def workspace_detail(request, workspace: str):
+    _, membership = workspace_for(user=request.user, name=workspace)
+    return Response(membership_json(membership))
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="member_list",
+    summary="List a workspace's members",
+    tags=["workspaces"],
+    responses={200: s.MemberListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="member_set",
+    summary="Add a member or change a member's role",
+    description="Owners only.",
+    tags=["workspaces"],
+    request=s.MemberSetRequestSerializer,
+    responses={201: s.MemberSerializer, **s.errors(400, 401, 403, 404)},
+)
+@api_view(["GET", "POST"])
+def member_list(request, workspace: str):
+    if request.method == "POST":
+        ws, _ = workspace_for(
+            user=request.user, name=workspace, role=Role.OWNER, what="managing members"
+        )
+        data = _object(request)
+        user = get_user_model().objects.filter(username=data.get("username")).first()
+        if user is None:
+            raise InvalidInput(
+                f"username: no user named {data.get('username')!r}.", field="username"
+            )
+        membership = services.membership_set(
+            workspace=ws, user=user, role=data.get("role", Role.READER)
+        )
+        return Response(member_json(membership), status=status.HTTP_201_CREATED)
+    ws, _ = workspace_for(user=request.user, name=workspace)
+    return Response({"results": [member_json(m) for m in selectors.member_list(workspace=ws)]})
+
+
+@extend_schema(
+    operation_id="member_remove",
+    summary="Remove a member",
+    description="Owners only. A workspace keeps at least one owner.",
+    tags=["workspaces"],
+    responses={
+        204: OpenApiResponse(description="Removed."),
+        **s.errors(401, 403, 404, 409, e409="The last owner cannot be removed."),
+    },
+)
+@api_view(["DELETE"])
+def member_remove(request, workspace: str, username: str):
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.OWNER, what="managing members"
+    )
+    membership = ws.memberships.filter(user__username=username).select_related("user").first()
+    if membership is None:
+        raise NotFound(f"{username!r} is not a member of {ws.name!r}.", field="username")
+    services.membership_remove(workspace=ws, user=membership.user)
+    return Response(status=status.HTTP_204_NO_CONTENT)

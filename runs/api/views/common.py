@@ -1,0 +1,64 @@
+"""Helpers the API views share: query parameters, the JSON body, keyset pages."""
+
+import math
+
+from rest_framework.response import Response
+
+from runs import limits
+from runs.errors import InvalidInput
+
+
+def _int_param(
+    request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name}: {raw!r} is not a whole number.", field=name) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise InvalidInput(
+            f"{name}: must be between {minimum} and {maximum if maximum is not None else '∞'}.",
+            field=name,
+        )
+    return value
+
+
+def _object(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.", field="body")
+    return request.data
+
+
+def _page(request, queryset, render) -> Response:
+    """Keyset pagination, newest first, on the primary key."""
+    limit = _int_param(
+        request, "limit", limits.PAGE_SIZE_DEFAULT, minimum=1, maximum=limits.PAGE_SIZE_MAX
+    )
+    cursor = _int_param(request, "cursor", 0)
+    if cursor:
+        queryset = queryset.filter(pk__lt=cursor)
+    items = list(queryset[: limit + 1])
+    more = len(items) > limit
+    items = items[:limit]
+    return Response(
+        {
+            "results": [render(item) for item in items],
+            "next_cursor": str(items[-1].pk) if more else None,
+        }
+    )
+
+
+def _float_param(request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidInput(f"{name}: {raw!r} is not a finite number.", field=name)
+    return value

@@ -1,0 +1,118 @@
+"""Compute targets and their workers (docs/architecture.md, "Compute and execution")."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+
+from runs.access import workspace_for
+from runs.api import schemas as s
+from runs.api.views.common import _object
+from runs.models import Role
+
+
+def _target_overview_json(overview) -> dict:
+    from runs.api.serializers import compute_target_json, worker_json
+
+    return {
+        **compute_target_json(
+            overview.target,
+            active=len(overview.active_runs),
+            queued=len(overview.queued_runs),
+        ),
+        "workers": [worker_json(w) for w in overview.workers],
+    }
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="compute_target_list",
+    summary="List a workspace's compute targets, with their workers",
+    tags=["compute"],
+    responses={200: s.ComputeTargetListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="compute_target_create",
+    summary="Create a compute target",
+    description="Owners only.",
+    tags=["compute"],
+    request=s.ComputeTargetCreateRequestSerializer,
+    responses={
+        201: s.ComputeTargetSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A target with that name exists."),
+    },
+)
+@api_view(["GET", "POST"])
+def compute_target_list(request, workspace: str):
+    from runs import compute
+    from runs.api.serializers import compute_target_json
+
+    if request.method == "POST":
+        ws, _ = workspace_for(
+            user=request.user, name=workspace, role=Role.OWNER, what="managing compute targets"
+        )
+        data = _object(request)
+        target = compute.compute_target_create(
+            workspace=ws,
+            name=data.get("name"),
+            capacity=data.get("capacity", 1),
+            description=data.get("description") or "",
+        )
+        return Response(compute_target_json(target), status=status.HTTP_201_CREATED)
+    ws, _ = workspace_for(user=request.user, name=workspace)
+    overviews = compute.compute_target_overview(workspace=ws)
+    return Response({"results": [_target_overview_json(o) for o in overviews]})
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="compute_target_retrieve",
+    summary="One compute target, with its workers",
+    tags=["compute"],
+    responses={200: s.ComputeTargetOverviewSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="compute_target_update",
+    summary="Change a compute target's capacity or description",
+    description="Owners only.",
+    tags=["compute"],
+    request=s.ComputeTargetUpdateRequestSerializer,
+    responses={200: s.ComputeTargetSerializer, **s.errors(400, 401, 403, 404)},
+)
+@extend_schema(
+    methods=["DELETE"],
+    operation_id="compute_target_delete",
+    summary="Delete a compute target",
+    description="Owners only.",
+    tags=["compute"],
+    responses={
+        204: OpenApiResponse(description="Deleted."),
+        **s.errors(401, 403, 404, 409, e409="`local`, or a target with queued or running runs."),
+    },
+)
+@api_view(["GET", "PATCH", "DELETE"])
+def compute_target_detail(request, workspace: str, name: str):
+    from runs import compute
+    from runs.api.serializers import compute_target_json
+
+    if request.method == "GET":
+        ws, _ = workspace_for(user=request.user, name=workspace)
+        compute.compute_target_get(workspace=ws, name=name)
+        overview = next(
+            o for o in compute.compute_target_overview(workspace=ws) if o.target.name == name
+        )
+        return Response(_target_overview_json(overview))
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.OWNER, what="managing compute targets"
+    )
+    target = compute.compute_target_get(workspace=ws, name=name)
+    if request.method == "DELETE":
+        compute.compute_target_delete(target=target)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    data = _object(request)
+    target = compute.compute_target_update(
+        target=target, capacity=data.get("capacity"), description=data.get("description")
+    )
+    return Response(compute_target_json(target))

@@ -1,0 +1,150 @@
+"""Run files: list, download, upload, append."""
+
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import BaseParser
+from rest_framework.response import Response
+
+from runs import limits, selectors, storage
+from runs.access import run_for
+from runs.api import schemas as s
+from runs.api.views.common import _int_param
+from runs.errors import InvalidInput, TooLarge
+from runs.models import Role
+
+
+class RawParser(BaseParser):
+    """Leaves the body unread so the file view can stream it to storage."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return None
+
+
+@extend_schema(
+    operation_id="file_list",
+    summary="List a run's files",
+    tags=["files"],
+    parameters=[OpenApiParameter("prefix", str, description="Only paths starting with this.")],
+    responses={200: s.RunFileListSerializer, **s.errors(401, 404)},
+)
+@api_view(["GET"])
+def file_list(request, run_id: str):
+    run, _ = run_for(user=request.user, run_id=run_id)
+    files = selectors.run_files(run=run, prefix=request.query_params.get("prefix", ""))
+    return Response(
+        {"files": [{"path": f.path, "size": f.size, "updated_at": f.updated_at} for f in files]}
+    )
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="file_download",
+    summary="Download a run file",
+    description="The whole file, streamed; or with `offset`/`length`, that range.",
+    tags=["files"],
+    parameters=[
+        OpenApiParameter("offset", int, description="The first byte to read (default 0)."),
+        OpenApiParameter(
+            "length",
+            int,
+            description=f"Bytes to read, at most {limits.MAX_FILE_READ_BYTES} (the default).",
+        ),
+        OpenApiParameter(
+            "X-File-Size",
+            int,
+            OpenApiParameter.HEADER,
+            response=[200],
+            description="The file's size.",
+        ),
+        OpenApiParameter(
+            "X-Next-Offset",
+            int,
+            OpenApiParameter.HEADER,
+            response=[200],
+            description="With `offset`/`length`: where the next read starts.",
+        ),
+    ],
+    responses={
+        (200, "application/octet-stream"): OpenApiResponse(
+            OpenApiTypes.BINARY, description="The file's bytes, or the requested range of them."
+        ),
+        **s.errors(400, 401, 404),
+    },
+)
+@extend_schema(
+    methods=["PUT"],
+    operation_id="file_replace",
+    summary="Upload a run file (replaces it)",
+    tags=["files"],
+    request=s.BINARY,
+    responses={
+        201: s.RunFileWrittenSerializer,
+        **s.errors(
+            400, 401, 403, 404, 413, e413=f"The file is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."
+        ),
+    },
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="file_append",
+    summary="Append to a run file",
+    description="Creates the file if it is missing.",
+    tags=["files"],
+    parameters=[
+        OpenApiParameter(
+            "append", str, required=True, enum=["1", "true"], description="Required for POST."
+        ),
+    ],
+    request=s.BINARY,
+    responses={
+        200: s.RunFileWrittenSerializer,
+        **s.errors(
+            400, 401, 403, 404, 413, e413=f"The body is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."
+        ),
+    },
+)
+@api_view(["GET", "PUT", "POST"])
+@parser_classes([RawParser])
+def file_detail(request, run_id: str, path: str):
+    if request.method in ("PUT", "POST"):
+        run, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="uploading files"
+        )
+        size = int(request.META.get("CONTENT_LENGTH") or 0)
+        if size > limits.MAX_FILE_UPLOAD_BYTES:
+            raise TooLarge(
+                f"The file is {size} bytes; the limit is {limits.MAX_FILE_UPLOAD_BYTES}.",
+                field="body",
+            )
+        append = request.method == "POST" and request.query_params.get("append") in ("1", "true")
+        if request.method == "POST" and not append:
+            raise InvalidInput(
+                "append: POST appends and needs ?append=1; use PUT to replace.", field="append"
+            )
+        record = storage.run_file_write(run=run, path=path, stream=request._request, append=append)
+        return Response(
+            {"path": record.path, "size": record.size},
+            status=status.HTTP_200_OK if append else status.HTTP_201_CREATED,
+        )
+    run, _ = run_for(user=request.user, run_id=run_id)
+    if "offset" not in request.query_params and "length" not in request.query_params:
+        record = storage.run_file_get(run=run, path=path)
+        response = StreamingHttpResponse(
+            storage.run_file_iter(run=run, path=path), content_type="application/octet-stream"
+        )
+        response["X-File-Size"] = str(record.size)
+        return response
+    offset = _int_param(request, "offset", 0)
+    length = _int_param(
+        request, "length", limits.MAX_FILE_READ_BYTES, maximum=limits.MAX_FILE_READ_BYTES
+    )
+    data, size = storage.run_file_read(run=run, path=path, offset=offset, length=length)
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["X-File-Size"] = str(size)
+    response["X-Next-Offset"] = str(offset + len(data))
+    return response

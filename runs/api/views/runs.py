@@ -1,0 +1,437 @@
+"""Experiments and runs: create, list, detail, status, heartbeat, children, tags,
+properties, cancel, and script submission (docs/architecture.md, "Compute and execution")."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+
+from runs import selectors, services
+from runs.access import run_for, workspace_for
+from runs.api import schemas as s
+from runs.api.serializers import experiment_json, run_json
+from runs.api.views.common import _object, _page
+from runs.errors import InvalidInput, NotFound
+from runs.models import Role, RunStatus
+from runs.services import RunSpec
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="experiment_list",
+    summary="List a workspace's experiments",
+    tags=["experiments"],
+    responses={200: s.ExperimentListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="experiment_create",
+    summary="Get or create an experiment",
+    description="201 with a new experiment, or 200 with the existing one of that name.",
+    tags=["experiments"],
+    request=s.ExperimentCreateRequestSerializer,
+    responses={
+        200: s.ExperimentSerializer,
+        201: s.ExperimentSerializer,
+        **s.errors(400, 401, 403, 404),
+    },
+)
+@api_view(["GET", "POST"])
+def experiment_list(request, workspace: str):
+    if request.method == "POST":
+        ws, _ = workspace_for(
+            user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="creating experiments"
+        )
+        experiment, created = services.experiment_get_or_create(
+            workspace=ws, name=_object(request).get("name")
+        )
+        return Response(
+            experiment_json(experiment),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+    ws, _ = workspace_for(user=request.user, name=workspace)
+    experiments = selectors.experiment_list(workspace=ws).select_related("workspace")
+    return Response({"results": [experiment_json(e) for e in experiments], "next_cursor": None})
+
+
+@extend_schema(
+    operation_id="experiment_retrieve",
+    summary="One experiment",
+    tags=["experiments"],
+    responses={200: s.ExperimentSerializer, **s.errors(401, 404)},
+)
+@api_view(["GET"])
+def experiment_detail(request, workspace: str, experiment: str):
+    ws, _ = workspace_for(user=request.user, name=workspace)
+    found = (
+        selectors.experiment_list(workspace=ws)
+        .select_related("workspace")
+        .filter(name=experiment)
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"No experiment named {experiment!r} in {ws.name!r}.", field="experiment")
+    return Response(experiment_json(found))
+
+
+@extend_schema(
+    operation_id="run_create",
+    summary="Start a run",
+    description="Creates the experiment if it is missing. The run is Running unless `status` "
+    "says otherwise.",
+    tags=["runs"],
+    request=s.RunSpecSerializer,
+    responses={
+        201: s.RunSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A run with that `run_id` exists."),
+    },
+)
+@api_view(["POST"])
+def run_create(request, workspace: str, experiment: str):
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="starting runs"
+    )
+    spec = RunSpec.from_input(_object(request))
+    exp, _ = services.experiment_get_or_create(workspace=ws, name=experiment)
+    run = services.run_create(experiment=exp, spec=spec, submitter=request.user)
+    return Response(run_json(run, request), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    operation_id="run_list",
+    summary="List and filter a workspace's runs",
+    description="Newest first, keyset-paged. The filters are the studio run list's "
+    "(runs.filters.RunFilter); repeated `status` values are ORed, repeated `tag` and "
+    "`property` values ANDed.",
+    tags=["runs"],
+    parameters=[
+        *s.PAGE_PARAMETERS,
+        OpenApiParameter("q", str, description="The search language (runs/query.py)."),
+        OpenApiParameter("experiment", str, description="An experiment's name."),
+        OpenApiParameter("status", str, many=True, enum=RunStatus.values),
+        OpenApiParameter("tag", str, many=True, description="`key` or `key=value`."),
+        OpenApiParameter("property", str, many=True, description="`key` or `key=value`."),
+        OpenApiParameter("compute_target", str, description="A compute target's name."),
+        OpenApiParameter("submitter", str, description="A username."),
+        OpenApiParameter("created_from", OpenApiTypes.DATE, description="Created on or after."),
+        OpenApiParameter("created_to", OpenApiTypes.DATE, description="Created on or before."),
+        OpenApiParameter(
+            "top_level",
+            str,
+            enum=["1", "0", "true", "false"],
+            description="1: runs without a parent only.",
+        ),
+        OpenApiParameter("parent", str, description="The parent's run id: its children."),
+    ],
+    responses={200: s.RunPageSerializer, **s.errors(400, 401, 404)},
+)
+@api_view(["GET"])
+def run_list(request, workspace: str):
+    """Filtered by runs.filters.RunFilter — the studio's run list uses the same one: `q` (the
+    search language, runs/query.py), experiment, status, tag, property, compute_target,
+    submitter, created_from, created_to, top_level, parent. Newest first, keyset-paged."""
+    ws, _ = workspace_for(user=request.user, name=workspace)
+    if request.query_params.get("parent"):
+        run_for(user=request.user, run_id=request.query_params["parent"])  # 404 if not visible
+    runs = selectors.run_search(workspace=ws, params=request.query_params)
+    runs = selectors.with_run_details(runs).order_by("-id")
+    return _page(request, runs, lambda run: run_json(run, request))
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="run_retrieve",
+    summary="Run details",
+    tags=["runs"],
+    responses={200: s.RunSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="run_update",
+    summary="Change a run's display name or description",
+    tags=["runs"],
+    request=s.RunUpdateRequestSerializer,
+    responses={200: s.RunSerializer, **s.errors(400, 401, 403, 404)},
+)
+@api_view(["GET", "PATCH"])
+def run_detail(request, run_id: str):
+    if request.method == "PATCH":
+        run, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="editing runs"
+        )
+        data = _object(request)
+        services.run_update(
+            run=run, display_name=data.get("display_name"), description=data.get("description")
+        )
+    else:
+        run, _ = run_for(user=request.user, run_id=run_id)
+    return Response(run_json(run, request))
+
+
+@extend_schema(
+    operation_id="run_status_set",
+    summary="Move a run along its lifecycle",
+    tags=["runs"],
+    request=s.RunStatusRequestSerializer,
+    responses={
+        200: s.RunSerializer,
+        **s.errors(
+            400,
+            401,
+            403,
+            404,
+            409,
+            e409="The transition is not allowed (e.g. out of a terminal state).",
+        ),
+    },
+)
+@api_view(["POST"])
+def run_status(request, run_id: str):
+    run, _ = run_for(
+        user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="changing a run's status"
+    )
+    data = _object(request)
+    error = data.get("error") or {}
+    if not isinstance(error, dict):
+        raise InvalidInput("error: must be an object with code and message.", field="error")
+    updated = services.run_set_status(
+        run=run,
+        status=data.get("status"),
+        by=request.user,
+        error_code=error.get("code") or "",
+        error_message=error.get("message") or "",
+    )
+    run.status, run.started_at, run.ended_at = updated.status, updated.started_at, updated.ended_at
+    run.error_code, run.error_message = updated.error_code, updated.error_message
+    return Response(run_json(run, request))
+
+
+@extend_schema(
+    operation_id="run_heartbeat",
+    summary="Record that a live run is alive",
+    tags=["runs"],
+    request=None,
+    responses={200: s.HeartbeatSerializer, **s.errors(401, 403, 404)},
+)
+@api_view(["POST"])
+def run_heartbeat(request, run_id: str):
+    run, _ = run_for(
+        user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="sending heartbeats"
+    )
+    services.run_heartbeat(run=run)
+    return Response({"status": run.status, "heartbeat_at": run.heartbeat_at})
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="run_children_list",
+    summary="List a run's children",
+    tags=["runs"],
+    parameters=[
+        OpenApiParameter(
+            "recursive",
+            str,
+            enum=["1", "true", "True"],
+            description="Every descendant, breadth first, instead of direct children.",
+        ),
+    ],
+    responses={200: s.RunListSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="run_children_create",
+    summary="Create child runs",
+    description="`count` makes that many children (status NotStarted); `runs` describes each.",
+    tags=["runs"],
+    request=s.RunChildrenRequestSerializer,
+    responses={
+        201: s.RunListSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A run with a given `run_id` exists."),
+    },
+)
+@api_view(["GET", "POST"])
+def run_children(request, run_id: str):
+    if request.method == "POST":
+        parent, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="creating child runs"
+        )
+        data = _object(request)
+        if data.get("runs") is not None:
+            if not isinstance(data["runs"], list):
+                raise InvalidInput("runs: must be a list of run descriptions.", field="runs")
+            specs = [
+                RunSpec.from_input(
+                    item if isinstance(item, dict) else {},
+                    field=f"runs[{i}].",
+                    run_type="child",
+                    status=RunStatus.NOT_STARTED,
+                )
+                for i, item in enumerate(data["runs"])
+            ]
+        else:
+            count = data.get("count")
+            if type(count) is not int:
+                raise InvalidInput("count: a whole number of children is required.", field="count")
+            specs = [RunSpec(run_type="child", status=RunStatus.NOT_STARTED)] * max(count, 0)
+        children = services.run_create_children(parent=parent, specs=specs, submitter=request.user)
+        children = list(
+            selectors.with_run_details(
+                parent.children.filter(pk__in=[c.pk for c in children])
+            ).order_by("id")
+        )
+        return Response(
+            {"results": [run_json(c, request) for c in children]}, status=status.HTTP_201_CREATED
+        )
+    run, _ = run_for(user=request.user, run_id=run_id)
+    recursive = request.query_params.get("recursive") in ("1", "true", "True")
+    children = selectors.run_children(run=run, recursive=recursive)
+    return Response({"results": [run_json(c, request) for c in children]})
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="run_tags_retrieve",
+    summary="A run's tags",
+    tags=["runs"],
+    responses={200: s.TagsSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="run_tags_update",
+    summary="Set and remove a run's tags",
+    tags=["runs"],
+    request=s.TagsUpdateRequestSerializer,
+    responses={200: s.TagsSerializer, **s.errors(400, 401, 403, 404)},
+)
+@api_view(["GET", "PATCH"])
+def run_tags(request, run_id: str):
+    if request.method == "PATCH":
+        run, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="editing tags"
+        )
+        data = _object(request)
+        remove = data.get("remove") or []
+        if not isinstance(remove, list):
+            raise InvalidInput("remove: must be a list of tag keys.", field="remove")
+        services.run_set_tags(run=run, set_tags=data.get("set"), remove=remove)
+    else:
+        run, _ = run_for(user=request.user, run_id=run_id)
+    return Response({"tags": selectors.run_tags(run=run)})
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="run_properties_retrieve",
+    summary="A run's properties",
+    tags=["runs"],
+    responses={200: s.PropertiesSerializer, **s.errors(401, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="run_properties_add",
+    summary="Add properties to a run",
+    description="Properties are immutable: a key keeps its first value.",
+    tags=["runs"],
+    request=s.PropertiesAddRequestSerializer,
+    responses={
+        200: s.PropertiesSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="A key already has another value."),
+    },
+)
+@api_view(["GET", "POST"])
+def run_properties(request, run_id: str):
+    if request.method == "POST":
+        run, _ = run_for(
+            user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="adding properties"
+        )
+        services.run_add_properties(run=run, properties=_object(request).get("properties"))
+    else:
+        run, _ = run_for(user=request.user, run_id=run_id)
+    return Response({"properties": selectors.run_properties(run=run)})
+
+
+@extend_schema(
+    operation_id="run_cancel",
+    summary="Cancel a run",
+    description="A worker-executed run becomes CancelRequested (its worker ends it); any other "
+    "run Canceled at once.",
+    tags=["runs"],
+    request=None,
+    responses={
+        200: s.RunSerializer,
+        **s.errors(401, 403, 404, 409, e409="The run has already finished."),
+    },
+)
+@api_view(["POST"])
+def run_cancel(request, run_id: str):
+    run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="canceling runs")
+    run = services.run_cancel(run=run, by=request.user)
+    run, _ = run_for(user=request.user, run_id=run_id)
+    return Response(run_json(run, request))
+
+
+@extend_schema(
+    operation_id="run_submit",
+    summary="Submit a script to run on a compute target",
+    description="Creates the experiment if it is missing; the run is Queued.",
+    tags=["compute"],
+    request={"multipart/form-data": s.RunSubmitFormSerializer},
+    responses={
+        201: s.RunSerializer,
+        **s.errors(
+            400,
+            401,
+            403,
+            404,
+            413,
+            e400="Invalid input, e.g. `field`: `compute_target`, `script` or `snapshot`.",
+            e413="The snapshot is over its limits.",
+        ),
+    },
+)
+@api_view(["POST"])
+@parser_classes([MultiPartParser])
+def run_submit(request, workspace: str, experiment: str):
+    """multipart/form-data: `config` (JSON: script, arguments, compute_target, display_name,
+    description, tags, properties, parent_run_id) and `snapshot` (a zip of the source
+    directory) → 201 with the Queued run."""
+    import json
+
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="submitting runs"
+    )
+    try:
+        config = json.loads(request.data.get("config") or "{}")
+    except ValueError:
+        raise InvalidInput("config: not valid JSON.", field="config") from None
+    if not isinstance(config, dict):
+        raise InvalidInput("config: must be a JSON object.", field="config")
+    archive = request.FILES.get("snapshot")
+    if archive is None:
+        raise InvalidInput("snapshot: a zip of the source directory is required.", field="snapshot")
+    parent = None
+    if config.get("parent_run_id"):
+        parent, _ = run_for(
+            user=request.user,
+            run_id=str(config["parent_run_id"]),
+            role=Role.CONTRIBUTOR,
+            what="submitting child runs",
+        )
+    spec = RunSpec.from_input(
+        {k: config.get(k) for k in ("display_name", "description", "tags", "properties")}
+    )
+    exp, _ = services.experiment_get_or_create(workspace=ws, name=experiment)
+    run = services.run_submit(
+        experiment=exp,
+        script=config.get("script"),
+        arguments=config.get("arguments"),
+        compute_target=config.get("compute_target") or "",
+        snapshot=archive,
+        submitter=request.user,
+        parent=parent,
+        spec=spec,
+    )
+    run, _ = run_for(user=request.user, run_id=run.run_id)
+    return Response(run_json(run, request), status=status.HTTP_201_CREATED)

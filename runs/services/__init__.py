@@ -1,0 +1,62 @@
+"""Domain services: every write goes through one of these, whichever door it came from
+(REST API, studio pages, admin actions, the demo seeder, workers).
+
+One module an area; callers import the package (`from runs import services`), which names
+them all here."""
+
+from runs.errors import Conflict, InvalidInput
+from runs.services.accounts import (
+    membership_remove,
+    membership_set,
+    token_authenticate,
+    token_create,
+    token_revoke,
+    workspace_create,
+)
+from runs.services.metrics import BatchResult, run_log_batch
+from runs.services.runs import (
+    RunSpec,
+    experiment_get_or_create,
+    run_add_properties,
+    run_cancel,
+    run_create,
+    run_create_children,
+    run_heartbeat,
+    run_set_status,
+    run_set_tags,
+    run_update,
+    transition_allowed,
+)
+from runs.services.submission import ARGUMENTS_PROPERTY, SCRIPT_PROPERTY, run_submit
+
+__all__ = [
+    # the errors services raise
+    "Conflict",
+    "InvalidInput",
+    # accounts
+    "membership_remove",
+    "membership_set",
+    "token_authenticate",
+    "token_create",
+    "token_revoke",
+    "workspace_create",
+    # runs
+    "RunSpec",
+    "experiment_get_or_create",
+    "run_add_properties",
+    "run_cancel",
+    "run_create",
+    "run_create_children",
+    "run_heartbeat",
+    "run_set_status",
+    "run_set_tags",
+    "run_update",
+    "transition_allowed",
+    # metrics
+    "BatchResult",
+    "run_log_batch",
+    # submission
+    "ARGUMENTS_PROPERTY",
+    "SCRIPT_PROPERTY",
+    "run_submit",
+]

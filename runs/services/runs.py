@@ -1,0 +1,349 @@
+"""Experiments and runs: creation, lifecycle, tags, properties, cancel."""
+
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from runs import alerts, limits
+from runs.errors import Conflict, InvalidInput
+from runs.models import (
+    TERMINAL_STATUSES,
+    Experiment,
+    Run,
+    RunProperty,
+    RunStatus,
+    RunTag,
+    StatusEvent,
+    Workspace,
+)
+from runs.validation import check_mapping, check_name, check_pattern, check_text
+
+
+def experiment_get_or_create(*, workspace: Workspace, name: str) -> tuple[Experiment, bool]:
+    check_pattern(
+        name,
+        field="name",
+        pattern=limits.EXPERIMENT_NAME_RE,
+        rule="1–255 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    )
+    try:
+        with transaction.atomic():
+            return Experiment.objects.get_or_create(workspace=workspace, name=name)
+    except IntegrityError:  # created by a concurrent request
+        return Experiment.objects.get(workspace=workspace, name=name), False
+
+
+def _new_run_id(experiment: Experiment) -> str:
+    return f"{experiment.name[:200]}_{int(time.time())}_{secrets.token_hex(4)}"
+
+
+def _check_status(value: Any, *, field: str = "status") -> str:
+    if value not in RunStatus.values:
+        raise InvalidInput(
+            f"{field}: {value!r} is not a run status; use one of {', '.join(RunStatus.values)}.",
+            field=field,
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    display_name: str = ""
+    description: str = ""
+    run_type: str = "interactive"
+    status: str = RunStatus.RUNNING
+    compute_target: str = ""
+    tags: dict | None = None
+    properties: dict | None = None
+    run_id: str = ""  # chosen by the caller (Azure's child_run(run_id=…)); generated if empty
+
+    @classmethod
+    def from_input(cls, data: dict, *, field: str = "", **defaults: Any) -> "RunSpec":
+        """Validates a run description from any door; `field` prefixes error field names."""
+        values = {**defaults}
+        for name, max_length in (
+            ("display_name", limits.DISPLAY_NAME_MAX_LENGTH),
+            ("description", limits.DESCRIPTION_MAX_LENGTH),
+            ("run_type", 32),
+            ("compute_target", 64),
+        ):
+            if data.get(name) is not None:
+                values[name] = check_text(data[name], field=f"{field}{name}", max_length=max_length)
+        if data.get("status") is not None:
+            status = _check_status(data["status"], field=f"{field}status")
+            if status in TERMINAL_STATUSES or status == RunStatus.CANCEL_REQUESTED:
+                raise InvalidInput(
+                    f"{field}status: a run cannot be created {status}.", field=f"{field}status"
+                )
+            values["status"] = status
+        for name in ("tags", "properties"):
+            if data.get(name) is not None:
+                values[name] = _check_kv(data[name], field=f"{field}{name}", tags=name == "tags")
+        if data.get("run_id") is not None:
+            values["run_id"] = check_pattern(
+                data["run_id"],
+                field=f"{field}run_id",
+                pattern=limits.RUN_ID_RE,
+                rule="1–255 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            )
+        return cls(**values)
+
+
+def _check_kv(mapping: Any, *, field: str, tags: bool) -> dict:
+    check_mapping(mapping, field=field)
+    checked = {}
+    for key, value in mapping.items():
+        check_name(key, field=f"{field}.{key}" if key else field, what="key")
+        if tags:
+            if value is not None and not isinstance(value, str):
+                value = str(value)
+            checked[key] = check_text(
+                value,
+                field=f"{field}.{key}",
+                max_length=limits.TAG_VALUE_MAX_LENGTH,
+                allow_none=True,
+            )
+        else:
+            if value is None:
+                raise InvalidInput(
+                    f"{field}.{key}: a property needs a value.", field=f"{field}.{key}"
+                )
+            if not isinstance(value, str):
+                value = str(value)
+            checked[key] = check_text(
+                value, field=f"{field}.{key}", max_length=limits.PROPERTY_VALUE_MAX_LENGTH
+            )
+    return checked
+
+
+def _build_run(
+    *, experiment: Experiment, spec: RunSpec, submitter: AbstractBaseUser | None, parent: Run | None
+) -> Run:
+    now = timezone.now()
+    return Run(
+        run_id=spec.run_id or _new_run_id(experiment),
+        workspace_id=experiment.workspace_id,
+        experiment=experiment,
+        parent=parent,
+        display_name=spec.display_name,
+        description=spec.description,
+        status=spec.status,
+        run_type=spec.run_type,
+        compute_target=spec.compute_target,
+        submitter=submitter,
+        started_at=now if spec.status == RunStatus.RUNNING else None,
+        heartbeat_at=now if spec.status == RunStatus.RUNNING else None,
+    )
+
+
+def _create_runs(
+    *,
+    experiment: Experiment,
+    specs: list[RunSpec],
+    submitter: AbstractBaseUser | None,
+    parent: Run | None,
+) -> list[Run]:
+    chosen = [s.run_id for s in specs if s.run_id]
+    taken = Run.objects.filter(run_id__in=chosen).values_list("run_id", flat=True).first()
+    if taken or len(set(chosen)) != len(chosen):
+        raise Conflict(
+            f"A run with id {taken or chosen[0]!r} already exists; choose another id or omit it.",
+            field="run_id",
+        )
+    runs = Run.objects.bulk_create(
+        [
+            _build_run(experiment=experiment, spec=s, submitter=submitter, parent=parent)
+            for s in specs
+        ]
+    )
+    tags, properties, events = [], [], []
+    for run, spec in zip(runs, specs, strict=True):
+        tags += [RunTag(run=run, key=k, value=v) for k, v in (spec.tags or {}).items()]
+        properties += [
+            RunProperty(run=run, key=k, value=v) for k, v in (spec.properties or {}).items()
+        ]
+        events.append(StatusEvent(run=run, from_status="", to_status=run.status, by=submitter))
+    RunTag.objects.bulk_create(tags)
+    RunProperty.objects.bulk_create(properties)
+    StatusEvent.objects.bulk_create(events)
+    return runs
+
+
+@transaction.atomic
+def run_create(
+    *,
+    experiment: Experiment,
+    spec: RunSpec,
+    submitter: AbstractBaseUser | None,
+    parent: Run | None = None,
+) -> Run:
+    if parent is not None and parent.workspace_id != experiment.workspace_id:
+        raise InvalidInput("parent: the parent run belongs to another workspace.", field="parent")
+    return _create_runs(experiment=experiment, specs=[spec], submitter=submitter, parent=parent)[0]
+
+
+@transaction.atomic
+def run_create_children(
+    *, parent: Run, specs: list[RunSpec], submitter: AbstractBaseUser | None
+) -> list[Run]:
+    if not 1 <= len(specs) <= limits.MAX_CHILDREN_PER_REQUEST:
+        raise InvalidInput(
+            f"count: between 1 and {limits.MAX_CHILDREN_PER_REQUEST} children per request.",
+            field="count",
+        )
+    return _create_runs(
+        experiment=parent.experiment, specs=specs, submitter=submitter, parent=parent
+    )
+
+
+def run_update(*, run: Run, display_name: str | None = None, description: str | None = None) -> Run:
+    fields = []
+    if display_name is not None:
+        run.display_name = check_text(
+            display_name, field="display_name", max_length=limits.DISPLAY_NAME_MAX_LENGTH
+        )
+        fields.append("display_name")
+    if description is not None:
+        run.description = check_text(
+            description, field="description", max_length=limits.DESCRIPTION_MAX_LENGTH
+        )
+        fields.append("description")
+    if fields:
+        run.save(update_fields=fields)
+    return run
+
+
+_ORDER = [
+    RunStatus.NOT_STARTED,
+    RunStatus.QUEUED,
+    RunStatus.PREPARING,
+    RunStatus.RUNNING,
+    RunStatus.FINALIZING,
+    RunStatus.COMPLETED,
+]
+
+
+def transition_allowed(current: str, new: str) -> bool:
+    if current in TERMINAL_STATUSES:
+        return False
+    if new in (RunStatus.FAILED, RunStatus.CANCELED):
+        return True
+    if current == RunStatus.CANCEL_REQUESTED:
+        return False
+    if new == RunStatus.CANCEL_REQUESTED:
+        return True
+    return _ORDER.index(RunStatus(new)) > _ORDER.index(RunStatus(current))
+
+
+@transaction.atomic
+def run_set_status(
+    *,
+    run: Run,
+    status: str,
+    by: AbstractBaseUser | None = None,
+    error_code: str = "",
+    error_message: str = "",
+    reason: str = "",
+) -> Run:
+    """Moves a run along its lifecycle and records the event; a terminal state is final."""
+    _check_status(status)
+    locked = Run.objects.select_for_update().get(pk=run.pk)
+    if locked.status == status:
+        return locked
+    if not transition_allowed(locked.status, status):
+        raise Conflict(
+            f"Run {locked.run_id} is {locked.status}; it cannot become {status}."
+            + (" A finished run's status is final." if locked.is_terminal else ""),
+            field="status",
+            code="invalid_transition",
+        )
+    now = timezone.now()
+    previous = locked.status
+    locked.status = status
+    fields = ["status"]
+    if status == RunStatus.RUNNING and locked.started_at is None:
+        locked.started_at = now
+        fields.append("started_at")
+    if status in TERMINAL_STATUSES:
+        locked.ended_at = now
+        fields.append("ended_at")
+    if status == RunStatus.FAILED:
+        locked.error_code = check_text(error_code or "", field="error.code", max_length=100)
+        locked.error_message = check_text(
+            error_message or "", field="error.message", max_length=limits.DESCRIPTION_MAX_LENGTH
+        )
+        fields += ["error_code", "error_message"]
+    locked.save(update_fields=fields)
+    event = StatusEvent.objects.create(
+        run=locked, from_status=previous, to_status=status, by=by, reason=reason
+    )
+    # Alerts go out from a task enqueued after commit, never from this request.
+    alerts.on_status_event(event)
+    return locked
+
+
+def run_heartbeat(*, run: Run) -> Run:
+    run.heartbeat_at = timezone.now()
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=run.heartbeat_at)
+    return run
+
+
+@transaction.atomic
+def run_set_tags(
+    *, run: Run, set_tags: dict | None = None, remove: Iterable[str] | None = None
+) -> None:
+    tags = _check_kv(set_tags or {}, field="set", tags=True)
+    remove = list(remove or [])
+    for index, key in enumerate(remove):
+        check_name(key, field=f"remove[{index}]", what="key")
+    if remove:
+        RunTag.objects.filter(run=run, key__in=remove).delete()
+    if tags:
+        RunTag.objects.bulk_create(
+            [RunTag(run=run, key=k, value=v) for k, v in tags.items()],
+            update_conflicts=True,
+            unique_fields=["run", "key"],
+            update_fields=["value"],
+        )
+
+
+@transaction.atomic
+def run_add_properties(*, run: Run, properties: dict) -> None:
+    """Properties are an audit record: a key keeps its first value forever."""
+    properties = _check_kv(properties, field="properties", tags=False)
+    stored = dict(
+        RunProperty.objects.select_for_update()
+        .filter(run=run, key__in=list(properties))
+        .values_list("key", "value")
+    )
+    for key, value in properties.items():
+        if key in stored and stored[key] != value:
+            raise Conflict(
+                f"Property {key!r} of run {run.run_id} is already {stored[key]!r}; properties are "
+                f"immutable, so {value!r} was refused. Use a tag for a value that changes.",
+                field=f"properties.{key}",
+                code="property_immutable",
+            )
+    RunProperty.objects.bulk_create(
+        [RunProperty(run=run, key=k, value=v) for k, v in properties.items() if k not in stored]
+    )
+
+
+def run_cancel(*, run: Run, by: AbstractBaseUser | None = None) -> Run:
+    """Cancels a run from any door. A run a worker executes (status Queued, Preparing,
+    Running or Finalizing on a compute target) becomes CancelRequested and its worker ends
+    the process; any other run (an interactive one, or one not started) is Canceled at once."""
+    worker_owned = run.compute_target and run.status in (
+        RunStatus.QUEUED,
+        RunStatus.PREPARING,
+        RunStatus.RUNNING,
+        RunStatus.FINALIZING,
+    )
+    status = RunStatus.CANCEL_REQUESTED if worker_owned else RunStatus.CANCELED
+    return run_set_status(run=run, status=status, by=by, reason="cancel requested")
