@@ -104,6 +104,14 @@ def test_offline_child_runs_know_their_parent_and_complete_on_exit():
     assert [c.id for c in parent.get_children()] == [child.id]
 
 
+def test_an_offline_run_left_by_an_exception_is_failed_and_the_exception_goes_on(capsys):
+    parent = Run.get_context()
+    with pytest.raises(KeyError), parent.child_run("c") as child:
+        raise KeyError("lr")
+    assert child.get_status() == "Failed"
+    assert "KeyError" in capsys.readouterr().out
+
+
 # --- validation ----------------------------------------------------------------------------
 
 
@@ -181,8 +189,11 @@ def test_batches_split_before_the_body_size_limit():
 
 
 def test_default_limits_match_the_server():
-    assert flusher.MAX_BATCH_POINTS == 100_000
-    assert flusher.MAX_BATCH_SERIES == 1_000
+    from runs import limits as server
+
+    assert flusher.MAX_BATCH_POINTS == server.MAX_POINTS_PER_BATCH
+    assert flusher.MAX_BATCH_SERIES == server.MAX_SERIES_PER_BATCH
+    assert flusher.BATCH_BYTES_BUDGET < server.MAX_BATCH_BYTES
 
 
 # --- JSON and errors -----------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import IO, Any
 
 from runs.sdk.client import Conflict
@@ -221,17 +220,6 @@ class _OfflineRun(Run):
 
     def cancel(self) -> None:
         self._status = "Canceled"
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.complete()
-        else:
-            self.fail(error_details=exc)
 
     def child_run(self, name: str | None = None, run_id: str | None = None) -> Run:
         child = _OfflineRun(parent=self)
