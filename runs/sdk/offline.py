@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from runs.sdk.client import Conflict
 from runs.sdk.run import Run
-from runs.sdk.values import coerce_value, error_text, plain, validate_metric_name
+from runs.sdk.values import coerce_value, error_text, plain, register_kind
 
 
 class _OfflineRun(Run):
@@ -89,15 +89,7 @@ class _OfflineRun(Run):
     # -- metrics --------------------------------------------------------------------------
 
     def _keep(self, name: str, kind: str, value: Any, label: str) -> None:
-        known = self._kinds.get(name)
-        if known is None:
-            validate_metric_name(name)
-            self._kinds[name] = kind
-        elif known != kind:
-            raise ValueError(
-                f"metric {name!r} holds {known} values in this run; a {kind} value cannot "
-                "join it (log it under another name)"
-            )
+        register_kind(self._kinds, name, kind)
         print(f"Attempted to log {label} metric {name}:\n{value}")
         self._metrics.setdefault(name, []).append((kind, value))
 

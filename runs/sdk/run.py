@@ -33,6 +33,7 @@ from runs.sdk.values import (
     coerce_value,
     error_text,
     plain,
+    register_kind,
     safe_path_part,
     validate_metric_name,
     warn,
@@ -293,15 +294,7 @@ class Run:
 
     def _register(self, name: str, kind: str) -> None:
         self._ensure_flusher()
-        known = self._kinds.get(name)
-        if known is None:
-            validate_metric_name(name)
-            self._kinds[name] = kind
-        elif known != kind:
-            raise ValueError(
-                f"metric {name!r} holds {known} values in this run; a {kind} value cannot "
-                "join it (log it under another name)"
-            )
+        register_kind(self._kinds, name, kind)
 
     def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
         """Log a number (a scalar point) or a string. Costs microseconds: no network."""

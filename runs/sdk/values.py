@@ -26,6 +26,20 @@ def validate_metric_name(name: Any) -> str:
     return name
 
 
+def register_kind(kinds: dict[str, str], name: str, kind: str) -> None:
+    """Record the kind of a metric's first value; a later value of another kind is refused at
+    once (the server would refuse the whole batch it travels in)."""
+    known = kinds.get(name)
+    if known is None:
+        validate_metric_name(name)
+        kinds[name] = kind
+    elif known != kind:
+        raise ValueError(
+            f"metric {name!r} holds {known} values in this run; a {kind} value cannot "
+            "join it (log it under another name)"
+        )
+
+
 def coerce_value(value: Any) -> tuple[Any, str]:
     """The slow path of ``Run.log`` for values that are not exactly int, float or str.
 
