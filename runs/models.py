@@ -56,6 +56,11 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A run-scoped token (the one a worker hands a submitted script) reaches only this run and
+    # its descendants; null for a user's ordinary token.
+    run = models.ForeignKey(
+        "Run", on_delete=models.CASCADE, null=True, blank=True, related_name="scoped_tokens"
+    )
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
@@ -325,6 +330,10 @@ class ComputeTarget(models.Model):
     name = models.CharField(max_length=64)
     capacity = models.PositiveIntegerField(default=1)
     description = models.CharField(max_length=255, blank=True)
+    # The worker key (SHA-256 of it, and its first characters to recognise it): a worker started
+    # with it serves this target's queue and no other. Empty until an owner makes one.
+    worker_key_hash = models.CharField(max_length=64, blank=True)
+    worker_key_prefix = models.CharField(max_length=12, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -350,6 +359,13 @@ class Worker(models.Model):
 
     worker_id = models.CharField(max_length=64, unique=True)
     queue_name = models.CharField(max_length=64, db_index=True)
+    # The workspace whose target the worker serves; null for the server's own `local` workers,
+    # which serve every workspace's `local` target.
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, null=True, blank=True, related_name="workers"
+    )
+    # Whether the worker runs scripts in the sandbox (runs/sandbox.py); shown on the compute page.
+    isolated = models.BooleanField(default=False)
     hostname = models.CharField(max_length=255, blank=True)
     pid = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
