@@ -29,22 +29,43 @@ def workspace_create(*, name: str, owner: AbstractBaseUser) -> Workspace:
     return workspace
 
 
+def _lock_workspace(workspace: Workspace) -> None:
+    """Serialises membership changes of one workspace: two owners demoting each other at
+    once both count the owners after the other's change, so one of them gets the 409."""
+    Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+
+
+def _refuse_last_owner(*, workspace: Workspace, user: AbstractBaseUser, field: str) -> None:
+    owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
+    if owners.filter(user=user).exists() and owners.count() == 1:
+        raise Conflict(
+            f"{user.get_username()!r} is the last owner of workspace {workspace.name!r}; "
+            "a workspace keeps at least one owner, so make another member an owner first.",
+            field=field,
+            code="last_owner",
+        )
+
+
 def membership_set(*, workspace: Workspace, user: AbstractBaseUser, role: str) -> Membership:
+    """Adds a member or changes a member's role; demoting the last owner is a 409."""
     if role not in Role.values:
         raise InvalidInput(f"role: must be one of {', '.join(Role.values)}.", field="role")
-    membership, _ = Membership.objects.update_or_create(
-        workspace=workspace, user=user, defaults={"role": role}
-    )
+    with transaction.atomic():
+        _lock_workspace(workspace)
+        if role != Role.OWNER:
+            _refuse_last_owner(workspace=workspace, user=user, field="role")
+        membership, _ = Membership.objects.update_or_create(
+            workspace=workspace, user=user, defaults={"role": role}
+        )
     return membership
 
 
 def membership_remove(*, workspace: Workspace, user: AbstractBaseUser) -> None:
+    """Removes a member; removing the last owner is a 409."""
     with transaction.atomic():
-        membership = Membership.objects.select_for_update().filter(workspace=workspace, user=user)
-        owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
-        if owners.count() == 1 and owners.filter(user=user).exists():
-            raise Conflict("A workspace keeps at least one owner; add another owner first.")
-        membership.delete()
+        _lock_workspace(workspace)
+        _refuse_last_owner(workspace=workspace, user=user, field="username")
+        Membership.objects.filter(workspace=workspace, user=user).delete()
 
 
 def _hash_key(key: str) -> str:

@@ -140,10 +140,13 @@ def workspace_detail(request, workspace: str):
     methods=["POST"],
     operation_id="member_set",
     summary="Add a member or change a member's role",
-    description="Owners only.",
+    description="Owners only. A workspace keeps at least one owner.",
     tags=["workspaces"],
     request=s.MemberSetRequestSerializer,
-    responses={201: s.MemberSerializer, **s.errors(400, 401, 403, 404)},
+    responses={
+        201: s.MemberSerializer,
+        **s.errors(400, 401, 403, 404, 409, e409="The last owner cannot be demoted."),
+    },
 )
 @api_view(["GET", "POST"])
 def member_list(request, workspace: str):
