@@ -1,10 +1,17 @@
 """Compute targets, workers and liveness: the services and selectors of "Compute and execution".
 
-A compute target's name is the django.tasks queue its runs wait on (runs/tasks.py); workers
-record themselves in `Worker` rows; the reaper fails live runs whose heartbeats stopped.
+A compute target belongs to one workspace, and so do its queue and its workers: the queue is
+`t<target pk>` (target_queue_name), never the name, so two workspaces' `gpu-a` never share a
+queue. `local` is the exception: the server's own workers serve every workspace's `local`
+target on the one `local` queue. A worker for any other target proves it may take that queue
+with the target's worker key (compute_target_for_worker). Workers record themselves in `Worker`
+rows; the reaper fails live runs whose heartbeats stopped.
 """
 
+import hashlib
+import hmac
 import os
+import secrets
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -140,6 +147,97 @@ def compute_target_delete(*, target: ComputeTarget) -> None:
     target.delete()
 
 
+# --- queues and worker keys --------------------------------------------------------------------
+
+WORKER_KEY_PREFIX = "rsw_"
+WORKER_KEY_SHOWN = 12  # characters of a key kept (worker_key_prefix) to recognise it by
+
+
+def target_queue_name(target: ComputeTarget) -> str:
+    """The django.tasks queue of the target's runs: `local` for the built-in target (served by
+    the server's own workers), `t<pk>` for every other one — unique to this workspace's target
+    and within django-tasks-db's 32-character queue_name."""
+    return LOCAL if target.name == LOCAL else f"t{target.pk}"
+
+
+def run_queue_name(run: Run) -> str:
+    """The queue a queued run waits on. A run whose target is gone goes to `local`, whose
+    worker fails it (ComputeTargetNotFound) rather than leaving it queued forever."""
+    target = ComputeTarget.objects.filter(
+        workspace_id=run.workspace_id, name=run.compute_target
+    ).first()
+    return target_queue_name(target) if target is not None else LOCAL
+
+
+def queue_target(queue_name: str) -> ComputeTarget | None:
+    """The target a `t<pk>` queue belongs to (None for `local`, the alerts queue, or junk)."""
+    if queue_name.startswith("t") and queue_name[1:].isdigit():
+        return ComputeTarget.objects.filter(pk=int(queue_name[1:])).first()
+    return None
+
+
+def _hash_worker_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def worker_command(*, target: ComputeTarget, key: str = "<worker key>") -> str:
+    """The command that starts a worker for the target (shown with a freshly made key)."""
+    return f"runstudio worker -w {target.workspace.name} -c {target.name} --key {key}"
+
+
+def compute_target_worker_key_rotate(*, target: ComputeTarget) -> str:
+    """Makes the target a new worker key and returns it; only its SHA-256 is stored, so this is
+    the one time it can be shown. The old key stops working for workers started from now on
+    (a worker checks its key when it starts)."""
+    if target.name == LOCAL:
+        raise Conflict(
+            "The local target is served by the workers `runstudio serve` starts; it has no "
+            "worker key. Add a target of your own for workers on other machines.",
+            field="name",
+        )
+    key = WORKER_KEY_PREFIX + secrets.token_urlsafe(32)
+    target.worker_key_hash = _hash_worker_key(key)
+    target.worker_key_prefix = key[:WORKER_KEY_SHOWN]
+    target.save(update_fields=["worker_key_hash", "worker_key_prefix", "updated_at"])
+    return key
+
+
+def compute_target_for_worker(*, workspace: str, name: str, key: str) -> ComputeTarget:
+    """The target a worker started with `-w workspace -c name --key key` may serve, or a
+    ServiceError whose message says what to do. The key is compared in constant time."""
+    if name == LOCAL:
+        raise InvalidInput(
+            "The local target is served by the workers `runstudio serve` starts (queue "
+            "'local'); start one with `runstudio worker` and no -w/--key.",
+            field="compute_target",
+        )
+    target = (
+        ComputeTarget.objects.select_related("workspace")
+        .filter(workspace__name=workspace, name=name)
+        .first()
+    )
+    if target is None:
+        raise NotFound(
+            f"Workspace {workspace!r} has no compute target named {name!r}; an owner adds it "
+            "on the compute page or with POST /api/v1/workspaces/{ws}/compute.",
+            field="compute_target",
+        )
+    if not target.worker_key_hash:
+        raise InvalidInput(
+            f"Compute target {name!r} of {workspace!r} has no worker key yet; an owner makes "
+            f"one: `runstudio compute worker-key -w {workspace} -c {name}`.",
+            field="key",
+        )
+    if not key or not hmac.compare_digest(_hash_worker_key(key), target.worker_key_hash):
+        raise InvalidInput(
+            f"The worker key is not compute target {name!r}'s of {workspace!r} (its key starts "
+            f"{target.worker_key_prefix!r}); pass --key or RUNSTUDIO_WORKER_KEY, or ask an "
+            f"owner for a new one: `runstudio compute worker-key -w {workspace} -c {name}`.",
+            field="key",
+        )
+    return target
+
+
 def target_runs(*, target: ComputeTarget) -> QuerySet[Run]:
     """The target's queued and executing runs (finished runs leave the compute page)."""
     return Run.objects.filter(
@@ -179,21 +277,40 @@ class TargetOverview:
     def alive_workers(self) -> list[Worker]:
         return [w for w in self.workers if worker_is_alive(w)]
 
+    @property
+    def isolated(self) -> bool | None:
+        """True when every alive worker runs scripts in the sandbox, False when one does not,
+        None when no worker is alive (nothing runs, so nothing to say)."""
+        alive = self.alive_workers
+        return all(w.isolated for w in alive) if alive else None
+
 
 def compute_target_overview(*, workspace: Workspace) -> list[TargetOverview]:
     """Every target of the workspace with its workers (each with `.alive`), executing runs
     (oldest first) and queued runs (in queue order). Three queries whatever the sizes; recently
-    stopped workers are kept a day so the page can show them as gone."""
+    stopped workers are kept a day so the page can show them as gone.
+
+    Only the workspace's own workers, plus the server's shared `local` workers. Each worker gets
+    `.run_here` (its current run if it is this workspace's, else None) and `.busy_elsewhere`
+    (a shared local worker executing another workspace's run, whose id is never shown)."""
     targets = list(compute_target_list(workspace=workspace))
-    by_name = {t.name: TargetOverview(target=t) for t in targets}
+    by_queue = {target_queue_name(t): TargetOverview(target=t) for t in targets}
+    own_queues = [q for q in by_queue if q != LOCAL]
     since = timezone.now() - timedelta(days=1)
     for worker in (
         worker_list()
-        .filter(queue_name__in=list(by_name))
+        .filter(
+            Q(queue_name=LOCAL, workspace__isnull=True)
+            | Q(queue_name__in=own_queues, workspace=workspace)
+        )
         .filter(Q(stopped_at__isnull=True) | Q(stopped_at__gte=since))
     ):
         worker.alive = worker_is_alive(worker)
-        by_name[worker.queue_name].workers.append(worker)
+        run = worker.current_run
+        worker.run_here = run if run is not None and run.workspace_id == workspace.pk else None
+        worker.busy_elsewhere = run is not None and worker.run_here is None
+        by_queue[worker.queue_name].workers.append(worker)
+    by_name = {o.target.name: o for o in by_queue.values()}
     runs = (
         Run.objects.filter(
             workspace=workspace,
@@ -219,12 +336,17 @@ def worker_identity() -> tuple[str, int]:
     return socket.gethostname(), os.getpid()
 
 
-def worker_register(*, worker_id: str, queue_name: str) -> Worker:
+def worker_register(
+    *, worker_id: str, queue_name: str, workspace: Workspace | None = None
+) -> Worker:
+    """Records a worker of `queue_name`; `workspace` is the one whose target it serves (None
+    for the server's own `local` and alerts workers)."""
     hostname, pid = worker_identity()
     worker, _ = Worker.objects.update_or_create(
         worker_id=worker_id,
         defaults={
             "queue_name": queue_name[:64],
+            "workspace": workspace,
             "hostname": hostname[:255],
             "pid": pid,
             "last_seen_at": timezone.now(),
@@ -239,7 +361,12 @@ def worker_heartbeat(*, worker_id: str, queue_name: str) -> None:
         last_seen_at=timezone.now(), stopped_at=None
     )
     if not updated:  # a plain `db_worker` (not `runstudio worker`) running one of our tasks
-        worker_register(worker_id=worker_id, queue_name=queue_name)
+        target = queue_target(queue_name)
+        worker_register(
+            worker_id=worker_id,
+            queue_name=queue_name,
+            workspace=target.workspace if target is not None else None,
+        )
 
 
 def worker_set_current_run(*, worker_id: str, queue_name: str, run: Run | None) -> None:

@@ -45,6 +45,7 @@ STDERR_TAIL_BYTES = 4000  # the end of stderr that becomes a failed run's error 
 
 COMPLETED, FAILED, CANCELED = "completed", "failed", "canceled"
 SKIPPED, DEFERRED = "skipped", "deferred"
+REFUSED = "refused"  # the task sat on a queue that is not the run's target's
 
 # Environment the script must not inherit from the worker: database and Django credentials.
 _PRIVATE_ENV = ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
@@ -52,17 +53,20 @@ _PRIVATE_ENV = ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
 
 def execute(*, run_pk: int, worker_id: str, queue_name: str) -> str:
     """Claims and executes the run; returns one of the outcome names above."""
-    run, outcome = claim(run_pk=run_pk)
+    run, outcome = claim(run_pk=run_pk, queue_name=queue_name)
     if run is None:
         return outcome
     return _Execution(run, worker_id=worker_id, queue_name=queue_name).run()
 
 
-def claim(*, run_pk: int) -> tuple[Run | None, str]:
+def claim(*, run_pk: int, queue_name: str) -> tuple[Run | None, str]:
     """Queued → Preparing, atomically: of two workers holding the same run, only one sees it
     Queued (the row is locked, and on SQLite the whole write transaction is serialised).
 
-    The target row is locked too, so capacity is counted by one claimer at a time."""
+    The target row is locked too, so capacity is counted by one claimer at a time. A task on a
+    queue that is not the run's own target's (enqueued there by hand, say on another
+    workspace's `gpu-a`) is refused without touching the run: a run executes only on a worker
+    of its own workspace's target."""
     with transaction.atomic():
         run = Run.objects.filter(pk=run_pk).first()
         if run is None:
@@ -74,6 +78,9 @@ def claim(*, run_pk: int) -> tuple[Run | None, str]:
             .filter(workspace_id=run.workspace_id, name=run.compute_target)
             .first()
         )
+        own_queue = compute.target_queue_name(target) if target is not None else compute.LOCAL
+        if queue_name != own_queue:
+            return None, REFUSED
         run = Run.objects.select_for_update().get(pk=run_pk)
         if run.status == RunStatus.CANCEL_REQUESTED and run.heartbeat_at is None:
             services.run_set_status(

@@ -56,6 +56,11 @@ urlpatterns = [
         compute.target_delete,
         name="compute-target-delete",
     ),
+    path(
+        "w/<str:workspace>/compute/<str:name>/worker-key/",
+        compute.target_worker_key,
+        name="compute-target-worker-key",
+    ),
     # Alert rules and their deliveries (runs/views/alerts.py)
     path("w/<str:workspace>/alerts/", alerts.alerts_page, name="alerts"),
     path("w/<str:workspace>/alerts/new/", alerts.alert_create, name="alert-create"),

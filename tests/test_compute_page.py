@@ -21,7 +21,8 @@ def browser(member) -> Client:
 def cluster(cast, make_run):
     """Target cpu-cluster with one live and one silent worker, a running and a queued run;
     plus a finished run and an interactive one, which the page must not list."""
-    ComputeTarget.objects.create(workspace=cast.workspace, name="cpu-cluster", capacity=4)
+    target = ComputeTarget.objects.create(workspace=cast.workspace, name="cpu-cluster", capacity=4)
+    queue = f"t{target.pk}"  # the target's own queue (compute.target_queue_name)
     now = timezone.now()
     running = make_run("exp", display_name="train-a", compute_target="cpu-cluster")
     queued = make_run("exp", display_name="train-b", status="Queued", compute_target="cpu-cluster")
@@ -29,12 +30,12 @@ def cluster(cast, make_run):
     services.run_set_status(run=done, status=RunStatus.COMPLETED)
     make_run("exp", display_name="notebook")  # interactive: no target
     Worker.objects.create(
-        worker_id="w-alive", queue_name="cpu-cluster", hostname="gpu-box-1", pid=4242,
-        last_seen_at=now, current_run=running,
+        worker_id="w-alive", queue_name=queue, workspace=cast.workspace, hostname="gpu-box-1",
+        pid=4242, last_seen_at=now, current_run=running,
     )  # fmt: skip
     Worker.objects.create(
-        worker_id="w-silent", queue_name="cpu-cluster", hostname="gpu-box-2", pid=99,
-        last_seen_at=now - timedelta(hours=2),
+        worker_id="w-silent", queue_name=queue, workspace=cast.workspace, hostname="gpu-box-2",
+        pid=99, last_seen_at=now - timedelta(hours=2),
     )  # fmt: skip
     return {"running": running, "queued": queued, "done": done}
 

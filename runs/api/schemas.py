@@ -425,16 +425,30 @@ class WorkerSerializer(serializers.Serializer):
     hostname = serializers.CharField()
     pid = serializers.IntegerField()
     alive = serializers.BooleanField()
+    isolated = serializers.BooleanField(
+        help_text="Whether it runs scripts in the sandbox; false: scripts run unisolated."
+    )
     started_at = serializers.DateTimeField()
     last_seen_at = serializers.DateTimeField(allow_null=True)
     stopped_at = serializers.DateTimeField(allow_null=True)
-    current_run = serializers.CharField(allow_null=True, help_text="A run id.")
+    current_run = serializers.CharField(
+        allow_null=True, help_text="The id of the run it executes, if it is this workspace's."
+    )
+    busy_elsewhere = serializers.BooleanField(
+        help_text="A shared `local` worker executing another workspace's run (never named)."
+    )
 
 
 class ComputeTargetSerializer(serializers.Serializer):
     name = serializers.CharField()
     capacity = serializers.IntegerField()
     description = serializers.CharField(allow_blank=True)
+    queue_name = serializers.CharField(
+        help_text="Its django.tasks queue: `local`, or `t<id>`, this workspace's target's own."
+    )
+    worker_key_prefix = serializers.CharField(
+        allow_null=True, help_text="The start of its worker key; null until an owner makes one."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -442,7 +456,17 @@ class ComputeTargetSerializer(serializers.Serializer):
 class ComputeTargetOverviewSerializer(ComputeTargetSerializer):
     active_runs = serializers.IntegerField()
     queued_runs = serializers.IntegerField()
+    isolated = serializers.BooleanField(
+        allow_null=True,
+        help_text="true: every alive worker sandboxes scripts; false: NOT ISOLATED, an alive "
+        "worker runs scripts without the sandbox; null: no worker is alive.",
+    )
     workers = WorkerSerializer(many=True)
+
+
+class ComputeTargetWorkerKeySerializer(ComputeTargetSerializer):
+    worker_key = serializers.CharField(help_text="Shown once; only its SHA-256 is stored.")
+    worker_command = serializers.CharField(help_text="The command that starts a worker with it.")
 
 
 class ComputeTargetListSerializer(serializers.Serializer):

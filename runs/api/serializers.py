@@ -79,10 +79,14 @@ def token_json(token: ApiToken) -> dict[str, Any]:
 
 
 def compute_target_json(target, *, active: int | None = None, queued: int | None = None) -> dict:
+    from runs.compute import target_queue_name
+
     return {
         "name": target.name,
         "capacity": target.capacity,
         "description": target.description,
+        "queue_name": target_queue_name(target),
+        "worker_key_prefix": target.worker_key_prefix or None,
         "created_at": _iso(target.created_at),
         "updated_at": _iso(target.updated_at),
         **({"active_runs": active} if active is not None else {}),
@@ -99,8 +103,12 @@ def worker_json(worker) -> dict:
         "hostname": worker.hostname,
         "pid": worker.pid,
         "alive": worker_is_alive(worker),
+        "isolated": worker.isolated,
         "started_at": _iso(worker.started_at),
         "last_seen_at": _iso(worker.last_seen_at),
         "stopped_at": _iso(worker.stopped_at),
-        "current_run": worker.current_run.run_id if worker.current_run_id else None,
+        # Only a run of the workspace being shown (compute_target_overview sets run_here): a
+        # shared local worker busy with another workspace's run says only that it is busy.
+        "current_run": run_here.run_id if (run_here := getattr(worker, "run_here", None)) else None,
+        "busy_elsewhere": getattr(worker, "busy_elsewhere", False),
     }

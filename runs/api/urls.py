@@ -52,6 +52,11 @@ urlpatterns = [
         name="compute-target-detail",
     ),
     path(
+        "workspaces/<str:workspace>/compute/<str:name>/worker-key",
+        views.compute_target_worker_key,
+        name="compute-target-worker-key",
+    ),
+    path(
         "workspaces/<str:workspace>/experiments/<str:experiment>/submit",
         views.run_submit,
         name="run-submit",

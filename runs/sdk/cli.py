@@ -279,14 +279,33 @@ def cmd_run_monitor_logs(args: argparse.Namespace) -> Any:
     return _monitor(_sdk_run(args))
 
 
+def cmd_compute_list(args: argparse.Namespace) -> Any:
+    ws = _workspace(args)
+    return _client(args).get(f"/workspaces/{quote_segment(ws)}/compute")["results"]
+
+
+def cmd_compute_worker_key(args: argparse.Namespace) -> Any:
+    """A new worker key for the target (owners only); the old one stops admitting workers."""
+    ws = _workspace(args)
+    path = f"/workspaces/{quote_segment(ws)}/compute/{quote_segment(args.compute_target)}"
+    return _client(args).post(f"{path}/worker-key", {})
+
+
 def _django_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
     return env
 
 
-def _worker_command(target: str, *, batch: bool = False) -> list[str]:
-    command = [sys.executable, "-m", "django", "runstudio_worker", "--queue-name", target]
+def _worker_command(target: str, *, batch: bool = False, workspace: str | None = None) -> list[str]:
+    """A worker for one workspace's target, or (no workspace) for one of the server's own
+    queues, `local` or the alerts queue. The worker key travels in RUNSTUDIO_WORKER_KEY, not
+    on the command line, where `ps` would show it."""
+    command = [sys.executable, "-m", "django", "runstudio_worker"]
+    if workspace:
+        command += ["-w", workspace, "-c", target]
+    else:
+        command += ["--queue-name", target]
     command += ["--no-reload", "--interval", "0.5", "--no-startup-delay"]
     return command + (["--batch"] if batch else [])
 
@@ -336,10 +355,10 @@ def cmd_worker(args: argparse.Namespace) -> Any:
     env = _django_env()
     if args.server_url:
         env["RUNSTUDIO_SERVER_URL"] = args.server_url
-    processes = [
-        subprocess.Popen(_worker_command(args.compute_target, batch=args.batch), env=env)
-        for _ in range(args.processes)
-    ]
+    if args.key:
+        env["RUNSTUDIO_WORKER_KEY"] = args.key
+    command = _worker_command(args.compute_target, batch=args.batch, workspace=args.workspace)
+    processes = [subprocess.Popen(command, env=env) for _ in range(args.processes)]
     code = _supervise(processes)
     if code:
         raise RunstudioError(f"a worker exited with status {code}")
@@ -504,8 +523,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = run_parser("monitor-logs", "stream a run's driver log until it ends")
     p.set_defaults(func=cmd_run_monitor_logs)
 
+    compute = commands.add_parser("compute", help="compute targets").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    p = compute.add_parser("list", parents=[with_ws], help="targets with their workers")
+    p.set_defaults(func=cmd_compute_list, columns=["name", "capacity", "active_runs", "isolated"])
+    p = compute.add_parser(
+        "worker-key",
+        parents=[with_ws],
+        help="make a target a new worker key (owners; shown once, replaces the old one)",
+    )
+    p.add_argument("-c", "--compute-target", "--target", required=True)
+    p.set_defaults(func=cmd_compute_worker_key)
+
     p = commands.add_parser("worker", help="run submitted scripts of a compute target")
+    p.add_argument("-w", "--workspace", "--workspace-name", dest="workspace")
     p.add_argument("-c", "--compute-target", "--queue-name", default="local")
+    p.add_argument(
+        "--key",
+        default=os.environ.get("RUNSTUDIO_WORKER_KEY"),
+        help="the target's worker key (default: $RUNSTUDIO_WORKER_KEY); not for 'local'",
+    )
     p.add_argument("--processes", type=int, default=1, help="worker processes (runs at once)")
     p.add_argument("--batch", action="store_true", help="drain the queue, then exit")
     p.add_argument("--server-url", help="URL scripts call back (RUNSTUDIO_SERVER_URL)")

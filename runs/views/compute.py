@@ -93,6 +93,29 @@ def target_update(request, workspace: str, name: str):
 
 @login_required
 @require_POST
+def target_worker_key(request, workspace: str, name: str):
+    """A new worker key, shown in this answer only (never stored in the session or a message);
+    the page shows it once with the command that starts a worker."""
+    ws, membership = load_workspace(request, workspace, role=Role.OWNER)
+    target = _target(ws, name)
+    try:
+        key = compute.compute_target_worker_key_rotate(target=target)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("runs:compute", ws.name)
+    context = _context(ws, membership)
+    context["new_key"] = {
+        "target": target.name,
+        "key": key,
+        "command": compute.worker_command(target=target, key=key),
+    }
+    response = render(request, "runs/compute.html", context)
+    response["Cache-Control"] = "no-store"  # the key must not linger in a cache
+    return response
+
+
+@login_required
+@require_POST
 def target_delete(request, workspace: str, name: str):
     ws, _ = load_workspace(request, workspace, role=Role.OWNER)
     target = _target(ws, name)

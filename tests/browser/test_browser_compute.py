@@ -16,9 +16,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def cluster(cast, make_run):
-    ComputeTarget.objects.create(
+    target = ComputeTarget.objects.create(
         workspace=cast.workspace, name="gpu-cluster", capacity=4, description="4 × A100"
     )
+    queue = f"t{target.pk}"  # the target's own queue (compute.target_queue_name)
     running = make_run("imagenet", display_name="resnet-152 lr=0.1", compute_target="gpu-cluster")
     make_run("imagenet", display_name="vit-b16", compute_target="gpu-cluster")
     for name in ("vit-l16", "convnext"):
@@ -26,12 +27,12 @@ def cluster(cast, make_run):
     make_run("mnist", display_name="mnist-smoke", status="Queued", compute_target="local")
     now = timezone.now()
     Worker.objects.create(
-        worker_id="w1", queue_name="gpu-cluster", hostname="gpu-node-1", pid=3121,
-        last_seen_at=now, current_run=running,
+        worker_id="w1", queue_name=queue, workspace=cast.workspace, hostname="gpu-node-1",
+        pid=3121, last_seen_at=now, current_run=running,
     )  # fmt: skip
     Worker.objects.create(
-        worker_id="w2", queue_name="gpu-cluster", hostname="gpu-node-2", pid=877,
-        last_seen_at=now,
+        worker_id="w2", queue_name=queue, workspace=cast.workspace, hostname="gpu-node-2",
+        pid=877, last_seen_at=now,
     )  # fmt: skip
     Worker.objects.create(
         worker_id="w3", queue_name="local", hostname="laptop", pid=51,

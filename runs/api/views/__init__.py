@@ -14,7 +14,11 @@ from runs.api.views.accounts import (
     workspace_list,
 )
 from runs.api.views.alerts import alert_rule_detail, alert_rule_list
-from runs.api.views.compute import compute_target_detail, compute_target_list
+from runs.api.views.compute import (
+    compute_target_detail,
+    compute_target_list,
+    compute_target_worker_key,
+)
 from runs.api.views.files import file_detail, file_list
 from runs.api.views.metrics import (
     metric_batch,
@@ -73,6 +77,7 @@ __all__ = [
     # compute
     "compute_target_detail",
     "compute_target_list",
+    "compute_target_worker_key",
     # alerts
     "alert_rule_detail",
     "alert_rule_list",

@@ -20,6 +20,7 @@ def _target_overview_json(overview) -> dict:
             active=len(overview.active_runs),
             queued=len(overview.queued_runs),
         ),
+        "isolated": overview.isolated,
         "workers": [worker_json(w) for w in overview.workers],
     }
 
@@ -116,3 +117,39 @@ def compute_target_detail(request, workspace: str, name: str):
         target=target, capacity=data.get("capacity"), description=data.get("description")
     )
     return Response(compute_target_json(target))
+
+
+@extend_schema(
+    operation_id="compute_target_worker_key",
+    summary="Make a compute target a new worker key",
+    description=(
+        "Owners only. The key is shown in this answer and never again (only its SHA-256 is "
+        "stored); it replaces the target's previous key. A worker started with it "
+        "(`runstudio worker -w WS -c TARGET --key KEY`) serves this target's queue and no "
+        "other. `local` has no key (409): the server's own workers serve it."
+    ),
+    tags=["compute"],
+    request=None,
+    responses={
+        201: s.ComputeTargetWorkerKeySerializer,
+        **s.errors(401, 403, 404, 409, e409="`local`, which the server's own workers serve."),
+    },
+)
+@api_view(["POST"])
+def compute_target_worker_key(request, workspace: str, name: str):
+    from runs import compute
+    from runs.api.serializers import compute_target_json
+
+    ws, _ = workspace_for(
+        user=request.user, name=workspace, role=Role.OWNER, what="making worker keys"
+    )
+    target = compute.compute_target_get(workspace=ws, name=name)
+    key = compute.compute_target_worker_key_rotate(target=target)
+    return Response(
+        {
+            **compute_target_json(target),
+            "worker_key": key,
+            "worker_command": compute.worker_command(target=target, key=key),
+        },
+        status=status.HTTP_201_CREATED,
+    )

@@ -1,5 +1,11 @@
-"""`manage.py runstudio_worker --queue-name <target>`: django-tasks-db's `db_worker`, plus
-liveness. What `runstudio worker -c <target>` runs.
+"""`manage.py runstudio_worker -w <workspace> -c <target> [--key KEY]`: django-tasks-db's
+`db_worker` for one workspace's compute target, plus liveness. What `runstudio worker` runs.
+
+The worker checks the target's worker key (--key, else RUNSTUDIO_WORKER_KEY) before it takes
+anything, derives the target's queue itself (runs.compute.target_queue_name) and records the
+workspace on its `Worker` row; a wrong, missing or rotated key is a one-line error. Without
+-w/-c it serves only the server's own queues: `--queue-name local` (every workspace's `local`
+target) or the alerts queue, which `runstudio serve` starts.
 
 It registers a `Worker` row, and a background thread stamps it every
 RUNSTUDIO_HEARTBEAT_INTERVAL seconds and runs the reaper (runs.compute.runs_reap_stale) every
@@ -7,14 +13,18 @@ RUNSTUDIO_REAPER_INTERVAL seconds, so any live worker also keeps dead runs from 
 Running. The row is marked stopped when the worker exits. Every db_worker option works.
 """
 
+import os
 import secrets
 import threading
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import close_old_connections, connection
 from django_tasks_db.management.commands import db_worker
 
 from runs import compute
+from runs.errors import ServiceError
+from runs.models import Workspace
 
 
 def worker_id_for(queue_name: str) -> str:
@@ -54,11 +64,43 @@ class Command(db_worker.Command):
     def add_arguments(self, parser):
         super().add_arguments(parser)
         parser.set_defaults(worker_id=None)  # db_worker's is random; ours says where it runs
+        parser.add_argument("-w", "--workspace", help="the workspace whose target to serve")
+        parser.add_argument("-c", "--compute-target", help="the compute target to serve")
+        parser.add_argument(
+            "--key", help="the target's worker key (default: $RUNSTUDIO_WORKER_KEY)"
+        )
+
+    def _queue(self, options) -> tuple[str, Workspace | None]:
+        """The one queue this worker may take, and the workspace it serves (None: the server's
+        own queues). Anything else is refused before the worker touches a task."""
+        name, workspace = options.pop("compute_target"), options.pop("workspace")
+        key = options.pop("key") or os.environ.get("RUNSTUDIO_WORKER_KEY", "")
+        if (name and name != compute.LOCAL) or workspace:
+            if not (name and workspace):
+                raise CommandError(
+                    "A worker serves one workspace's compute target: pass both -w WORKSPACE "
+                    "and -c TARGET (and --key or RUNSTUDIO_WORKER_KEY)."
+                )
+            try:
+                target = compute.compute_target_for_worker(workspace=workspace, name=name, key=key)
+            except ServiceError as e:
+                raise CommandError(e.message) from None
+            return compute.target_queue_name(target), target.workspace
+        queue_name = compute.LOCAL if name else options["queue_name"]
+        if queue_name not in (compute.LOCAL, settings.RUNSTUDIO_ALERTS_QUEUE):
+            raise CommandError(
+                f"Queue {queue_name!r} is not one of the server's own queues ('local', "
+                f"{settings.RUNSTUDIO_ALERTS_QUEUE!r}). To serve a compute target: "
+                "runstudio worker -w WORKSPACE -c TARGET --key WORKER_KEY (an owner makes the "
+                "key: runstudio compute worker-key -w WORKSPACE -c TARGET)."
+            )
+        return queue_name, None
 
     def handle(self, *args, **options):
-        queue_name = options["queue_name"]
+        queue_name, workspace = self._queue(options)
+        options["queue_name"] = queue_name
         worker_id = options["worker_id"] = options["worker_id"] or worker_id_for(queue_name)
-        compute.worker_register(worker_id=worker_id, queue_name=queue_name)
+        compute.worker_register(worker_id=worker_id, queue_name=queue_name, workspace=workspace)
         liveness = _Liveness(worker_id=worker_id, queue_name=queue_name)
         liveness.start()
         try:
