@@ -16,6 +16,14 @@ TAGS_PER_REQUEST = 1_000
 WORKSPACE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EXPERIMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+# A run id a client chooses lives in its workspace's namespace: `<workspace>~<chosen>`. `~`
+# is in no workspace, experiment or generated id, so ids chosen in two workspaces never
+# collide, and a 409 for a taken id only ever speaks of the caller's own workspace (no oracle
+# for other workspaces' ids; docs/architecture.md, "No existence oracles").
+RUN_ID_NAMESPACE_SEPARATOR = "~"
+CHOSEN_RUN_ID_RE = re.compile(
+    r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}~)?[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
+)
 
 MAX_POINTS_PER_BATCH = 100_000
 MAX_SERIES_PER_BATCH = 1_000
@@ -25,6 +33,7 @@ MAX_CHILDREN_PER_REQUEST = 1_000
 MAX_ENTRY_JSON_BYTES = 1024 * 1024  # one string / list / row value
 
 FILE_PATH_MAX_LENGTH = 1024
+FILE_PATH_SEGMENT_MAX_BYTES = 255  # one folder or file name, in UTF-8 (NAME_MAX)
 MAX_FILE_UPLOAD_BYTES = 1024 * 1024 * 1024
 MAX_FILE_READ_BYTES = 8 * 1024 * 1024
 
@@ -41,3 +50,30 @@ COMPUTE_TARGET_CAPACITY_MAX = 10_000
 SNAPSHOT_MAX_BYTES = 300 * 1024 * 1024
 SNAPSHOT_MAX_FILES = 100_000
 SCRIPT_ARGUMENTS_MAX = 1_000
+
+# --- Bounded work per request (docs/architecture.md, "Limits and the query time budget") ------
+# JSON bodies: orjson refuses nesting deeper than this itself; the stdlib fallback is held to it.
+JSON_MAX_DEPTH = 1_024
+# Any request body Django reads into memory (DATA_UPLOAD_MAX_MEMORY_SIZE); file uploads stream
+# and have their own limit (MAX_FILE_UPLOAD_BYTES).
+REQUEST_BODY_MAX_BYTES = 32 * 1024 * 1024
+# The search language (runs/query.py): characters, nesting (parentheses and NOTs) and terms
+# (comparisons, bare words and the values of an IN list over times or durations, which become
+# one condition each). Each bare word searches six columns, so 200 of them ORed is an SQL
+# expression ~1,200 deep, past SQLite's 1,000; 100 keeps well inside.
+QUERY_MAX_LENGTH = 10_000
+QUERY_MAX_DEPTH = 32
+QUERY_MAX_TERMS = 100
+# LIKE patterns: `%` and `_` per pattern, and characters per pattern.
+LIKE_MAX_WILDCARDS = 20
+LIKE_MAX_LENGTH = 1_000
+# Dates and times a search or a filter may name: a day's end plus any time zone offset must
+# still be a datetime, so the last year is 9998; Unix time (MLflow's milliseconds) starts 1970.
+DATE_MIN = "1970-01-01"
+DATE_MAX = "9998-12-31"
+DURATION_MAX_DAYS = 36_500  # a hundred years
+# Chart x ranges (x_min, x_max): steps are 64-bit integers; 9e18 is the round number below 2**63.
+CHART_X_ABS_MAX = 9e18
+# The time one search may spend in the database before it is stopped with a 400
+# "query_too_expensive" (RUNSTUDIO_QUERY_BUDGET_SECONDS overrides it).
+QUERY_TIME_BUDGET_SECONDS = 1.0

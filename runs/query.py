@@ -19,10 +19,10 @@ from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
 from django.contrib.auth import get_user_model
-from django.db.models import F, Q
+from django.db.models import CharField, F, Lookup, Q, TextField
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -31,11 +31,16 @@ from lark.exceptions import (
     VisitError,
 )
 
+from runs import limits
 from runs.errors import InvalidInput
 from runs.models import Experiment, MetricSeries, RunProperty, RunStatus, RunTag
 
-QUERY_MAX_LENGTH = 10_000
+QUERY_MAX_LENGTH = limits.QUERY_MAX_LENGTH
 IN_LIST_MAX = 1_000
+# The first and last moments a search may name (runs.limits.DATE_MIN / DATE_MAX): outside them
+# a time zone offset or a day's end would step out of datetime's range (an OverflowError).
+MOMENT_MIN = datetime.combine(datetime.fromisoformat(limits.DATE_MIN).date(), time.min, UTC)
+MOMENT_MAX = datetime.combine(datetime.fromisoformat(limits.DATE_MAX).date(), time.max, UTC)
 
 # A word is anything up to white space, a parenthesis, a comma, an operator or a quote;
 # keys are dotted words whose segments may be `back-quoted` (or "double-quoted" after a dot).
@@ -316,7 +321,7 @@ def _moment(token: Token, field: Field) -> tuple[datetime, datetime]:
                 f"{field.key} at column {token.column}: {text} is out of range.",
                 column=token.column,
             ) from None
-        return moment, moment
+        return _in_range(moment, field, token), moment
     moment = day = None
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):  # a date alone means the whole day
@@ -328,15 +333,26 @@ def _moment(token: Token, field: Field) -> tuple[datetime, datetime]:
     if moment is not None:
         if timezone.is_naive(moment):
             moment = moment.replace(tzinfo=UTC)
-        return moment, moment
+        return _in_range(moment, field, token), moment
     if day is not None:
-        start = datetime.combine(day, time.min, tzinfo=UTC)
+        start = _in_range(datetime.combine(day, time.min, tzinfo=UTC), field, token)
         return start, start + timedelta(days=1)
     raise QueryError(
         f"{field.key} at column {token.column}: {text!r} is not a date or time "
         "(use '2024-05-01', '2024-05-01T13:30:00Z' or Unix milliseconds).",
         column=token.column,
     )
+
+
+def _in_range(moment: datetime, field: Field, token: Token) -> datetime:
+    # Aware datetimes compare by their UTC instant without building it, so this never overflows.
+    if not MOMENT_MIN <= moment <= MOMENT_MAX:
+        raise QueryError(
+            f"{field.key} at column {token.column}: {_unquote(token)!r} is out of range; times "
+            f"must fall between {limits.DATE_MIN} and {limits.DATE_MAX} (DATE_MIN, DATE_MAX).",
+            column=token.column,
+        )
+    return moment
 
 
 _DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h|d)?\s*$", re.I)
@@ -352,7 +368,14 @@ def _duration(token: Token) -> timedelta:
             column=token.column,
         )
     unit = (match.group(2) or "s").lower()
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[unit])
+    seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
+    if seconds > limits.DURATION_MAX_DAYS * 86400:
+        raise QueryError(
+            f"duration at column {token.column}: {_unquote(token)!r} is longer than "
+            f"{limits.DURATION_MAX_DAYS} days (DURATION_MAX_DAYS).",
+            column=token.column,
+        )
+    return timedelta(seconds=seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,13 +384,46 @@ def _duration(token: Token) -> timedelta:
 _LOOKUPS = {"=": "exact", "==": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 
 
+class _LikePattern(Lookup):
+    """`column LIKE pattern ESCAPE '\\'`, case-insensitive: SQLite's LIKE folds ASCII case
+    (as Django's icontains does there), PostgreSQL gets ILIKE. Both engines match LIKE without
+    backtracking blow-ups (a failed `%` gives up instead of retrying every position), unlike
+    the regular expression this used to become, whose Python REGEXP on SQLite took 30 s for
+    '%a%a%a%a%a%a%a_b' against a megabyte of 'a's."""
+
+    lookup_name = "rs_like"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        operator = "ILIKE" if connection.vendor == "postgresql" else "LIKE"
+        return f"{lhs} {operator} {rhs} ESCAPE '\\'", [*lhs_params, *rhs_params]
+
+
+CharField.register_lookup(_LikePattern)
+TextField.register_lookup(_LikePattern)
+
+
 def _like_lookup(pattern: str) -> tuple[str, str]:
     """SQL LIKE (% any run, _ one character, backslash escapes) → a portable Django lookup.
 
     Case-insensitive, like MLflow's ILIKE. The common shapes become icontains / istartswith /
-    iendswith / iexact (plain LIKE in SQL); anything else becomes an anchored iregex."""
+    iendswith / iexact (plain LIKE in SQL); anything else a LIKE with the pattern rewritten
+    with clean escapes. At most LIKE_MAX_WILDCARDS wildcards and LIKE_MAX_LENGTH characters."""
+    if len(pattern) > limits.LIKE_MAX_LENGTH:
+        raise QueryError(
+            f"The LIKE pattern is {len(pattern)} characters long; the limit is "
+            f"{limits.LIKE_MAX_LENGTH} (LIKE_MAX_LENGTH)."
+        )
     tokens = re.findall(r"\\.|%|_|[^\\%_]+|\\", pattern)
     kinds = ["%" if t == "%" else "_" if t == "_" else "lit" for t in tokens]
+    wildcards = len(kinds) - kinds.count("lit")
+    if wildcards > limits.LIKE_MAX_WILDCARDS:
+        raise QueryError(
+            f"The LIKE pattern {pattern[:40]!r} has {wildcards} wildcards (% and _); the limit "
+            f"is {limits.LIKE_MAX_WILDCARDS} (LIKE_MAX_WILDCARDS). Escape a literal % or _ "
+            "with a backslash."
+        )
     literal = [t[1:] if t.startswith("\\") and len(t) == 2 else t for t in tokens]
     if "_" not in kinds:
         inner = kinds[:]
@@ -385,11 +441,11 @@ def _like_lookup(pattern: str) -> tuple[str, str]:
             if kinds == ["%"]:
                 return "icontains", ""
             return "iexact", text
-    regex = "".join(
-        ".*" if k == "%" else "." if k == "_" else re.escape(text)
+    like = "".join(
+        k if k != "lit" else re.sub(r"([\\%_])", r"\\\1", text)
         for k, text in zip(kinds, literal, strict=True)
     )
-    return "iregex", f"^{regex}$"
+    return "rs_like", like
 
 
 def _text_q(path: str, op: str, values: list[str]) -> Q:
@@ -676,6 +732,44 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> QueryError:
     )
 
 
+_NESTING = {"or_expr", "and_expr", "negation"}
+_TERMS = {"compare", "like", "bare"}
+
+
+def _check_size(tree: Tree) -> None:
+    """Depth and term count, walked without recursion, before the (recursive) compiler and
+    the database see the tree: 950 NOTs or 283 nested ORs overflowed Python's stack, and 495
+    ORed words an SQLite expression tree, each a 500."""
+    depth_max, terms = 0, 0
+    stack: list[tuple[Tree, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING:
+            depth += 1
+            if depth > limits.QUERY_MAX_DEPTH:
+                raise QueryError(
+                    f"The query nests deeper than {limits.QUERY_MAX_DEPTH} levels of "
+                    "parentheses, AND/OR and NOT (QUERY_MAX_DEPTH); simplify it."
+                )
+        elif node.data in _TERMS:
+            terms += 1
+        elif node.data == "in_list":
+            # Over times and durations each value becomes its own condition.
+            key, _, values = node.children
+            field = _field_from_word(str(key), strict=False)
+            spread = field is not None and field.kind == "attribute"
+            spread = spread and ATTRIBUTES[field.name].kind in ("datetime", "duration")
+            terms += len(values.children) if spread else 1
+        if terms > limits.QUERY_MAX_TERMS:
+            raise QueryError(
+                f"The query has more than {limits.QUERY_MAX_TERMS} terms (comparisons, words "
+                "and the values of an IN list over times) (QUERY_MAX_TERMS); split it or use "
+                "IN (…) for a list of values."
+            )
+        stack.extend((child, depth) for child in node.children if isinstance(child, Tree))
+    return None
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     return Lark(GRAMMAR, parser="lalr", lexer="contextual", propagate_positions=False)
@@ -692,6 +786,7 @@ def parse(text: str | None) -> Q:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
+    _check_size(tree)
     try:
         return _Compiler().transform(tree)
     except VisitError as exc:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from runs.limits import REQUEST_BODY_MAX_BYTES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -160,8 +162,9 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
 # Metric batches carry up to runs.limits.MAX_BATCH_BYTES of JSON; Django's default 2.5 MiB
-# would refuse them before our own check can name the limit.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+# would refuse them before our own check can name the limit. Over it, the API answers a JSON 413
+# (runs/api/errors.py).
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

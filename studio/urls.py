@@ -9,3 +9,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("", include("runs.urls")),
 ]
+
+# /api/ answers its errors as JSON even when Django, not a DRF view, answers (runs/api/errors.py).
+handler400 = "runs.api.errors.bad_request"
+handler404 = "runs.api.errors.page_not_found"
+handler500 = "runs.api.errors.server_error"

@@ -1,3 +1,6 @@
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -19,6 +22,8 @@ def exception_handler(exc, context):
     """Every error as `{"error": {"code", "message", "field"?}}`."""
     if isinstance(exc, ServiceError):
         return Response({"error": exc.as_dict()}, status=exc.status)
+    if isinstance(exc, RequestDataTooBig | TooManyFieldsSent):
+        return Response({"error": _too_big()}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -36,3 +41,48 @@ def exception_handler(exc, context):
         response.status_code = status.HTTP_401_UNAUTHORIZED
     response.data = {"error": error}
     return response
+
+
+def _too_big() -> dict:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return {
+        "code": "too_large",
+        "message": f"body: the request body is over {limit} bytes (REQUEST_BODY_MAX_BYTES); "
+        "split it into smaller requests.",
+        "field": "body",
+    }
+
+
+# Errors Django answers before or outside a DRF view (an unknown URL, a body Django refused
+# while reading it, a crash): /api/ clients get the API's JSON shape, pages Django's own.
+# studio/urls.py installs these as handler400/404/500.
+
+
+def _api_json(status_code: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status_code)
+
+
+def bad_request(request, exception=None):
+    from django.views import defaults
+
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig | TooManyFieldsSent):
+        return JsonResponse({"error": _too_big()}, status=413)
+    return _api_json(400, "bad_request", "The request could not be read.")
+
+
+def page_not_found(request, exception=None):
+    from django.views import defaults
+
+    if not request.path.startswith("/api/"):
+        return defaults.page_not_found(request, exception)
+    return _api_json(404, "not_found", f"No API endpoint at {request.path}.")
+
+
+def server_error(request):
+    from django.views import defaults
+
+    if not request.path.startswith("/api/"):
+        return defaults.server_error(request)
+    return _api_json(500, "server_error", "The server failed; the error is logged.")

@@ -3,7 +3,7 @@
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -89,8 +89,9 @@ class RunSpec:
             values["run_id"] = check_pattern(
                 data["run_id"],
                 field=f"{field}run_id",
-                pattern=limits.RUN_ID_RE,
-                rule="1–255 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                pattern=limits.CHOSEN_RUN_ID_RE,
+                rule="1–255 letters, digits, '_', '.' or '-', starting with a letter or digit, "
+                "optionally after '<workspace>~'",
             )
         return cls(**values)
 
@@ -122,6 +123,25 @@ def _check_kv(mapping: Any, *, field: str, tags: bool) -> dict:
     return checked
 
 
+def _namespaced_run_id(workspace: Workspace, run_id: str) -> str:
+    """`x` or `<workspace>~x` → `<workspace>~x`; another workspace's prefix is refused."""
+    prefix, separator, chosen = run_id.rpartition(limits.RUN_ID_NAMESPACE_SEPARATOR)
+    if separator and prefix != workspace.name:
+        raise InvalidInput(
+            f"run_id: {run_id!r} names workspace {prefix!r}; a chosen id lives in the run's "
+            f"own workspace: give {chosen!r} or {workspace.name + separator + chosen!r}.",
+            field="run_id",
+        )
+    full = workspace.name + limits.RUN_ID_NAMESPACE_SEPARATOR + chosen
+    if len(full) > 255:
+        raise InvalidInput(
+            f"run_id: {full!r} is {len(full)} characters with its workspace prefix; the limit "
+            "is 255, so choose a shorter id.",
+            field="run_id",
+        )
+    return full
+
+
 def _build_run(
     *, experiment: Experiment, spec: RunSpec, submitter: AbstractBaseUser | None, parent: Run | None
 ) -> Run:
@@ -149,19 +169,35 @@ def _create_runs(
     submitter: AbstractBaseUser | None,
     parent: Run | None,
 ) -> list[Run]:
+    workspace = experiment.workspace
+    specs = [
+        replace(s, run_id=_namespaced_run_id(workspace, s.run_id)) if s.run_id else s
+        for s in specs
+    ]
     chosen = [s.run_id for s in specs if s.run_id]
+    # Every chosen id starts with this workspace's name and `~`, so a taken one is this
+    # workspace's own run: the 409 tells the caller nothing about other workspaces.
     taken = Run.objects.filter(run_id__in=chosen).values_list("run_id", flat=True).first()
     if taken or len(set(chosen)) != len(chosen):
         raise Conflict(
-            f"A run with id {taken or chosen[0]!r} already exists; choose another id or omit it.",
+            f"Workspace {workspace.name!r} already has a run with id {taken or chosen[0]!r}; "
+            "choose another id or omit it.",
             field="run_id",
         )
-    runs = Run.objects.bulk_create(
-        [
-            _build_run(experiment=experiment, spec=s, submitter=submitter, parent=parent)
-            for s in specs
-        ]
-    )
+    try:
+        with transaction.atomic():
+            runs = Run.objects.bulk_create(
+                [
+                    _build_run(experiment=experiment, spec=s, submitter=submitter, parent=parent)
+                    for s in specs
+                ]
+            )
+    except IntegrityError:  # a concurrent request took one of the chosen ids
+        raise Conflict(
+            f"Workspace {workspace.name!r} already has a run with one of the ids "
+            f"{', '.join(map(repr, chosen))}; choose another id or omit it.",
+            field="run_id",
+        ) from None
     tags, properties, events = [], [], []
     for run, spec in zip(runs, specs, strict=True):
         tags += [RunTag(run=run, key=k, value=v) for k, v in (spec.tags or {}).items()]
@@ -300,6 +336,12 @@ def run_set_tags(
 ) -> None:
     tags = _check_kv(set_tags or {}, field="set", tags=True)
     remove = list(remove or [])
+    if len(remove) > limits.TAGS_PER_REQUEST:
+        raise InvalidInput(
+            f"remove: has {len(remove)} keys; the limit is {limits.TAGS_PER_REQUEST} per "
+            "request (TAGS_PER_REQUEST). Split it into several requests.",
+            field="remove",
+        )
     for index, key in enumerate(remove):
         check_name(key, field=f"remove[{index}]", what="key")
     if remove:

@@ -1,0 +1,210 @@
+"""Inputs that used to give a 5xx (or held a worker for 30 s) now get a 4xx that names the
+field and the limit. The API through DRF's APIClient, the pages through Django's test client;
+both built with raise_request_exception=False so a crash shows as the 500 a user would see."""
+
+import json
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from runs import limits, services
+
+pytestmark = pytest.mark.django_db
+
+
+def api(member) -> APIClient:
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {member.token}")
+    return client
+
+
+def browser(member) -> Client:
+    client = Client(raise_request_exception=False)
+    client.force_login(member.user)
+    return client
+
+
+def error_of(response, status: int = 400) -> dict:
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json")
+    return response.json()["error"]
+
+
+# --- JSON bodies ------------------------------------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_json_nested_100000_deep_is_a_400_naming_the_depth_limit(cast, make_run):
+    run = make_run()
+    response = api(cast.contributor).generic(
+        "PATCH", f"/api/v1/runs/{run.run_id}/tags", DEEP, content_type="application/json"
+    )
+    error = error_of(response)
+    assert str(limits.JSON_MAX_DEPTH) in error["message"] and error["field"] == "body"
+
+
+def test_the_unauthenticated_token_endpoint_refuses_deep_json_with_a_400(cast):
+    response = APIClient(raise_request_exception=False).generic(
+        "POST", "/api/v1/auth/token", DEEP, content_type="application/json"
+    )
+    assert str(limits.JSON_MAX_DEPTH) in error_of(response)["message"]
+
+
+def test_json_with_nan_still_parses_after_the_depth_check(cast, make_run):
+    run = make_run()
+    body = '{"metrics": [{"name": "loss", "values": [NaN, 1.0]}]}'
+    response = api(cast.contributor).generic(
+        "POST", f"/api/v1/runs/{run.run_id}/metrics/batch", body, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content
+
+
+def test_removing_a_million_tags_in_one_request_is_a_400_naming_the_limit(cast, make_run):
+    run = make_run()
+    keys = [f"k{i}" for i in range(1_000_000)]
+    response = api(cast.contributor).patch(
+        f"/api/v1/runs/{run.run_id}/tags", {"remove": keys}, format="json"
+    )
+    error = error_of(response)
+    assert error["field"] == "remove" and str(limits.TAGS_PER_REQUEST) in error["message"]
+
+
+def test_a_50_mb_tags_body_is_a_json_413_naming_the_limit(cast, make_run):
+    run = make_run()
+    body = json.dumps({"set": {"k": "v" * (50 * 1024 * 1024)}})
+    response = api(cast.contributor).generic(
+        "PATCH", f"/api/v1/runs/{run.run_id}/tags", body, content_type="application/json"
+    )
+    error = error_of(response, 413)
+    assert str(limits.REQUEST_BODY_MAX_BYTES) in error["message"]
+
+
+def test_an_api_url_that_does_not_exist_answers_json(cast):
+    response = api(cast.reader).get("/api/v1/no/such/thing")
+    assert error_of(response, 404)["code"] == "not_found"
+
+
+# --- the search language ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "q, limit",
+    [
+        ("NOT " * 950 + "status = 'Running'", "QUERY_MAX_DEPTH"),
+        ("(" * 283 + "a" + " OR b)" * 283, "QUERY_MAX_DEPTH"),
+        (" OR ".join(f"w{i}" for i in range(495)), "QUERY_MAX_TERMS"),
+        ("created IN (" + ", ".join(["'2024-01-01'"] * 999) + ")", "QUERY_MAX_TERMS"),
+    ],
+    ids=["not-950", "or-nested-283", "or-495-words", "created-in-999-days"],
+)
+def test_oversized_searches_are_a_400_on_q_naming_the_limit(cast, make_run, q, limit):
+    make_run()
+    error = error_of(api(cast.reader).get("/api/v1/workspaces/lab/runs", {"q": q}))
+    assert error["field"] == "q" and str(getattr(limits, limit)) in error["message"]
+
+
+def test_the_largest_allowed_search_runs(cast, make_run):
+    make_run(display_name="w3")
+    q = " OR ".join(f"w{i}" for i in range(limits.QUERY_MAX_TERMS))
+    response = api(cast.reader).get("/api/v1/workspaces/lab/runs", {"q": q})
+    assert response.status_code == 200 and len(response.json()["results"]) == 1
+    nested = "(" * limits.QUERY_MAX_DEPTH + "w3" + ")" * limits.QUERY_MAX_DEPTH
+    response = api(cast.reader).get("/api/v1/workspaces/lab/runs", {"q": nested})
+    assert response.status_code == 200 and len(response.json()["results"]) == 1
+
+
+@pytest.mark.parametrize(
+    "q, field_word",
+    [
+        ("created > '0001-01-01T00:00:00+14:00'", "created"),
+        ("created < '9999-12-31'", "created"),
+        ("created > 253402300799000", "created"),
+        ("duration > 3000000d", "duration"),
+        ("duration < '99999999999999s'", "duration"),
+    ],
+)
+def test_times_and_durations_out_of_range_are_a_400_on_q(cast, make_run, q, field_word):
+    make_run()
+    error = error_of(api(cast.reader).get("/api/v1/workspaces/lab/runs", {"q": q}))
+    assert error["field"] == "q" and field_word in error["message"]
+
+
+def test_created_to_9999_12_31_is_a_400_in_the_api(cast, make_run):
+    make_run()
+    response = api(cast.reader).get("/api/v1/workspaces/lab/runs", {"created_to": "9999-12-31"})
+    error = error_of(response)
+    assert error["field"] == "created_to" and str(limits.DATE_MAX) in error["message"]
+
+
+def test_created_to_9999_12_31_is_a_400_page_in_the_run_list(cast, make_run):
+    make_run()
+    response = browser(cast.reader).get("/w/lab/runs/", {"created_to": "9999-12-31"})
+    assert response.status_code == 400
+    assert str(limits.DATE_MAX) in response.content.decode()
+
+
+def test_created_to_9999_12_31_is_a_400_in_the_csv_export(cast, make_run):
+    make_run()
+    response = browser(cast.reader).get("/w/lab/runs.csv", {"created_to": "9999-12-31"})
+    assert response.status_code == 400
+    assert "created_to" in response.content.decode()
+
+
+def test_a_bad_search_on_the_run_list_page_is_a_400_page_that_says_why(cast, make_run):
+    make_run()
+    response = browser(cast.reader).get("/w/lab/runs/", {"q": "NOT " * 950 + "x"})
+    assert response.status_code == 400
+    assert str(limits.QUERY_MAX_DEPTH) in response.content.decode()
+
+
+# --- charts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("param, value", [("x_min", "1e300"), ("x_max", "1e19")])
+def test_chart_ranges_beyond_a_step_are_a_400_naming_the_limit(
+    cast, make_run, param, value
+):
+    run = make_run()
+    services.run_log_batch(run=run, metrics=[{"name": "loss", "values": [1.0, 0.5]}])
+    response = api(cast.reader).get(
+        f"/api/v1/runs/{run.run_id}/metrics/series", {"name": "loss", param: value}
+    )
+    error = error_of(response)
+    assert error["field"] == param and "9e+18" in error["message"]
+    response = browser(cast.reader).get(
+        "/charts/metric/", {"run": run.run_id, "metric": "loss", param: value}
+    )
+    assert error_of(response)["field"] == param
+
+
+# --- image metrics ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["", "plots/loss\n.png", "a\x00b"])
+def test_an_image_metric_without_a_clean_path_is_refused_at_ingest(cast, make_run, value):
+    run = make_run()
+    response = api(cast.contributor).post(
+        f"/api/v1/runs/{run.run_id}/metrics/batch",
+        {"metrics": [{"name": "pic", "kind": "image", "values": [value]}]},
+        format="json",
+    )
+    error = error_of(response)
+    assert error["field"] == "metrics[0].values[0]"
+
+
+def test_the_metrics_tab_still_renders_with_bad_image_rows_already_stored(cast, make_run):
+    from runs.models import MetricEntry, MetricKind, MetricSeries
+
+    run = make_run()
+    series = MetricSeries.objects.create(run=run, name="pic", kind=MetricKind.IMAGE, count=2)
+    MetricEntry.objects.bulk_create(
+        [
+            MetricEntry(series=series, seq=0, step=0, value="", time=0.0),
+            MetricEntry(series=series, seq=1, step=1, value="plots/a\n.png", time=0.0),
+        ]
+    )
+    response = browser(cast.reader).get(f"/w/lab/runs/{run.run_id}/", {"tab": "metrics"})
+    assert response.status_code == 200
+    assert "pic" in response.content.decode()
