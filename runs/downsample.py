@@ -27,6 +27,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
+from runs import limits
 from runs.errors import InvalidInput, NotFound
 from runs.models import MetricKind, MetricPoint, MetricSeries
 
@@ -88,6 +89,14 @@ def series_downsample(
             f"metric {series.name!r} holds {series.kind} values; only scalar metrics chart.",
             field="name",
         )
+    for name, value in (("x_min", x_min), ("x_max", x_max)):
+        # Steps are 64-bit integers: a bound past them (x_max=1e19) overflowed the SQL parameter.
+        if value is not None and not abs(value) <= limits.CHART_X_ABS_MAX:
+            raise InvalidInput(
+                f"{name}: {value!r} is out of range; chart ranges lie between "
+                f"-{limits.CHART_X_ABS_MAX:g} and {limits.CHART_X_ABS_MAX:g} (CHART_X_ABS_MAX).",
+                field=name,
+            )
     stamp = series.updated_at.timestamp() if series.updated_at else 0
     key = f"rs-ds:{series.pk}:{series.count}:{stamp}:{x}:{buckets}:{x_min}:{x_max}"
     cached = cache.get(key)

@@ -8,7 +8,7 @@ import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
 
-from runs import query
+from runs import limits, query
 from runs.models import Run, RunProperty, RunStatus, RunTag
 
 
@@ -29,6 +29,25 @@ class QueryField(forms.CharField):
             return ParsedQuery(text, query.parse(text))
         except query.QueryError as exc:
             raise forms.ValidationError(exc.message, code="query") from None
+
+
+class BoundedDateField(forms.DateField):
+    """A day within DATE_MIN..DATE_MAX: `created_to=9999-12-31` plus the day it spans used to
+    overflow datetime (a 500)."""
+
+    def clean(self, value):
+        day = super().clean(value)
+        if day and not limits.DATE_MIN <= day.isoformat() <= limits.DATE_MAX:
+            raise forms.ValidationError(
+                f"{day.isoformat()} is out of range; use a day between {limits.DATE_MIN} and "
+                f"{limits.DATE_MAX} (DATE_MIN, DATE_MAX).",
+                code="range",
+            )
+        return day
+
+
+class BoundedDateFilter(django_filters.DateFilter):
+    field_class = BoundedDateField
 
 
 class KeyValueField(forms.Field):
@@ -92,8 +111,8 @@ class RunFilter(django_filters.FilterSet):
     property = KeyValueFilter(model=RunProperty, label="Property (key or key=value)")
     compute_target = django_filters.CharFilter()
     submitter = django_filters.CharFilter(field_name="submitter__username")
-    created_from = django_filters.DateFilter(method="filter_created_from")
-    created_to = django_filters.DateFilter(method="filter_created_to")
+    created_from = BoundedDateFilter(method="filter_created_from")
+    created_to = BoundedDateFilter(method="filter_created_to")
     top_level = django_filters.TypedChoiceFilter(
         choices=TOP_LEVEL_CHOICES + [("true", "yes"), ("false", "no")],
         coerce=lambda v: v in ("1", "true"),

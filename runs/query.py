@@ -740,7 +740,7 @@ def _check_size(tree: Tree) -> None:
     """Depth and term count, walked without recursion, before the (recursive) compiler and
     the database see the tree: 950 NOTs or 283 nested ORs overflowed Python's stack, and 495
     ORed words an SQLite expression tree, each a 500."""
-    depth_max, terms = 0, 0
+    terms = 0
     stack: list[tuple[Tree, int]] = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
@@ -767,7 +767,6 @@ def _check_size(tree: Tree) -> None:
                 "IN (…) for a list of values."
             )
         stack.extend((child, depth) for child in node.children if isinstance(child, Tree))
-    return None
 
 
 @lru_cache(maxsize=1)

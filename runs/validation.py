@@ -7,7 +7,8 @@ from typing import Any
 from runs import limits
 from runs.errors import InvalidInput
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = CONTROL_CHARACTERS
 
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 

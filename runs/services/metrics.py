@@ -11,6 +11,7 @@ from django.utils import timezone
 from runs import limits
 from runs.errors import Conflict, InvalidInput
 from runs.models import MetricBatch, MetricEntry, MetricKind, MetricSeries, Run, RunStatus
+from runs.validation import CONTROL_CHARACTERS as _CONTROL
 from runs.validation import check_name, check_text, scalar_value
 
 
@@ -91,10 +92,24 @@ def _parse_batch(metrics: Any) -> list[_SeriesBatch]:
                         f"{field}.values[{j}]: a {kind} metric value must be {label}.",
                         field=f"{field}.values[{j}]",
                     )
+                if kind == MetricKind.IMAGE:
+                    _check_image_path(value, field=f"{field}.values[{j}]")
         _check_steps(steps, field=f"{field}.steps")
         _check_times(times, field=f"{field}.times")
         parsed.append(_SeriesBatch(name, kind, steps, values, times))
     return parsed
+
+
+def _check_image_path(value: str, *, field: str) -> None:
+    """An image value is a run-file path the Metrics tab links to: an empty one or one with a
+    newline has no URL, and used to break the tab for every reader."""
+    if not value or len(value) > limits.FILE_PATH_MAX_LENGTH or _CONTROL.search(value):
+        raise InvalidInput(
+            f"{field}: {value[:100]!r} is not a run-file path: give 1 to "
+            f"{limits.FILE_PATH_MAX_LENGTH} printable characters (FILE_PATH_MAX_LENGTH), "
+            "e.g. 'outputs/plot.png'.",
+            field=field,
+        )
 
 
 def _column(item: dict, key: str, length: int, field: str) -> list | None:

@@ -86,7 +86,10 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
         "compare_url": _compare_url(ws),
         **_table_context(state, page),
     }
-    return render(request, "runs/list_runs.html", context)
+    # A search or filter that cannot run is the request's fault: the page still shows the
+    # form with the error next to it, under a 400 like the API's and the CSV's.
+    invalid = not filterset.is_valid() or state.errors
+    return render(request, "runs/list_runs.html", context, status=400 if invalid else 200)
 
 
 def _offset(state: ListState) -> int:

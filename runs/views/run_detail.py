@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
@@ -81,20 +81,33 @@ def _metrics(request, run: Run, full: bool) -> dict:
     )
     return context | {
         "scalars": [s for s in series if s.kind == MetricKind.SCALAR],
-        "tables": [_metric_table(s, entries.get(s.pk, [])) for s in others],
+        "tables": [_metric_table(s, entries.get(s.pk, []), run) for s in others],
     }
 
 
-def _metric_table(series, entries: list) -> dict:
+def _metric_table(series, entries: list, run: Run) -> dict:
     """A non-scalar series as a table: rows of logged values, columns for `row` metrics."""
     table = {"series": series, "shown": len(entries), "columns": [], "rows": []}
     if series.kind == MetricKind.ROW:
         columns = list(dict.fromkeys(k for _, _, row in entries for k in row))
         table["columns"] = columns
         table["rows"] = [(step, [row.get(c) for c in columns]) for _, step, row in entries]
+    elif series.kind == MetricKind.IMAGE:
+        table["rows"] = [(step, path, _image_url(run, path)) for _, step, path in entries]
     else:
         table["rows"] = [(step, value) for _, step, value in entries]
     return table
+
+
+def _image_url(run: Run, path) -> str | None:
+    """The image's file URL, or None for a value that is no file path (an empty string or a
+    newline, stored before ingest refused them): one bad row must not break the tab."""
+    if not isinstance(path, str):
+        return None
+    try:
+        return reverse("runs:run-file", args=[run.workspace.name, run.run_id, path])
+    except NoReverseMatch:
+        return None
 
 
 def _children(request, run: Run, full: bool) -> dict:
@@ -131,7 +144,9 @@ def _best(summaries: dict, name: str, goal: str) -> int | None:
 
 
 def _outputs(request, run: Run, full: bool) -> dict:
-    files = list(selectors.run_files(run=run)[: FILES_SHOWN + 1])
+    files = storage.run_files_servable(
+        run=run, files=selectors.run_files(run=run)[: FILES_SHOWN + 1]
+    )
     context = {
         "file_tree": selectors.file_tree(files=files[:FILES_SHOWN]),
         "files_cut": len(files) > FILES_SHOWN,
@@ -166,9 +181,13 @@ def _int(value, default: int | None = None) -> int | None:
 def _viewer(request, run: Run, path: str) -> dict:
     """The file viewer: an image, or one page of text read by offset, never the whole file."""
     try:
-        record = storage.run_file_get(run=run, path=path)
-    except ServiceError as exc:
+        return _viewer_page(request, run, path)
+    except ServiceError as exc:  # not indexed, or a symlink / special file in storage
         return {"path": path, "error": exc.message}
+
+
+def _viewer_page(request, run: Run, path: str) -> dict:
+    record = storage.run_file_get(run=run, path=path)
     content_type = mimetypes.guess_type(path)[0] or ""
     viewer = {"path": path, "record": record, "content_type": content_type}
     if content_type in INLINE_TYPES:
@@ -330,7 +349,9 @@ def run_file(request, workspace: str, run_id: str, path: str):
 def run_download_all(request, workspace: str, run_id: str):
     """Every file of the run as one zip, streamed as it is written (entries = run paths)."""
     run, _ = load_run(request, workspace, run_id)
-    files = list(selectors.run_files(run=run).only("path", "size", "updated_at"))
+    files = storage.run_files_servable(
+        run=run, files=selectors.run_files(run=run).only("path", "size", "updated_at")
+    )
     response = StreamingHttpResponse(
         storage.run_files_zip(run=run, files=files), content_type="application/zip"
     )

@@ -163,9 +163,7 @@ def test_a_bad_search_on_the_run_list_page_is_a_400_page_that_says_why(cast, mak
 
 
 @pytest.mark.parametrize("param, value", [("x_min", "1e300"), ("x_max", "1e19")])
-def test_chart_ranges_beyond_a_step_are_a_400_naming_the_limit(
-    cast, make_run, param, value
-):
+def test_chart_ranges_beyond_a_step_are_a_400_naming_the_limit(cast, make_run, param, value):
     run = make_run()
     services.run_log_batch(run=run, metrics=[{"name": "loss", "values": [1.0, 0.5]}])
     response = api(cast.reader).get(
