@@ -43,3 +43,10 @@ class Conflict(ServiceError):
 class TooLarge(ServiceError):
     status = 413
     code = "too_large"
+
+
+class LengthRequired(ServiceError):
+    """A body whose length nobody can tell (no Content-Length, chunking not decoded)."""
+
+    status = 411
+    code = "length_required"

@@ -6,11 +6,10 @@ The SDK packs the zip (runs/sdk/submit.py) and checks the same size limit before
 """
 
 import shutil
+import stat
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
-
-from django.core.files.storage import default_storage
 
 from runs import limits, storage
 from runs.errors import InvalidInput, TooLarge
@@ -40,21 +39,48 @@ def snapshot_check(*, archive: BinaryIO) -> list[zipfile.ZipInfo]:
             ".runstudioignore file, or read them from storage inside the script.",
             field="snapshot",
         )
+    files: set[str] = set()
     for info in entries:
-        storage.check_path(PREFIX + info.filename, field="snapshot")
+        kind = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+        if kind not in (0, stat.S_IFREG):
+            what = "a symlink" if kind == stat.S_IFLNK else "a special file"
+            raise InvalidInput(
+                f"snapshot: {info.filename!r} is {what}; a snapshot holds regular files only "
+                "(symlinks are never stored or followed).",
+                field="snapshot",
+            )
+        path = storage.check_path(PREFIX + info.filename, field="snapshot")
+        if path in files:
+            raise InvalidInput(f"snapshot: {path!r} appears twice.", field="snapshot")
+        files.add(path)
+    folders = {path.rsplit("/", i)[0] for path in files for i in range(1, path.count("/"))}
+    if clash := sorted(files & folders):
+        raise InvalidInput(f"snapshot: {clash[0]!r} is both a file and a folder.", field="snapshot")
     return entries
 
 
 def snapshot_store(*, run: Run, archive: BinaryIO) -> list[str]:
-    """Checks the zip, then writes each file to the run's `snapshot/` tree."""
+    """Checks the zip, then writes each file to the run's `snapshot/` tree: each member must
+    unpack to the size its entry declares with the right CRC, or no file of the snapshot is
+    kept (the caller's transaction drops the index)."""
     entries = snapshot_check(archive=archive)
     archive.seek(0)
     paths = []
-    with zipfile.ZipFile(archive) as zf:
-        for info in entries:
-            with zf.open(info) as member:
-                storage.run_file_write(run=run, path=PREFIX + info.filename, stream=member)
-            paths.append(info.filename)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in entries:
+                with zf.open(info) as member:
+                    storage.run_file_write(
+                        run=run,
+                        path=PREFIX + info.filename,
+                        stream=member,
+                        size=info.file_size,
+                        durable=False,
+                    )
+                paths.append(info.filename)
+    except BaseException:
+        storage.run_files_delete_all(run=run)
+        raise
     return paths
 
 
@@ -66,8 +92,8 @@ def snapshot_unpack(*, run: Run, destination: Path) -> int:
         target = destination / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         with (
-            default_storage.open(storage.storage_name(run, record.path), "rb") as source,
-            open(target, "wb") as out,
+            storage.run_file_open(run=run, path=record.path) as source,
+            open(target, "xb") as out,  # never through a symlink already in the workdir
         ):
             shutil.copyfileobj(source, out, storage.CHUNK)
         count += 1

@@ -700,9 +700,11 @@ def test_a_child_keeps_the_run_id_its_creator_chose(cast, make_run):
         url, {"runs": [{"run_id": "my-child-1"}]}, format="json"
     )
     assert response.status_code == 201
-    assert response.json()["results"][0]["run_id"] == "my-child-1"
+    # A chosen id lives in its workspace's namespace (docs/architecture.md, "No existence
+    # oracles").
+    assert response.json()["results"][0]["run_id"] == "lab~my-child-1"
 
     again = cast.contributor.client.post(url, {"runs": [{"run_id": "my-child-1"}]}, format="json")
     assert again.status_code == 409
-    assert "my-child-1" in again.json()["error"]["message"]
+    assert "lab~my-child-1" in again.json()["error"]["message"]
     assert parent.children.count() == 1

@@ -35,6 +35,7 @@ ERROR_DESCRIPTIONS = {
     403: "The caller's role in the workspace does not allow this.",
     404: "Not found, or in a workspace the caller is not a member of (no existence leak).",
     409: "Conflicts with the current state.",
+    411: "No Content-Length, and the server could not decode a chunked body: nothing stored.",
     413: "The body is over the limit.",
 }
 

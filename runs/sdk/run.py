@@ -29,6 +29,7 @@ from runs.sdk.client import (
     quote_segment,
 )
 from runs.sdk.flusher import BACKOFF_MAX, BACKOFF_START, FLUSH_POINTS, Flusher, close_timeout
+from runs.sdk.upload import sized_body
 from runs.sdk.values import (
     coerce_value,
     error_text,
@@ -448,13 +449,15 @@ class Run:
     # -- files ----------------------------------------------------------------------------
 
     def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]) -> dict:
-        """Store a file (a local path or a binary stream) at ``name`` in the run's tree."""
+        """Store a file (a local path or a binary stream) at ``name`` in the run's tree.
+
+        A stream is sent from its current position to its end, always with a Content-Length
+        (one that cannot seek, or an iterable of bytes, is copied to a temporary file first),
+        so the server stores all of it or, if the upload breaks, nothing."""
         headers = {"Content-Type": "application/octet-stream"}
         url = f"{self._path}/files/{quote_path(name)}"
-        if isinstance(path_or_stream, (str, os.PathLike)):
-            with open(path_or_stream, "rb") as f:
-                return self._client.call("PUT", url, data=f, headers=headers)
-        return self._client.call("PUT", url, data=path_or_stream, headers=headers)
+        with sized_body(path_or_stream) as body:
+            return self._client.call("PUT", url, data=body, headers=headers)
 
     def upload_files(self, names: list[str], paths: list[str | os.PathLike[str]]) -> list[dict]:
         return [self.upload_file(n, p) for n, p in zip(names, paths, strict=True)]

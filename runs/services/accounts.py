@@ -25,7 +25,11 @@ def workspace_create(*, name: str, owner: AbstractBaseUser) -> Workspace:
             workspace = Workspace.objects.create(name=name)
             Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
     except IntegrityError:
-        raise Conflict(f"A workspace named {name!r} already exists.", field="name") from None
+        # Names are global addresses (URLs), so this one door must say a name is taken; it
+        # says nothing else about the workspace (docs/architecture.md, "No existence oracles").
+        raise Conflict(
+            f"The workspace name {name!r} is taken; choose another.", field="name"
+        ) from None
     return workspace
 
 

@@ -12,8 +12,32 @@ from runs import limits, selectors, storage
 from runs.access import run_for
 from runs.api import schemas as s
 from runs.api.views.common import _int_param
-from runs.errors import InvalidInput, TooLarge
+from runs.errors import InvalidInput, LengthRequired
 from runs.models import Role
+
+
+def _body(request) -> tuple[object, int | None]:
+    """The body stream and its announced length. Django reads only Content-Length bytes, so a
+    chunked body (no Content-Length) would look empty: it is read from the server's own
+    decoded input when the server says it ends it (gunicorn sets `wsgi.input_terminated`),
+    and refused with a 411 otherwise, never stored as an empty file."""
+    raw = request.META.get("CONTENT_LENGTH")
+    if raw not in (None, ""):
+        try:
+            size = int(raw)
+        except ValueError:
+            size = -1
+        if size < 0:
+            raise InvalidInput(f"Content-Length: {raw!r} is not a byte count.", field="body")
+        return request, size
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if chunked and request.META.get("wsgi.input_terminated"):
+        return request.META["wsgi.input"], None
+    raise LengthRequired(
+        "body: send Content-Length (or Transfer-Encoding: chunked to a server that decodes "
+        "it, such as `runstudio serve`); a body of unknown length is never stored.",
+        field="body",
+    )
 
 
 class RawParser(BaseParser):
@@ -35,7 +59,9 @@ class RawParser(BaseParser):
 @api_view(["GET"])
 def file_list(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
-    files = selectors.run_files(run=run, prefix=request.query_params.get("prefix", ""))
+    files = storage.run_files_servable(
+        run=run, files=selectors.run_files(run=run, prefix=request.query_params.get("prefix", ""))
+    )
     return Response(
         {"files": [{"path": f.path, "size": f.size, "updated_at": f.updated_at} for f in files]}
     )
@@ -85,7 +111,15 @@ def file_list(request, run_id: str):
     responses={
         201: s.RunFileWrittenSerializer,
         **s.errors(
-            400, 401, 403, 404, 413, e413=f"The file is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."
+            400,
+            401,
+            403,
+            404,
+            409,
+            411,
+            413,
+            e409="A file stands where the path needs a folder, or a folder where it needs a file.",
+            e413=f"The file is over {limits.MAX_FILE_UPLOAD_BYTES} bytes.",
         ),
     },
 )
@@ -104,7 +138,15 @@ def file_list(request, run_id: str):
     responses={
         200: s.RunFileWrittenSerializer,
         **s.errors(
-            400, 401, 403, 404, 413, e413=f"The body is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."
+            400,
+            401,
+            403,
+            404,
+            409,
+            411,
+            413,
+            e409="A file stands where the path needs a folder, or a folder where it needs a file.",
+            e413=f"The body is over {limits.MAX_FILE_UPLOAD_BYTES} bytes.",
         ),
     },
 )
@@ -115,18 +157,13 @@ def file_detail(request, run_id: str, path: str):
         run, _ = run_for(
             user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="uploading files"
         )
-        size = int(request.META.get("CONTENT_LENGTH") or 0)
-        if size > limits.MAX_FILE_UPLOAD_BYTES:
-            raise TooLarge(
-                f"The file is {size} bytes; the limit is {limits.MAX_FILE_UPLOAD_BYTES}.",
-                field="body",
-            )
         append = request.method == "POST" and request.query_params.get("append") in ("1", "true")
         if request.method == "POST" and not append:
             raise InvalidInput(
                 "append: POST appends and needs ?append=1; use PUT to replace.", field="append"
             )
-        record = storage.run_file_write(run=run, path=path, stream=request._request, append=append)
+        stream, size = _body(request._request)
+        record = storage.run_file_write(run=run, path=path, stream=stream, append=append, size=size)
         return Response(
             {"path": record.path, "size": record.size},
             status=status.HTTP_200_OK if append else status.HTTP_201_CREATED,
