@@ -105,6 +105,7 @@ DOORS = [
     Door("compute-target-detail", "GET", WS + "/compute/local", READER),
     Door("compute-target-detail", "PATCH", WS + "/compute/local", OWNER, {"capacity": 3}),
     Door("compute-target-detail", "DELETE", WS + "/compute/spare", OWNER, ok=204),
+    Door("compute-target-worker-key", "POST", WS + "/compute/spare/worker-key", OWNER, ok=201),
     Door("run-submit", "POST", WS + "/experiments/exp/submit", CONTRIBUTOR, _submission, ok=201),
     Door("alert-rule-list", "GET", WS + "/alert-rules", READER),
     Door(

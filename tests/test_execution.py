@@ -74,13 +74,26 @@ class Workers:
         )
         return env
 
-    def start(self, queue: str = "local", *, batch: bool = False) -> subprocess.Popen:
-        command = [sys.executable, "-m", "django", "runstudio_worker", "--queue-name", queue]
+    def start(
+        self,
+        queue: str = "local",
+        *,
+        batch: bool = False,
+        workspace: str | None = None,
+        key: str | None = None,
+    ) -> subprocess.Popen:
+        """A worker for `local` (no workspace), or for the workspace's target `queue` with its
+        worker key (passed as RUNSTUDIO_WORKER_KEY, as `runstudio worker` does)."""
+        command = [sys.executable, "-m", "django", "runstudio_worker"]
+        command += ["-w", workspace, "-c", queue] if workspace else ["--queue-name", queue]
         command += ["--no-reload", "--interval", "0.1", "--no-startup-delay"]
         if batch:
             command.append("--batch")
+        env = self.env()
+        if key is not None:
+            env["RUNSTUDIO_WORKER_KEY"] = key
         log = open(self.log_dir / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env(), stdout=log, stderr=log)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
         self.processes.append(process)
         return process
 
@@ -368,9 +381,10 @@ def test_children_submitted_with_another_target_run_there(workers, source, exp, 
         sys.exit(1 if fruit == "Bad" else 0)
         """,
     )
+    key = cast.owner.client.post("/api/v1/workspaces/lab/compute/gpu-cluster/worker-key").json()
     parent = exp.submit(ScriptRunConfig(source_directory=source.path, script="parent.py"))
     workers.start("local")
-    workers.start("gpu-cluster")
+    workers.start("gpu-cluster", workspace="lab", key=key["worker_key"])
     details = parent.wait_for_completion(raise_on_error=False)
     assert details["status"] == "Completed", workers.logs()
     children = Run.objects.filter(parent__run_id=parent.id).order_by("id")
@@ -382,14 +396,16 @@ def test_children_submitted_with_another_target_run_there(workers, source, exp, 
                 f"/api/v1/runs/{child.run_id}/files/logs/process_info.json"
             ).getvalue()
         )
-        assert Worker.objects.get(worker_id=info["worker_id"]).queue_name == "gpu-cluster"
+        worker = Worker.objects.get(worker_id=info["worker_id"])
+        assert (worker.queue_name, worker.workspace) == (key["queue_name"], cast.workspace)
     assert "child Apple of " + parent.id in driver_log(children[0].run_id, cast)
 
 
 def test_two_workers_on_one_queue_never_run_the_same_run_twice(workers, source, exp, cast):
-    cast.owner.client.post(
+    pool = cast.owner.client.post(
         "/api/v1/workspaces/lab/compute", {"name": "pool", "capacity": 10}, format="json"
-    )
+    ).json()
+    key = cast.owner.client.post("/api/v1/workspaces/lab/compute/pool/worker-key").json()
     source.write("job.py", "import os, time\nprint('ran in', os.getpid())\ntime.sleep(0.3)\n")
     runs = [
         exp.submit(
@@ -397,7 +413,9 @@ def test_two_workers_on_one_queue_never_run_the_same_run_twice(workers, source, 
         )
         for _ in range(6)
     ]
-    first, second = workers.start("pool", batch=True), workers.start("pool", batch=True)
+    first, second = (
+        workers.start("pool", batch=True, workspace="lab", key=key["worker_key"]) for _ in range(2)
+    )
     assert first.wait(timeout=40) == 0 and second.wait(timeout=40) == 0, workers.logs()
     for run in runs:
         assert status_of(run.id) == "Completed"
@@ -406,22 +424,23 @@ def test_two_workers_on_one_queue_never_run_the_same_run_twice(workers, source, 
         assert claims == 1
     from django_tasks_db.models import DBTaskResult
 
-    tasks = DBTaskResult.objects.filter(queue_name="pool")
+    tasks = DBTaskResult.objects.filter(queue_name=pool["queue_name"])
     assert tasks.count() == 6 and all(len(t.worker_ids) == 1 for t in tasks)
 
 
 def test_a_claimed_run_cannot_be_claimed_again(make_run):
     run = make_run(status=RunStatus.QUEUED, compute_target="local")
-    claimed, outcome = execution.claim(run_pk=run.pk)
+    claimed, outcome = execution.claim(run_pk=run.pk, queue_name="local")
     assert claimed is not None and claimed.status == "Preparing"
-    assert execution.claim(run_pk=run.pk) == (None, execution.SKIPPED)
+    assert execution.claim(run_pk=run.pk, queue_name="local") == (None, execution.SKIPPED)
 
 
 def test_a_target_at_capacity_defers_the_next_run(make_run, cast):
-    compute.compute_target_create(workspace=cast.workspace, name="one", capacity=1)
+    target = compute.compute_target_create(workspace=cast.workspace, name="one", capacity=1)
+    queue = compute.target_queue_name(target)
     first = make_run(status=RunStatus.QUEUED, compute_target="one")
     second = make_run(status=RunStatus.QUEUED, compute_target="one")
-    assert execution.claim(run_pk=first.pk)[1] == "claimed"
-    assert execution.claim(run_pk=second.pk) == (None, execution.DEFERRED)
+    assert execution.claim(run_pk=first.pk, queue_name=queue)[1] == "claimed"
+    assert execution.claim(run_pk=second.pk, queue_name=queue) == (None, execution.DEFERRED)
     second.refresh_from_db()
     assert second.status == "Queued"

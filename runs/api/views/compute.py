@@ -1,5 +1,6 @@
 """Compute targets and their workers (docs/architecture.md, "Compute and execution")."""
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view
@@ -129,7 +130,7 @@ def compute_target_detail(request, workspace: str, name: str):
         "other. `local` has no key (409): the server's own workers serve it."
     ),
     tags=["compute"],
-    request=None,
+    request=OpenApiTypes.OBJECT,  # ignored: the server makes the key
     responses={
         201: s.ComputeTargetWorkerKeySerializer,
         **s.errors(401, 403, 404, 409, e409="`local`, which the server's own workers serve."),
