@@ -222,7 +222,10 @@ class RunSpecSerializer(serializers.Serializer):
     """A run to create; every field is optional."""
 
     run_id = serializers.RegexField(
-        limits.RUN_ID_RE.pattern, required=False, help_text="Chosen by the server when omitted."
+        limits.CHOSEN_RUN_ID_RE.pattern,
+        required=False,
+        help_text="Chosen by the server when omitted. A chosen id is stored as "
+        "`<workspace>~<id>` (the prefix may be given too); it is unique in its workspace.",
     )
     display_name = serializers.CharField(required=False, max_length=limits.DISPLAY_NAME_MAX_LENGTH)
     description = serializers.CharField(required=False, max_length=limits.DESCRIPTION_MAX_LENGTH)
