@@ -44,7 +44,7 @@ from runs.models import (
     StatusEvent,
     Workspace,
 )
-from runs.validation import check_text
+from runs.validation import check_line
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def _check_experiment(workspace: Workspace, name):
 
 
 def _check_name(value) -> str:
-    value = check_text(value, field="name", max_length=RULE_NAME_MAX_LENGTH).strip()
+    value = check_line(value, field="name", max_length=RULE_NAME_MAX_LENGTH).strip()
     if not value:
         raise InvalidInput("name: give the rule a name.", field="name")
     return value

@@ -28,6 +28,7 @@ from runs import query
 from runs.errors import Forbidden, InvalidInput, NotFound
 from runs.filters import FILTER_NAMES
 from runs.models import CustomView, Workspace
+from runs.validation import check_line
 
 VIEW_NAME_MAX_LENGTH = 100
 VIEW_PARAMS_MAX_BYTES = 64 * 1024
@@ -147,7 +148,7 @@ def _check_name(name: Any) -> str:
             f"name: at most {VIEW_NAME_MAX_LENGTH} characters (this one has {len(name)}).",
             field="name",
         )
-    return name
+    return check_line(name, field="name", max_length=VIEW_NAME_MAX_LENGTH)
 
 
 def _require_owner(view: CustomView, user: AbstractBaseUser, what: str) -> None:

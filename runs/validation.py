@@ -9,6 +9,8 @@ from runs.errors import InvalidInput
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL = CONTROL_CHARACTERS
+# Multi-line text (descriptions, tag and property values) keeps tab and line breaks only.
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -33,7 +35,16 @@ def check_name(value: Any, *, field: str, what: str = "name") -> str:
     return value
 
 
-def check_text(value: Any, *, field: str, max_length: int, allow_none: bool = False) -> str | None:
+def check_text(
+    value: Any,
+    *,
+    field: str,
+    max_length: int,
+    allow_none: bool = False,
+    allow_control: bool = False,
+) -> str | None:
+    """Multi-line text: tab, CR and LF are kept; other control characters (terminal escapes,
+    NUL) are refused unless `allow_control` (an error message may quote a terminal's output)."""
     if value is None and allow_none:
         return None
     if not isinstance(value, str):
@@ -44,11 +55,31 @@ def check_text(value: Any, *, field: str, max_length: int, allow_none: bool = Fa
         )
     if "\x00" in value:
         raise InvalidInput(f"{field}: must not contain a NUL character.", field=field)
+    if not allow_control and (match := _CONTROL_BUT_LINES.search(value)):
+        raise InvalidInput(
+            f"{field}: contains the control character {match.group()!r}; only tab and line "
+            "breaks are allowed.",
+            field=field,
+        )
+    return value
+
+
+def check_line(value: Any, *, field: str, max_length: int, allow_none: bool = False) -> str | None:
+    """One line of text (a display name, a view's or a rule's name): no control characters
+    at all — a trailing newline or an escape sequence would break lists, CSV and logs."""
+    value = check_text(value, field=field, max_length=max_length, allow_none=allow_none)
+    if value is not None and (match := _CONTROL.search(value)):
+        raise InvalidInput(
+            f"{field}: {value[:100]!r} contains the control character {match.group()!r}; "
+            "use printable characters on one line.",
+            field=field,
+        )
     return value
 
 
 def check_pattern(value: Any, *, field: str, pattern: re.Pattern, rule: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    # fullmatch: a pattern's `$` also matches before a trailing newline ("exp\n").
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise InvalidInput(f"{field}: {value!r} is not a valid name: {rule}.", field=field)
     return value
 

@@ -22,7 +22,7 @@ from runs.models import (
     StatusEvent,
     Workspace,
 )
-from runs.validation import check_mapping, check_name, check_pattern, check_text
+from runs.validation import check_line, check_mapping, check_name, check_pattern, check_text
 
 
 def experiment_get_or_create(*, workspace: Workspace, name: str) -> tuple[Experiment, bool]:
@@ -74,7 +74,8 @@ class RunSpec:
             ("compute_target", 64),
         ):
             if data.get(name) is not None:
-                values[name] = check_text(data[name], field=f"{field}{name}", max_length=max_length)
+                check = check_text if name == "description" else check_line
+                values[name] = check(data[name], field=f"{field}{name}", max_length=max_length)
         if data.get("status") is not None:
             status = _check_status(data["status"], field=f"{field}status")
             if status in TERMINAL_STATUSES or status == RunStatus.CANCEL_REQUESTED:
@@ -241,7 +242,7 @@ def run_create_children(
 def run_update(*, run: Run, display_name: str | None = None, description: str | None = None) -> Run:
     fields = []
     if display_name is not None:
-        run.display_name = check_text(
+        run.display_name = check_line(
             display_name, field="display_name", max_length=limits.DISPLAY_NAME_MAX_LENGTH
         )
         fields.append("display_name")
@@ -310,9 +311,13 @@ def run_set_status(
         locked.ended_at = now
         fields.append("ended_at")
     if status == RunStatus.FAILED:
-        locked.error_code = check_text(error_code or "", field="error.code", max_length=100)
+        # A failure's message may quote a terminal (colour escapes): kept as it came.
+        locked.error_code = check_line(error_code or "", field="error.code", max_length=100)
         locked.error_message = check_text(
-            error_message or "", field="error.message", max_length=limits.DESCRIPTION_MAX_LENGTH
+            error_message or "",
+            field="error.message",
+            max_length=limits.DESCRIPTION_MAX_LENGTH,
+            allow_control=True,
         )
         fields += ["error_code", "error_message"]
     locked.save(update_fields=fields)

@@ -206,3 +206,79 @@ def test_the_metrics_tab_still_renders_with_bad_image_rows_already_stored(cast, 
     response = browser(cast.reader).get(f"/w/lab/runs/{run.run_id}/", {"tab": "metrics"})
     assert response.status_code == 200
     assert "pic" in response.content.decode()
+
+
+# --- names: no control characters, no trailing newline ----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["exp\n", "exp\r", "e\x1b[31mx", "e\x00x"])
+def test_experiment_names_with_control_characters_are_refused(cast, name):
+    response = api(cast.contributor).post(
+        "/api/v1/workspaces/lab/experiments", {"name": name}, format="json"
+    )
+    assert error_of(response)["field"] == "name"
+
+
+def test_workspace_and_compute_target_names_with_a_trailing_newline_are_refused(cast):
+    response = api(cast.owner).post("/api/v1/workspaces", {"name": "team\n"}, format="json")
+    assert error_of(response)["field"] == "name"
+    response = api(cast.owner).post(
+        "/api/v1/workspaces/lab/compute", {"name": "gpu\n", "capacity": 1}, format="json"
+    )
+    assert error_of(response)["field"] == "name"
+
+
+@pytest.mark.parametrize("value", ["best\n", "a\tb", "\x1b[2Jgone", "x\u0085"])
+def test_display_names_with_control_characters_are_refused(cast, make_run, value):
+    run = make_run()
+    response = api(cast.contributor).patch(
+        f"/api/v1/runs/{run.run_id}", {"display_name": value}, format="json"
+    )
+    assert error_of(response)["field"] == "display_name"
+    response = api(cast.contributor).post(
+        "/api/v1/workspaces/lab/experiments/exp/runs", {"display_name": value}, format="json"
+    )
+    assert error_of(response)["field"] == "display_name"
+
+
+def test_tag_keys_refuse_control_characters_and_values_keep_only_line_breaks(cast, make_run):
+    run = make_run()
+    client = api(cast.contributor)
+    url = f"/api/v1/runs/{run.run_id}/tags"
+    assert error_of(client.patch(url, {"set": {"k\n": "v"}}, format="json"))["field"] == "set.k\n"
+    error = error_of(client.patch(url, {"set": {"k": "\x1b[31mred"}}, format="json"))
+    assert error["field"] == "set.k"
+    response = client.patch(url, {"set": {"note": "line one\nline two\tend"}}, format="json")
+    assert response.status_code == 200
+    assert response.json()["tags"]["note"] == "line one\nline two\tend"
+
+
+def test_metric_names_with_a_trailing_newline_are_refused(cast, make_run):
+    run = make_run()
+    response = api(cast.contributor).post(
+        f"/api/v1/runs/{run.run_id}/metrics/batch",
+        {"metrics": [{"name": "loss\n", "values": [1.0]}]},
+        format="json",
+    )
+    assert error_of(response)["field"] == "metrics[0].name"
+
+
+def test_view_and_alert_rule_names_with_control_characters_are_refused(cast):
+    from runs import saved_views
+    from runs.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="control character"):
+        saved_views.view_save(
+            workspace=cast.workspace, owner=cast.reader.user, name="bell\x07", params={}
+        )
+    response = api(cast.owner).post(
+        "/api/v1/workspaces/lab/alert-rules",
+        {
+            "name": "fail\nalert",
+            "statuses": ["Failed"],
+            "channel": "email",
+            "recipients": ["a@example.com"],
+        },
+        format="json",
+    )
+    assert error_of(response)["field"] == "name"
