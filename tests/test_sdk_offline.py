@@ -306,13 +306,27 @@ def test_a_value_json_cannot_encode_drops_its_batch_with_a_warning(capsys):
     assert f.dropped == 1
 
 
-def test_close_gives_up_at_the_deadline_and_says_how_many_points_were_dropped(capsys):
-    client = FakeClient(always=ConnectionFailed("refused"))
+def test_close_spools_what_an_unreachable_server_never_took_and_says_so(
+    capsys, tmp_path, monkeypatch
+):
+    from runs.sdk import spool
+
+    monkeypatch.setenv("RUNSTUDIO_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setattr(spool, "_down_since", {})
+    client = FakeClient(always=ConnectionFailed("cannot reach http://fake (connection refused)"))
     f = Flusher(client, "run-1", sleep=lambda s: None)
     f.buffer.extend(_points("loss", 7))
     f.close(timeout=0.2)
-    assert "7 metric points could not be stored" in capsys.readouterr().err
-    assert not f.buffer
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert "cannot reach http://fake (connection refused); retrying" in err[0]
+    assert "saved 7 metric points" in err[1] and "runstudio sync" in err[1]
+    [entry] = spool.entries(tmp_path / "spool")
+    ops = [json.loads(line) for line in (entry / "ops.jsonl").read_text().splitlines()]
+    bodies = [json.loads((entry / op["file"]).read_text()) for op in ops]
+    assert [op["op"] for op in ops] == ["metrics"]
+    assert bodies[0]["metrics"][0]["values"] == [float(i) for i in range(7)]
+    assert not f.buffer and f.dropped == 0
 
 
 def test_flush_sends_everything_through_the_background_thread():

@@ -79,6 +79,30 @@ class ServerError(RunstudioError):
 class ConnectionFailed(RunstudioError):
     """The server could not be reached (refused, reset, timed out)."""
 
+    original: BaseException | None = None
+
+
+def connection_reason(error: BaseException) -> str:
+    """A few words for why a connection failed ("connection refused", "timed out"...),
+    from the innermost cause of a requests/urllib3 error."""
+    text = str(error)
+    for needle, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host name"),
+        ("nodename nor servname", "unknown host name"),
+        ("Temporary failure in name resolution", "host name lookup failed"),
+        ("timed out", "timed out"),
+        ("Read timed out", "timed out"),
+        ("Connection reset", "connection reset"),
+        ("RemoteDisconnected", "the server closed the connection"),
+        ("Connection aborted", "connection aborted"),
+        ("No route to host", "no route to host"),
+        ("Network is unreachable", "network unreachable"),
+    ):
+        if needle in text:
+            return reason
+    return type(error).__name__
+
 
 _ERRORS_BY_STATUS: dict[int, type[RunstudioError]] = {
     400: BadRequest,
@@ -230,7 +254,15 @@ class Client:
                 timeout=timeout or self.timeout,
             )
         except requests.RequestException as e:
-            raise ConnectionFailed(f"cannot reach {self.url}: {e}") from e
+            # `from None`: urllib3's chain of retries would print ~100 lines under a script's
+            # traceback; the reason fits in one. The original stays on `.original`.
+            error = ConnectionFailed(
+                f"cannot reach the Runstudio server at {self.url} ({connection_reason(e)}). "
+                "Is it running? Start it with `runstudio serve`, or point RUNSTUDIO_URL "
+                "(or `runstudio login --url`) at the right one."
+            )
+            error.original = e
+            raise error from None
         if response.status_code >= 400:
             raise error_from_response(response)
         return response

@@ -94,7 +94,14 @@ class Experiment:
         Use it as a context manager (``with exp.start_logging() as run:``) to complete it on
         exit, or fail it with the exception that ended the block. A run left open is
         completed at interpreter exit (failed if the script died of an exception).
+
+        If the server does not answer, the run starts offline (one line on stderr says so):
+        it logs as usual, is created on the server when it answers, and whatever is still
+        unsent at exit is spooled for ``runstudio sync``. A start that reaches the server
+        sends runs spooled earlier, in the background.
         """
+        from runs.sdk import spool
+        from runs.sdk.client import RunstudioError, is_transient
         from runs.sdk.run import Run
 
         body: dict[str, Any] = {"run_type": "interactive", "status": "Running"}
@@ -106,7 +113,14 @@ class Experiment:
             body["tags"] = dict(tags)
         if properties:
             body["properties"] = dict(properties)
-        details = self._workspace._client.post(f"{self._api_path}/runs", body)
+        client = self._workspace._client
+        try:
+            details = client.post(f"{self._api_path}/runs", body)
+        except RunstudioError as e:
+            if not is_transient(e):
+                raise
+            return Run._started_offline(self, body, e)
+        spool.sync_in_background(client.url)
         return Run._started(self, details)
 
     def get_runs(

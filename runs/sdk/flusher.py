@@ -9,10 +9,12 @@ arrive in logged order. Each batch carries a uuid4 ``idempotency_key`` that is r
 every retry of that batch: a batch whose response was lost is stored once.
 
 Transient failures (no connection, timeouts, 5xx, 429) are retried with exponential
-backoff for as long as the script runs; at close (``complete()``, ``fail()``, interpreter
-exit) the retrying stops at a deadline and what is left is dropped with a warning on
-stderr. A refusal (4xx) drops that batch with a one-time warning; nothing ever raises into
-the training loop.
+backoff for as long as the script runs (stderr says so once, in one line); at close
+(``complete()``, ``fail()``, interpreter exit) the retrying stops once the server has not
+answered for ``RUNSTUDIO_EXIT_TIMEOUT`` seconds, and what is left — batches with their
+idempotency keys, queued tags, properties and files, the final status — goes to the spool
+(runs/sdk/spool.py) for ``runstudio sync``. A refusal (4xx) drops that batch with a one-time
+warning; nothing ever raises into the training loop.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from runs.sdk import limits
+from runs.sdk import limits, spool
 from runs.sdk.client import (
     Client,
     Conflict,
+    NotFound,
     RunstudioError,
     dumps,
     encode_non_finite,
@@ -160,11 +164,15 @@ def _warn(message: str) -> None:
 
 class _InFlight:
     """``send(body, points)`` running on its own thread; at interpreter shutdown, when no
-    thread can start, it runs in the caller's."""
+    thread can start, it runs in the caller's. Its result: True sent, False refused (dropped),
+    None not sent by the deadline (kept for the spool)."""
 
-    def __init__(self, send: Callable[[bytes, int], bool], body: bytes, points: int) -> None:
+    def __init__(
+        self, send: Callable[[bytes, int], bool | None], body: bytes, points: int
+    ) -> None:
         self.points = points
-        self._ok = False
+        self.body = body
+        self._ok: bool | None = False
         self._thread: threading.Thread | None = threading.Thread(
             target=self._run, args=(send, body, points), daemon=True
         )
@@ -174,10 +182,10 @@ class _InFlight:
             self._thread = None
             self._run(send, body, points)
 
-    def _run(self, send: Callable[[bytes, int], bool], body: bytes, points: int) -> None:
+    def _run(self, send: Callable[[bytes, int], bool | None], body: bytes, points: int) -> None:
         self._ok = send(body, points)
 
-    def result(self) -> bool:
+    def result(self) -> bool | None:
         if self._thread is not None:
             self._thread.join()
         return self._ok
@@ -193,9 +201,26 @@ class Flusher:
         *,
         heartbeat: bool = False,
         sleep: Callable[[float], None] = time.sleep,
+        create: dict[str, Any] | None = None,
+        workspace: str | None = None,
+        experiment: str | None = None,
     ) -> None:
         self.client = client
         self.run_id = run_id
+        # An offline-first run: {"op": "create", "path", "body"} still to send; nothing else
+        # about the run can go before it.
+        self.create = create
+        self.workspace = workspace
+        self.experiment = experiment
+        # Encoded batches not yet answered, in order: what the spool gets if the server
+        # does not come back. Each keeps its idempotency key inside its body.
+        self.unsent: list[tuple[bytes, int]] = []
+        # Tags, properties and files set while the server was unreachable, in order.
+        self.ops: collections.deque[dict[str, Any]] = collections.deque()
+        self._staging: Path | None = None
+        self._create_refused = False
+        self._staged = 0
+        self._close_timeout = spool.DEFAULT_EXIT_TIMEOUT
         self.buffer: collections.deque[Point] = collections.deque()
         self.kinds: dict[str, str] = {}  # metric name -> kind, shared by the run's objects
         self.wake = threading.Event()
@@ -244,6 +269,7 @@ class Flusher:
             self.wake.clear()
             try:
                 self.send_pending()
+                self.send_ops()
                 if self.heartbeat and not self._stop:
                     self._maybe_heartbeat()
             except Exception as e:  # never let the thread die silently
@@ -251,11 +277,21 @@ class Flusher:
 
     def _maybe_heartbeat(self) -> None:
         now = time.monotonic()
-        if now - self._last_heartbeat < HEARTBEAT_INTERVAL:
+        if self.create is not None or now - self._last_heartbeat < HEARTBEAT_INTERVAL:
             return
         self._last_heartbeat = now
         try:
             self.client.post(f"/runs/{self.run_id}/heartbeat", {})
+        except (Conflict, NotFound) as e:
+            # The server ended the run meanwhile (its reaper took a long silence for a dead
+            # process). Say it once; metrics are still stored and the final status this
+            # process sends replaces a heartbeat-timeout failure.
+            self.heartbeat = False
+            _warn(
+                f"run {self.run_id}: the server stopped taking heartbeats: {e.message} "
+                "Logging goes on; raise the server's RUNSTUDIO_HEARTBEAT_TIMEOUT if runs "
+                "stall this long."
+            )
         except RunstudioError:
             pass  # the next one may get through; the server tolerates gaps
 
@@ -263,6 +299,8 @@ class Flusher:
 
     def send_pending(self) -> None:
         """Drain the buffer and send it, batch by batch, until it is empty."""
+        if not self._send_create():
+            return
         with self._send_lock:
             with self._idle:
                 self._busy = True
@@ -281,9 +319,8 @@ class Flusher:
                             continue
                         if in_flight is not None:
                             self._settle(in_flight)
+                        self.unsent.append((body, n))
                         in_flight = _InFlight(self._send_batch, body, n)
-                    if self._expired():
-                        self._drop_buffer()
             finally:
                 if in_flight is not None:
                     self._settle(in_flight)
@@ -307,18 +344,34 @@ class Flusher:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _settle(self, in_flight: _InFlight) -> None:
-        if not in_flight.result():
+        ok = in_flight.result()
+        if ok is None:
+            return  # not sent by the deadline: stays in self.unsent for the spool
+        self.unsent = [u for u in self.unsent if u[0] is not in_flight.body]
+        if not ok:
             self.dropped += in_flight.points
 
-    def _send_batch(self, body: bytes, n: int) -> bool:
+    def _transient(self, error: RunstudioError, delay: float) -> float:
+        """Say (once per outage) that the server is unreachable, sleep, return the next delay."""
+        spool.report_down(self.client.url, error)
+        remaining = self._deadline - time.monotonic() if self._deadline is not None else delay
+        self._sleep(max(0.0, min(delay, remaining)))
+        return min(delay * 2, BACKOFF_MAX)
+
+    def _answered(self) -> None:
+        spool.report_up(self.client.url)
+        if self._deadline is not None:  # progress: the exit deadline counts silence only
+            self._deadline = max(self._deadline, time.monotonic() + self._close_timeout)
+
+    def _send_batch(self, body: bytes, n: int) -> bool | None:
         """Send one encoded batch, retrying transient failures with its idempotency key
-        (inside ``body``); False if it was dropped."""
+        (inside ``body``); False if it was refused, None if the deadline passed first."""
         if self._refused is not None:
             return False
         delay = BACKOFF_START
         while True:
             if self._expired():
-                return False
+                return None
             try:
                 self.client.call(
                     "POST",
@@ -328,18 +381,87 @@ class Flusher:
                 )
             except RunstudioError as e:
                 if is_transient(e):
-                    remaining = (
-                        self._deadline - time.monotonic() if self._deadline is not None else delay
-                    )
-                    self._sleep(max(0.0, min(delay, remaining)))
-                    delay = min(delay * 2, BACKOFF_MAX)
+                    delay = self._transient(e, delay)
                     continue
                 if isinstance(e, Conflict):
                     self._refused = e.message
                 self._warn_once(n, f"the server refused them (HTTP {e.status}): {e.message}")
                 return False
+            self._answered()
             self.sent += n
             return True
+
+    # -- an offline-first run's creation, and queued tags, properties, files --------------
+
+    def _send_create(self) -> bool:
+        """True once the run exists on the server. While it does not, one attempt per call
+        (the loop calls every second); at close, retried until the deadline."""
+        if self.create is None:
+            return True
+        if self._create_refused:
+            return False
+        delay = BACKOFF_START
+        while True:
+            try:
+                spool.send_op(self.client, self.run_id, self.create)
+            except RunstudioError as e:
+                if not is_transient(e):
+                    self._create_refused = True
+                    _warn(
+                        f"run {self.run_id} could not be created on {self.client.url}: "
+                        f"{e.message} What it logs is saved to the spool at exit; fix that, "
+                        "then run `runstudio sync`."
+                    )
+                    return False
+                if self._deadline is None or self._expired():
+                    spool.report_down(self.client.url, e)
+                    return False
+                delay = self._transient(e, delay)
+                continue
+            self._answered()
+            self.create = None
+            return True
+
+    def must_queue(self) -> bool:
+        """True while a tag, property or file must wait its turn rather than be sent now:
+        the run does not exist on the server yet, others wait before it, or it is down."""
+        return self.create is not None or bool(self.ops) or spool.is_down(self.client.url)
+
+    def queue_op(self, op: dict[str, Any], source: Any = None) -> None:
+        """Queue a tag, property or file change (a file is copied aside at once: the script
+        may change or delete it before the server answers)."""
+        if op["op"] == "file":
+            if self._staging is None:
+                root = spool.spool_root()
+                root.mkdir(parents=True, exist_ok=True)
+                self._staging = root / f".staging-{os.getpid()}-{self.run_id}"
+            self._staged += 1
+            op = {**op, "staged": str(spool.stage_file(self._staging, self._staged, source))}
+        self.ops.append(op)
+        self.wake.set()
+
+    def send_ops(self) -> None:
+        """Send queued operations in order; stop at the first transient failure."""
+        if not self.ops or not self._send_create():
+            return
+        delay = BACKOFF_START
+        while self.ops:
+            op = self.ops[0]
+            try:
+                spool.send_op(self.client, self.run_id, op)
+            except RunstudioError as e:
+                if is_transient(e):
+                    if self._deadline is None or self._expired():
+                        spool.report_down(self.client.url, e)
+                        return
+                    delay = self._transient(e, delay)
+                    continue
+                _warn(f"run {self.run_id}: the server refused a queued {op['op']}: {e.message}")
+            else:
+                self._answered()
+            self.ops.popleft()
+            if "staged" in op:
+                Path(op["staged"]).unlink(missing_ok=True)
 
     def _warn_once(self, n: int, why: str) -> None:
         if not self._warned:
@@ -366,19 +488,113 @@ class Flusher:
                 self._idle.wait(0.05 if remaining is None else min(0.05, remaining))
         return True
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop the thread and send what is left, giving up at the deadline."""
-        timeout = close_timeout() if timeout is None else timeout
+    def close(
+        self, timeout: float | None = None, *, final: dict[str, Any] | None = None
+    ) -> Any:
+        """Stop the thread and send what is left, then ``final`` (the run's status operation,
+        ``{"op": "status", "endpoint", "body"}``); return the server's answer to it.
+
+        Retrying stops once the server has been silent for ``timeout`` seconds (default
+        RUNSTUDIO_EXIT_TIMEOUT); then everything unsent, ``final`` included, is written to
+        the spool and None is returned. Raises ``Conflict`` if the server refuses ``final``."""
+        timeout = spool.exit_timeout() if timeout is None else timeout
+        self._close_timeout = timeout
         self._deadline = time.monotonic() + timeout
+        if spool.is_down(self.client.url) and (self.buffer or self.unsent or self.ops or final):
+            spool.report_waiting(self.client.url, timeout)
         self._stop = True
         self.wake.set()
         thread = self._thread
+        stuck = False
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout + BACKOFF_MAX)
+            stuck = thread.is_alive()  # a request to a server that accepts but never answers
         self._thread = None
-        self.send_pending()
-        if self.buffer:
-            self._drop_buffer()
+        answer = None
+        try:
+            if stuck:
+                return None
+            self.send_pending()
+            if not self.unsent:
+                self.send_ops()
+            if final is not None and not self.unsent and not self.ops and self.create is None:
+                answer = self._send_final(final)
+                if answer is not None:
+                    final = None
+        finally:
+            if self.buffer or self.unsent or self.ops or final is not None or self.create:
+                self._spool(final)
+            self._report_dropped()
+            self._deadline = None
+        return answer
+
+    def _send_final(self, final: dict[str, Any]) -> Any:
+        """The status operation, retried until the deadline; None if it never got through."""
+        delay = BACKOFF_START
+        while True:
+            try:
+                answer = spool.send_op(self.client, self.run_id, final)
+            except RunstudioError as e:
+                if not is_transient(e):
+                    raise
+                if self._expired():
+                    spool.report_down(self.client.url, e)
+                    return None
+                delay = self._transient(e, delay)
+                continue
+            self._answered()
+            return answer
+
+    def _spool(self, final: dict[str, Any] | None) -> None:
+        """Write what is left to a spool entry and say so in one line."""
+        for metrics in build_batches(self._drain_all()):
+            n = sum(len(series["values"]) for series in metrics)
+            try:
+                self.unsent.append((encode_batch(metrics, str(uuid.uuid4())), n))
+            except TypeError:
+                self.dropped += n
+        entry = spool.SpoolEntry(
+            url=self.client.url,
+            run_id=self.run_id,
+            workspace=self.workspace,
+            experiment=self.experiment,
+            reason=f"{self.client.url} did not answer",
+        )
+        if self.create is not None:
+            entry.add({k: v for k, v in self.create.items()})
+        for body, n in self.unsent:
+            entry.add_batch(body, n)
+        others = 0
+        for op in self.ops:
+            if op["op"] == "file":
+                entry.add_file(op["path"], Path(op["staged"]))
+            else:
+                entry.add(op)
+            others += 1
+        if final is not None:
+            entry.add(final)
+        path = entry.commit()
+        if self._staging is not None:
+            import shutil
+
+            shutil.rmtree(self._staging, ignore_errors=True)
+        status = f", status {final['body'].get('status', 'Canceled')}" if final else ""
+        spool.say(
+            f"run {self.run_id}: saved {entry.points} metric points, {others} other changes"
+            f"{status} to {spool.shown(path)}; send them with `runstudio sync` "
+            "(the next run that reaches the server sends them too)."
+        )
+        self.unsent.clear()
+        self.ops.clear()
+        self.create = None
+
+    def _drain_all(self) -> list[Point]:
+        points = []
+        while self.buffer:
+            points.extend(self._drain())
+        return points
+
+    def _report_dropped(self) -> None:
         if self.dropped:
             _warn(
                 f"run {self.run_id}: {self.dropped} metric points could not be stored and were "

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from runs.sdk import config, shutdown
+from runs.sdk import config, shutdown, spool
 from runs.sdk.client import (
     Client,
     Conflict,
@@ -126,7 +126,54 @@ class Run:
         """A run this process started: heartbeats, and finished at exit if left open."""
         run = cls(experiment, details["run_id"], _details=details)
         run._owned = True
-        run._ensure_flusher(heartbeat=True)
+        flusher = run._ensure_flusher(heartbeat=True)
+        shutdown.install()
+        # One heartbeat now: the reaper watches a run from its first heartbeat after creation,
+        # so a process killed in its first second is still noticed.
+        try:
+            flusher.client.post(f"{run._path}/heartbeat", {})
+        except RunstudioError:
+            pass
+        return run
+
+    @classmethod
+    def _started_offline(
+        cls, experiment: Experiment, body: dict[str, Any], error: RunstudioError
+    ) -> Run:
+        """An offline-first run: the server did not answer ``start_logging()``. Its id is
+        chosen here as a client-chosen id in the server's form, ``<workspace>~<experiment>_
+        <unix time>_<8 hex>`` (32 random bits: two machines do not pick the same one); the
+        run is created on the server under that id as soon as it answers — by the background
+        thread while the script runs, else by ``runstudio sync`` — with its real start."""
+        import secrets
+        from datetime import UTC, datetime
+
+        started = time.time()
+        run_id = (
+            f"{experiment.workspace.name}~{experiment.name[:150]}_{int(started)}_"
+            f"{secrets.token_hex(4)}"
+        )
+        body = {**body, "run_id": run_id, "started_at": started}
+        details = {
+            "run_id": run_id,
+            "experiment": experiment.name,
+            "workspace": experiment.workspace.name,
+            "parent_id": None,
+            "display_name": body.get("display_name") or "",
+            "description": body.get("description") or "",
+            "status": "Running",
+            "run_type": body.get("run_type", "interactive"),
+            "created_at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "tags": dict(body.get("tags") or {}),
+            "properties": dict(body.get("properties") or {}),
+            "error": None,
+        }
+        run = cls(experiment, run_id, _details=details)
+        run._owned = True
+        create = {"op": "create", "path": f"{experiment._api_path}/runs", "body": body}
+        spool.report_down(experiment.workspace._client.url, error, offline_run=run_id)
+        run._ensure_flusher(heartbeat=True, create=create)
         shutdown.install()
         return run
 
@@ -271,14 +318,20 @@ class Run:
 
     # -- metrics --------------------------------------------------------------------------
 
-    def _ensure_flusher(self, *, heartbeat: bool = False) -> Flusher:
+    def _ensure_flusher(
+        self, *, heartbeat: bool = False, create: dict[str, Any] | None = None
+    ) -> Flusher:
         if self._flusher is None:
             key = (self._client.url, self._id)
             with shutdown.lock:
                 flusher = shutdown.flushers.get(key)
                 if flusher is None:
                     flusher = Flusher(
-                        Client(self._client.url, self._client.token, retries=0), self._id
+                        Client(self._client.url, self._client.token, retries=0),
+                        self._id,
+                        create=create,
+                        workspace=self._experiment.workspace.name,
+                        experiment=self._experiment.name,
                     )
                     shutdown.flushers[key] = flusher
                 shutdown.open_runs.add(self)
@@ -426,10 +479,33 @@ class Run:
         elif not isinstance(tags, Mapping):
             tags = dict.fromkeys(tags)
         body = {"set": {str(k): None if v is None else str(v) for k, v in tags.items()}}
-        self._client.patch(f"{self._path}/tags", body)
+        self._send_or_queue({"op": "tags", "body": body})
 
     def remove_tag(self, key: str) -> None:
-        self._client.patch(f"{self._path}/tags", {"remove": [key]})
+        self._send_or_queue({"op": "tags", "body": {"remove": [key]}})
+
+    def _send_or_queue(self, op: dict[str, Any], source: Any = None) -> Any:
+        """Send a tag, property or file change now; while the server is unreachable (or the
+        run does not exist there yet), queue it behind the metrics instead of raising: the
+        flusher sends it when the server answers, else it goes to the spool at exit.
+        Only runs that log through a flusher queue; a run merely looked up raises."""
+        flusher = self._flusher
+        if flusher is not None and flusher.must_queue():
+            flusher.queue_op(op, source)
+            return None
+        position = source.tell() if hasattr(source, "seekable") and source.seekable() else None
+        try:
+            if op["op"] == "file":
+                return _plain_upload(self, op["path"], source)
+            return spool.send_op(self._client, self._id, op)
+        except RunstudioError as e:
+            if flusher is None or not is_transient(e):
+                raise
+            spool.report_down(self._client.url, e)
+            if position is not None:
+                source.seek(position)  # the failed attempt read some of it
+            flusher.queue_op(op, source)
+            return None
 
     def get_tags(self) -> dict[str, str | None]:
         return self._client.get(f"{self._path}/tags")["tags"]
@@ -438,7 +514,7 @@ class Run:
         """Add immutable properties; setting a key again with another value raises
         ``Conflict`` whose message names the key, the stored and the refused value."""
         body = {"properties": {str(k): str(v) for k, v in properties.items()}}
-        self._client.post(f"{self._path}/properties", body)
+        self._send_or_queue({"op": "properties", "body": body})
 
     def add_property(self, key: str, value: Any) -> None:
         self.add_properties({key: value})
@@ -517,19 +593,32 @@ class Run:
     def _finish(
         self, status: str, error: dict[str, str] | None = None, *, endpoint: str = "status"
     ) -> None:
+        # The real end: a run sent later from the spool still ends now, not when it is sent.
+        ended_at = time.time()
         self._finished = True
-        self._close_metrics()
-        if self._flusher is not None:
-            # The thread is gone; points logged after this are sent by flush() or at exit.
-            self._flusher.heartbeat = False
-            self._flusher.client.close()
-        body: dict[str, Any] = {"status": status}
+        body: dict[str, Any] = {"status": status, "ended_at": ended_at}
         if error is not None:
             body["error"] = error
+        final = {"op": "status", "endpoint": endpoint, "body": body if endpoint == "status" else {}}
+        flusher = self._flusher
+        if flusher is None and self._owned:
+            flusher = self._ensure_flusher()
         try:
-            self._details = _retrying(
-                lambda: self._client.post(f"{self._path}/{endpoint}", body), close_timeout()
-            )
+            if flusher is None:  # a run looked up, not logged to: nothing to spool
+                self._details = _retrying(
+                    lambda: spool.send_op(self._client, self._id, final), spool.exit_timeout()
+                )
+            else:
+                # Metrics, queued changes, then the status; all of it spooled if the server
+                # stays silent for RUNSTUDIO_EXIT_TIMEOUT seconds.
+                answer = flusher.close(final=final)
+                if answer is not None:
+                    self._details = answer
+                elif self._details is not None:
+                    self._details = {**self._details, "status": status}
+                # The thread is gone; points logged after this are sent by flush() or at exit.
+                flusher.heartbeat = False
+                flusher.client.close()
         except Conflict as e:
             try:
                 current = self._refresh().get("status")
@@ -762,3 +851,22 @@ class ActivityFailedException(RunstudioError):
     def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any]):
         super().__init__(message, code=code)
         self.details = details
+
+
+# Uploads take the same road as tags and properties while the server is unreachable: queued
+# behind the metrics, else spooled at exit. Wrapped here rather than inside upload_file so the
+# upload body (runs/sdk/upload.py) and the outage policy stay separate.
+_plain_upload = Run.upload_file
+
+
+def _upload_file(
+    self: Run, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]
+) -> dict | None:
+    return self._send_or_queue({"op": "file", "path": name}, path_or_stream)
+
+
+_upload_file.__doc__ = (_plain_upload.__doc__ or "") + (
+    "\n\n        While the server is unreachable the file is copied aside and sent later (or "
+    "spooled at exit); None is returned then."
+)
+Run.upload_file = _upload_file  # type: ignore[method-assign]

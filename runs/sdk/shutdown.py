@@ -48,6 +48,8 @@ def install() -> None:
 
 
 def at_exit() -> None:
+    from runs.sdk import spool
+
     with lock:
         runs = list(open_runs)
     for run in runs:
@@ -62,9 +64,11 @@ def at_exit() -> None:
         except Exception as e:  # exit must go on for the other runs
             warn(f"could not finish run {run.id} at exit: {type(e).__name__}: {e}")
     for flusher in list(flushers.values()):
-        if not flusher.buffer:
+        if not (flusher.buffer or flusher.unsent or flusher.ops):
             continue
         try:  # points logged after their run finished
             flusher.close()
         except Exception as e:
             warn(f"could not send the last points of run {flusher.run_id}: {e}")
+    # A spool being sent since this script started: give it the same bounded time.
+    spool.wait_for_background_sync(spool.exit_timeout())

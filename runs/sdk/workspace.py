@@ -63,9 +63,18 @@ class Workspace:
 
     @classmethod
     def get(cls, name: str, url: str | None = None, token: str | None = None) -> Workspace:
-        """The existing workspace ``name``; raises ``NotFound`` if the user cannot see it."""
+        """The existing workspace ``name``; raises ``NotFound`` if the user cannot see it.
+
+        A server that cannot be reached is not an error here: the handle is returned
+        unchecked, so that ``start_logging()`` can start an offline run (the check then
+        happens when the run is created on the server)."""
+        from runs.sdk.client import ConnectionFailed
+
         ws = cls(name, url=url, token=token)
-        ws._details = ws._client.get(f"/workspaces/{quote_segment(name)}")
+        try:
+            ws._details = ws._client.get(f"/workspaces/{quote_segment(name)}")
+        except ConnectionFailed:
+            pass
         return ws
 
     @classmethod

@@ -16,6 +16,7 @@ from runs.services.accounts import (
 from runs.services.metrics import BatchResult, run_log_batch
 from runs.services.runs import (
     RunSpec,
+    check_client_time,
     experiment_get_or_create,
     run_add_properties,
     run_cancel,
@@ -42,6 +43,7 @@ __all__ = [
     "workspace_create",
     # runs
     "RunSpec",
+    "check_client_time",
     "experiment_get_or_create",
     "run_add_properties",
     "run_cancel",

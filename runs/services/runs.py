@@ -1,9 +1,11 @@
 """Experiments and runs: creation, lifecycle, tags, properties, cancel."""
 
+import math
 import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -43,6 +45,35 @@ def _new_run_id(experiment: Experiment) -> str:
     return f"{experiment.name[:200]}_{int(time.time())}_{secrets.token_hex(4)}"
 
 
+# The reaper's error code: a run presumed dead because its heartbeat stopped.
+HEARTBEAT_TIMEOUT = "HeartbeatTimeout"
+
+
+def check_client_time(value: Any, *, field: str) -> datetime:
+    """A time a client reports (a run's real start or end, sent late from the SDK's spool):
+    unix seconds or ISO 8601. A time in the future is taken as now (clocks drift)."""
+    parsed: datetime | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        try:
+            parsed = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            parsed = None
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+    if parsed is None:
+        raise InvalidInput(
+            f"{field}: {value!r} is not a time; send unix seconds or ISO 8601 "
+            "(e.g. 2026-11-30T12:00:00Z).",
+            field=field,
+        )
+    return min(parsed, timezone.now())
+
+
 def _check_status(value: Any, *, field: str = "status") -> str:
     if value not in RunStatus.values:
         raise InvalidInput(
@@ -62,6 +93,7 @@ class RunSpec:
     tags: dict | None = None
     properties: dict | None = None
     run_id: str = ""  # chosen by the caller (Azure's child_run(run_id=…)); generated if empty
+    started_at: datetime | None = None  # an offline-first run's real start (SDK spool)
 
     @classmethod
     def from_input(cls, data: dict, *, field: str = "", **defaults: Any) -> "RunSpec":
@@ -93,6 +125,10 @@ class RunSpec:
                 pattern=limits.CHOSEN_RUN_ID_RE,
                 rule="1–255 letters, digits, '_', '.' or '-', starting with a letter or digit, "
                 "optionally after '<workspace>~'",
+            )
+        if data.get("started_at") is not None:
+            values["started_at"] = check_client_time(
+                data["started_at"], field=f"{field}started_at"
             )
         return cls(**values)
 
@@ -158,7 +194,7 @@ def _build_run(
         run_type=spec.run_type,
         compute_target=spec.compute_target,
         submitter=submitter,
-        started_at=now if spec.status == RunStatus.RUNNING else None,
+        started_at=(spec.started_at or now) if spec.status == RunStatus.RUNNING else None,
         heartbeat_at=now if spec.status == RunStatus.RUNNING else None,
     )
 
@@ -287,13 +323,25 @@ def run_set_status(
     error_code: str = "",
     error_message: str = "",
     reason: str = "",
+    ended_at: datetime | None = None,
 ) -> Run:
-    """Moves a run along its lifecycle and records the event; a terminal state is final."""
+    """Moves a run along its lifecycle and records the event; a terminal state is final.
+
+    One exception: a run the reaper failed (error code HeartbeatTimeout) was presumed dead,
+    not known to be; the final status its own client reports later (a slow script's
+    `complete()`, or one sent from the SDK's spool) replaces that presumption once.
+    `ended_at` is the client's real end time (clamped between the start and now)."""
     _check_status(status)
     locked = Run.objects.select_for_update().get(pk=run.pk)
-    if locked.status == status:
+    presumed_dead = (
+        locked.status == RunStatus.FAILED
+        and locked.error_code == HEARTBEAT_TIMEOUT
+        and status in TERMINAL_STATUSES
+        and error_code != HEARTBEAT_TIMEOUT
+    )
+    if locked.status == status and not presumed_dead:
         return locked
-    if not transition_allowed(locked.status, status):
+    if not presumed_dead and not transition_allowed(locked.status, status):
         raise Conflict(
             f"Run {locked.run_id} is {locked.status}; it cannot become {status}."
             + (" A finished run's status is final." if locked.is_terminal else ""),
@@ -308,8 +356,14 @@ def run_set_status(
         locked.started_at = now
         fields.append("started_at")
     if status in TERMINAL_STATUSES:
-        locked.ended_at = now
+        floor = locked.started_at or locked.created_at
+        locked.ended_at = now if ended_at is None else max(min(ended_at, now), floor)
         fields.append("ended_at")
+    if presumed_dead:
+        reason = reason or "Final status reported by the run's client after a heartbeat timeout."
+        if status != RunStatus.FAILED:
+            locked.error_code, locked.error_message = "", ""
+            fields += ["error_code", "error_message"]
     if status == RunStatus.FAILED:
         # A failure's message may quote a terminal (colour escapes): kept as it came.
         locked.error_code = check_line(error_code or "", field="error.code", max_length=100)

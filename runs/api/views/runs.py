@@ -13,7 +13,7 @@ from runs.access import run_for, workspace_for
 from runs.api import schemas as s
 from runs.api.serializers import experiment_json, run_json
 from runs.api.views.common import _object, _page
-from runs.errors import InvalidInput, NotFound
+from runs.errors import Conflict, InvalidInput, NotFound
 from runs.models import Role, RunStatus
 from runs.services import RunSpec
 
@@ -196,12 +196,16 @@ def run_status(request, run_id: str):
     error = data.get("error") or {}
     if not isinstance(error, dict):
         raise InvalidInput("error: must be an object with code and message.", field="error")
+    ended_at = data.get("ended_at")
     updated = services.run_set_status(
         run=run,
         status=data.get("status"),
         by=request.user,
         error_code=error.get("code") or "",
         error_message=error.get("message") or "",
+        ended_at=None
+        if ended_at is None
+        else services.check_client_time(ended_at, field="ended_at"),
     )
     run.status, run.started_at, run.ended_at = updated.status, updated.started_at, updated.ended_at
     run.error_code, run.error_message = updated.error_code, updated.error_message
@@ -213,13 +217,26 @@ def run_status(request, run_id: str):
     summary="Record that a live run is alive",
     tags=["runs"],
     request=None,
-    responses={200: s.HeartbeatSerializer, **s.errors(401, 403, 404)},
+    responses={
+        200: s.HeartbeatSerializer,
+        **s.errors(401, 403, 404, 409, e409="The run has finished (e.g. failed by the reaper)."),
+    },
 )
 @api_view(["POST"])
 def run_heartbeat(request, run_id: str):
     run, _ = run_for(
         user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="sending heartbeats"
     )
+    if run.is_terminal:
+        # A client that was only slow learns that its run was ended (e.g. by the reaper) and
+        # why; the SDK warns once and stops heartbeating (docs/architecture.md, "Reaping").
+        why = f": {run.error_message}" if run.error_message else "."
+        raise Conflict(
+            f"Run {run.run_id} is {run.status}{why} Its metrics are still stored; a final status "
+            "from the script replaces a heartbeat-timeout failure.",
+            field="status",
+            code="run_finished",
+        )
     services.run_heartbeat(run=run)
     return Response({"status": run.status, "heartbeat_at": run.heartbeat_at})
 
