@@ -2,12 +2,51 @@
 
 Every door loads workspaces and runs through these helpers: a user who is not a member
 gets NotFound (the thing's existence does not leak), a member without the role gets Forbidden.
+
+A request made with a run-scoped token (ApiToken.run: what a worker gives a submitted script)
+carries the run on its user (scope_user, set by the token authentication), and these helpers
+narrow the user's role to that run's tree: the run and its descendants with the user's role,
+its ancestors read-only (`run.parent` in a child's script), nothing else — every other run,
+and every workspace-level door, is the same NotFound an outsider gets. The only workspace
+door such a token passes is submitting a child of a run in its tree (workspace_for's
+`child_of`).
 """
 
 from django.contrib.auth.models import AbstractBaseUser
 
 from runs.errors import Forbidden, NotFound
 from runs.models import Membership, Role, Run, Workspace
+
+SCOPE_ATTR = "runstudio_scope_run_pk"
+# Parents are followed at most this far (a tree deeper than this is out of scope).
+MAX_TREE_DEPTH = 10_000
+
+
+def scope_user(user: AbstractBaseUser, run_pk: int) -> AbstractBaseUser:
+    """Marks the request's user as acting through a token scoped to run `run_pk`."""
+    setattr(user, SCOPE_ATTR, run_pk)
+    return user
+
+
+def run_scope(user: AbstractBaseUser) -> int | None:
+    """The pk of the run the caller's token is scoped to; None for an ordinary caller."""
+    return getattr(user, SCOPE_ATTR, None)
+
+
+def _ancestors(run_pk: int) -> list[int]:
+    """The pks above a run, parent first (one query per level)."""
+    found: list[int] = []
+    current = Run.objects.filter(pk=run_pk).values_list("parent_id", flat=True).first()
+    while current is not None and current not in found and len(found) < MAX_TREE_DEPTH:
+        found.append(current)
+        current = Run.objects.filter(pk=current).values_list("parent_id", flat=True).first()
+    return found
+
+
+def _in_scope(scope: int, run: Run, role: str) -> bool:
+    if run.pk == scope or scope in _ancestors(run.pk):
+        return True  # the token's run or one of its descendants
+    return role == Role.READER and run.pk in _ancestors(scope)
 
 
 def _require(membership: Membership | None, role: str, what: str) -> None:
@@ -25,8 +64,19 @@ def membership_for(*, user: AbstractBaseUser, workspace: Workspace) -> Membershi
 
 
 def workspace_for(
-    *, user: AbstractBaseUser, name: str, role: str = Role.READER, what: str = "this"
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    role: str = Role.READER,
+    what: str = "this",
+    child_of: str | None = None,
 ) -> tuple[Workspace, Membership]:
+    """`child_of`: the operation creates a child of that run (submitting one); a run-scoped
+    token may do that for a run in its tree, and nothing else at workspace level."""
+    if run_scope(user) is not None:
+        run = run_for(user=user, run_id=child_of, role=role, what=what)[0] if child_of else None
+        if run is None or run.workspace.name != name:
+            raise NotFound(f"No workspace named {name!r}.", field="workspace")
     membership = (
         Membership.objects.select_related("workspace")
         .filter(workspace__name=name, user=user)
@@ -50,6 +100,9 @@ def run_for(
     )
     membership = membership_for(user=user, workspace=run.workspace) if run else None
     if membership is None:
+        raise NotFound(f"No run with id {run_id!r}.", field="run_id")
+    scope = run_scope(user)
+    if scope is not None and not _in_scope(scope, run, role):
         raise NotFound(f"No run with id {run_id!r}.", field="run_id")
     membership.workspace = run.workspace
     _require(membership, role, what)

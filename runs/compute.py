@@ -337,16 +337,22 @@ def worker_identity() -> tuple[str, int]:
 
 
 def worker_register(
-    *, worker_id: str, queue_name: str, workspace: Workspace | None = None
+    *,
+    worker_id: str,
+    queue_name: str,
+    workspace: Workspace | None = None,
+    isolated: bool = False,
 ) -> Worker:
     """Records a worker of `queue_name`; `workspace` is the one whose target it serves (None
-    for the server's own `local` and alerts workers)."""
+    for the server's own `local` and alerts workers); `isolated`: it runs scripts in the
+    sandbox (runs/sandbox.py)."""
     hostname, pid = worker_identity()
     worker, _ = Worker.objects.update_or_create(
         worker_id=worker_id,
         defaults={
             "queue_name": queue_name[:64],
             "workspace": workspace,
+            "isolated": isolated,
             "hostname": hostname[:255],
             "pid": pid,
             "last_seen_at": timezone.now(),

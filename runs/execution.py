@@ -7,8 +7,10 @@ group; its stdout and stderr appended to `logs/70_driver_log.txt` about every se
 `logs/75_job_post.txt`) → Completed / Failed / Canceled.
 
 The worker is a Django process: it writes statuses and files through the services, never over
-HTTP. The script is not: its SDK talks to settings.RUNSTUDIO_SERVER_URL with a token minted for
-the run's submitter and revoked when the run ends.
+HTTP. The script is not: it runs in the sandbox (runs/sandbox.py: bubblewrap, an allow-listed
+environment, the snapshot and a scratch folder, never the server's files), and its SDK talks to
+settings.RUNSTUDIO_SERVER_URL with a token scoped to the run (ApiToken.run: the run and its
+descendants only), revoked when the run ends.
 """
 
 import ctypes
@@ -29,7 +31,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from runs import compute, services, snapshot, storage
+from runs import compute, sandbox, services, snapshot, storage
 from runs.errors import Conflict, ServiceError
 from runs.models import ApiToken, ComputeTarget, Run, RunStatus
 
@@ -46,9 +48,6 @@ STDERR_TAIL_BYTES = 4000  # the end of stderr that becomes a failed run's error 
 COMPLETED, FAILED, CANCELED = "completed", "failed", "canceled"
 SKIPPED, DEFERRED = "skipped", "deferred"
 REFUSED = "refused"  # the task sat on a queue that is not the run's target's
-
-# Environment the script must not inherit from the worker: database and Django credentials.
-_PRIVATE_ENV = ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
 
 
 def execute(*, run_pk: int, worker_id: str, queue_name: str) -> str:
@@ -173,6 +172,7 @@ class _Execution:
         self.proc: subprocess.Popen | None = None
         self.output = _Output()
         self.last_beat = time.monotonic()
+        self.sandboxed = False  # the script runs in bubblewrap (runs/sandbox.py)
 
     # -- logging helpers --------------------------------------------------------------------
 
@@ -253,14 +253,34 @@ class _Execution:
                 error_message="The user who submitted this run no longer exists.",
             )
             return FAILED
+        refusal = sandbox.sandbox_refusal()
+        if refusal:
+            self.note(PREP_LOG, refusal)
+            self.set_status(
+                RunStatus.FAILED, error_code="SandboxUnavailable", error_message=refusal
+            )
+            return FAILED
+        status = sandbox.sandbox_status()
+        self.sandboxed = status.isolated
         self.workdir = Path(
             tempfile.mkdtemp(prefix="runstudio-run-", dir=settings.RUNSTUDIO_WORK_DIR)
         )
         count = snapshot.snapshot_unpack(run=run, destination=self.workdir)
         (self.workdir / "outputs").mkdir(exist_ok=True)  # uploaded to the run when it ends
         self.note(PREP_LOG, f"Unpacked {count} snapshot file(s) into {self.workdir}.")
-        self.token, key = services.token_create(user=run.submitter, name=f"run {run.run_id}"[:100])
-        self.note(PREP_LOG, f"Minted a token for {run.submitter} (revoked when the run ends).")
+        if self.sandboxed:
+            sandbox.sandbox_prepare_workdir(workdir=self.workdir)
+            self.note(PREP_LOG, f"Sandbox: {status.reason}; working directory {sandbox.WORKDIR}.")
+        else:
+            self.note(PREP_LOG, f"NOT ISOLATED: {status.reason}. The script runs unsandboxed.")
+        self.token, key = services.token_create(
+            user=run.submitter, name=f"run {run.run_id}"[:100], run=run
+        )
+        self.note(
+            PREP_LOG,
+            f"Minted a token for {run.submitter} scoped to this run and its children "
+            "(revoked when the run ends).",
+        )
         if self.current_status() == RunStatus.CANCEL_REQUESTED:
             self.note(PREP_LOG, "Cancel requested before the script started.")
             self.set_status(RunStatus.CANCELED, reason="canceled while preparing")
@@ -288,7 +308,8 @@ class _Execution:
             self.set_status(RunStatus.COMPLETED)
         else:
             tail = self.output.stderr_tail.decode("utf-8", errors="replace").strip()
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            sig = sandbox.exit_signal(code, sandboxed=self.sandboxed)
+            how = f"was killed by signal {sig}" if sig else f"exited with code {code}"
             message = f"The script {how}." + (f"\n{tail}" if tail else "")
             self.set_status(RunStatus.FAILED, error_code="ScriptExitCode", error_message=message)
         return self._final_outcome()
@@ -307,43 +328,53 @@ class _Execution:
         return script, [str(a) for a in arguments]
 
     def _environment(self, key: str) -> dict[str, str]:
+        """An allow-list (runs/sandbox.py): nothing of the worker's own environment — its
+        database URL, keys, paths — reaches the script."""
         run = self.run_obj
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("RUNSTUDIO_") and k not in _PRIVATE_ENV
-        }
-        env.update(
-            RUNSTUDIO_URL=settings.RUNSTUDIO_SERVER_URL,
-            RUNSTUDIO_TOKEN=key,
-            RUNSTUDIO_WORKSPACE=run.workspace.name,
-            RUNSTUDIO_RUN_ID=run.run_id,
-            RUNSTUDIO_EXPERIMENT=run.experiment.name,
-            RUNSTUDIO_HEARTBEAT_INTERVAL=str(settings.RUNSTUDIO_HEARTBEAT_INTERVAL),
-            RUNSTUDIO_HOME=str(self.workdir / ".runstudio-home"),
-            PYTHONUNBUFFERED="1",
+        workdir = sandbox.WORKDIR if self.sandboxed else str(self.workdir)
+        return sandbox.sandbox_environment(
+            run_vars={
+                "RUNSTUDIO_URL": settings.RUNSTUDIO_SERVER_URL,
+                "RUNSTUDIO_TOKEN": key,
+                "RUNSTUDIO_WORKSPACE": run.workspace.name,
+                "RUNSTUDIO_RUN_ID": run.run_id,
+                "RUNSTUDIO_EXPERIMENT": run.experiment.name,
+                "RUNSTUDIO_HEARTBEAT_INTERVAL": str(settings.RUNSTUDIO_HEARTBEAT_INTERVAL),
+                "RUNSTUDIO_HOME": f"{workdir}/.runstudio-home",
+            },
+            home=sandbox.SCRATCH if self.sandboxed else workdir,
+            tmpdir=sandbox.SCRATCH if self.sandboxed else None,
         )
-        return env
 
     def _execute(self, script: str, arguments: list[str], key: str) -> tuple[int, bool]:
         """Runs the script to its end or to a cancel; returns (exit code, canceled)."""
         command = [sys.executable, script, *arguments]
-        self.proc = subprocess.Popen(  # noqa: S603 - the command is the submitted script
-            command,
-            cwd=self.workdir,
-            env=self._environment(key),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: a cancel stops all of it
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - only prctl, resolved before fork
-        )
+        env, argv, pass_fds, wrapped = self._environment(key), command, (), None
+        if self.sandboxed:
+            wrapped = sandbox.sandbox_command(command=command, workdir=self.workdir, env=env)
+            argv, pass_fds = wrapped.argv, wrapped.pass_fds
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 - the command is the submitted script
+                argv,
+                cwd=self.workdir,
+                env=env,
+                pass_fds=pass_fds,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: a cancel stops all of it
+                preexec_fn=_die_with_parent(),  # noqa: PLW1509 - only prctl, resolved before fork
+            )
+        finally:
+            if wrapped is not None:
+                wrapped.close()
         started = timezone.now()
         info = {
             "pid": self.proc.pid,
             "pgid": self.proc.pid,
             "command": command,
-            "cwd": str(self.workdir),
+            "cwd": sandbox.WORKDIR if self.sandboxed else str(self.workdir),
+            "sandbox": "bubblewrap" if self.sandboxed else None,
             "hostname": compute.worker_identity()[0],
             "worker_id": self.worker_id,
             "started_at": started,
@@ -383,7 +414,7 @@ class _Execution:
                 "status": "canceled" if canceled else "exited",
                 "pid": self.proc.pid,
                 "exit_code": code,
-                "signal": -code if code < 0 else None,
+                "signal": sandbox.exit_signal(code, sandboxed=self.sandboxed),
                 "started_at": started,
                 "ended_at": timezone.now(),
             },
@@ -394,7 +425,8 @@ class _Execution:
         """SIGTERM the script's group, then SIGKILL after RUNSTUDIO_CANCEL_GRACE seconds."""
         assert self.proc is not None
         self.note(PREP_LOG, "Cancel requested: sending SIGTERM to the script's process group.")
-        self._signal_group(signal.SIGTERM)
+        if not (self.sandboxed and sandbox.sandbox_signal(pid=self.proc.pid, sig=signal.SIGTERM)):
+            self._signal_group(signal.SIGTERM)
         deadline = time.monotonic() + settings.RUNSTUDIO_CANCEL_GRACE
         while self.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)

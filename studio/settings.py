@@ -225,6 +225,11 @@ RUNSTUDIO_SERVER_URL = (
 ).rstrip("/")
 # Where workers unpack snapshots (a temporary folder per run, removed afterwards).
 RUNSTUDIO_WORK_DIR = os.environ.get("RUNSTUDIO_WORK_DIR") or None
+# Submitted scripts run in a bubblewrap sandbox (runs/sandbox.py). auto: when bwrap works, else
+# unsandboxed on a single-user server only (loudly); required: never unsandboxed; off: never
+# sandboxed (loudly). RUNSTUDIO_BWRAP names the bwrap binary (looked up on PATH).
+RUNSTUDIO_SANDBOX = os.environ.get("RUNSTUDIO_SANDBOX", "auto").strip().lower()
+RUNSTUDIO_BWRAP = os.environ.get("RUNSTUDIO_BWRAP", "bwrap")
 # Capacity of the `local` target every workspace gets.
 RUNSTUDIO_LOCAL_CAPACITY = int(os.environ.get("RUNSTUDIO_LOCAL_CAPACITY", "2"))
 

@@ -356,10 +356,11 @@ def test_children_submitted_with_another_target_run_there(workers, source, exp, 
     source.write(
         "parent.py",
         """
-        from runs.sdk import Run, ScriptRunConfig, Workspace
+        from runs.sdk import Run, ScriptRunConfig
         run = Run.get_context()
-        ws = run.experiment.workspace
-        target = ws.compute_targets["gpu-cluster"]
+        # By name: the script's token is scoped to its run, and the compute targets of the
+        # workspace are outside that scope.
+        target = "gpu-cluster"
         for fruit in ["Apple", "Bad"]:
             run.log("Status", f"Launching {fruit}")
             run.submit_child(ScriptRunConfig(source_directory=".", script="child.py",

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from runs import limits
 from runs.errors import Conflict, InvalidInput
-from runs.models import ApiToken, Membership, Role, Workspace
+from runs.models import ApiToken, Membership, Role, Run, Workspace
 from runs.validation import check_pattern, check_text
 
 
@@ -76,11 +76,18 @@ def _hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
-    """Returns the token and its key; the key is not stored and cannot be shown again."""
+def token_create(
+    *, user: AbstractBaseUser, name: str = "", run: Run | None = None
+) -> tuple[ApiToken, str]:
+    """Returns the token and its key; the key is not stored and cannot be shown again.
+
+    With `run`, the token is scoped to that run: it reaches the run and its descendants only,
+    with the user's role there (runs/access.py); a worker hands one to each script it starts."""
     check_text(name, field="name", max_length=100)
     key = "rs_" + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, prefix=key[:10], key_hash=_hash_key(key))
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=key[:10], key_hash=_hash_key(key), run=run
+    )
     return token, key
 
 

@@ -416,15 +416,19 @@ def run_submit(request, workspace: str, experiment: str):
     directory) → 201 with the Queued run."""
     import json
 
-    ws, _ = workspace_for(
-        user=request.user, name=workspace, role=Role.CONTRIBUTOR, what="submitting runs"
-    )
     try:
         config = json.loads(request.data.get("config") or "{}")
     except ValueError:
         raise InvalidInput("config: not valid JSON.", field="config") from None
     if not isinstance(config, dict):
         raise InvalidInput("config: must be a JSON object.", field="config")
+    ws, _ = workspace_for(
+        user=request.user,
+        name=workspace,
+        role=Role.CONTRIBUTOR,
+        what="submitting runs",
+        child_of=str(config["parent_run_id"]) if config.get("parent_run_id") else None,
+    )
     archive = request.FILES.get("snapshot")
     if archive is None:
         raise InvalidInput("snapshot: a zip of the source directory is required.", field="snapshot")

@@ -22,7 +22,7 @@ from django.core.management.base import CommandError
 from django.db import close_old_connections, connection
 from django_tasks_db.management.commands import db_worker
 
-from runs import compute
+from runs import compute, sandbox
 from runs.errors import ServiceError
 from runs.models import Workspace
 
@@ -96,11 +96,28 @@ class Command(db_worker.Command):
             )
         return queue_name, None
 
+    def _sandbox(self, queue_name: str) -> bool:
+        """Says at start whether scripts run sandboxed (runs/sandbox.py); under
+        RUNSTUDIO_SANDBOX=required a worker that cannot sandbox does not start."""
+        if queue_name == settings.RUNSTUDIO_ALERTS_QUEUE:
+            return False  # it sends notifications; it never runs a script
+        print(sandbox.sandbox_banner(), flush=True)
+        status = sandbox.sandbox_status()
+        if not status.isolated and sandbox.sandbox_mode() == sandbox.REQUIRED:
+            raise CommandError(
+                f"RUNSTUDIO_SANDBOX=required, but {status.reason}. Install it and start the "
+                "worker again."
+            )
+        return status.isolated
+
     def handle(self, *args, **options):
         queue_name, workspace = self._queue(options)
         options["queue_name"] = queue_name
         worker_id = options["worker_id"] = options["worker_id"] or worker_id_for(queue_name)
-        compute.worker_register(worker_id=worker_id, queue_name=queue_name, workspace=workspace)
+        isolated = self._sandbox(queue_name)
+        compute.worker_register(
+            worker_id=worker_id, queue_name=queue_name, workspace=workspace, isolated=isolated
+        )
         liveness = _Liveness(worker_id=worker_id, queue_name=queue_name)
         liveness.start()
         try:
