@@ -1,6 +1,15 @@
-from django.contrib import admin, messages
+"""The admin for staff. It is one more door, so it writes only through runs/services/ (or
+runs/compute.py's services) and is read-only where an invariant forbids change: properties,
+status history, metric summaries, batches and the file index. See docs/architecture.md,
+"One door"."""
 
-from runs import compute
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.shortcuts import redirect
+
+from runs import compute, services
 from runs.errors import ServiceError
 from runs.models import (
     AlertChannel,
@@ -13,6 +22,7 @@ from runs.models import (
     Membership,
     MetricBatch,
     MetricSeries,
+    Role,
     Run,
     RunFile,
     RunProperty,
@@ -21,146 +31,325 @@ from runs.models import (
     Worker,
     Workspace,
 )
+from runs.services import alerts
 
 
-class MembershipInline(admin.TabularInline):
+class ReadOnlyMixin:
+    """Shown, never written: the rows are kept consistent by the services that make them."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class MembershipInline(ReadOnlyMixin, admin.TabularInline):
+    """Shown on the workspace; changed on the Memberships page, which keeps the last owner."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = fields
 
 
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
+    """Created by users (they become the owner); deleting one would leave its run files
+    behind, and renaming one would break its URLs and its runs' id namespace."""
+
     list_display = ["name", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        return ["name", "created_at"] if obj is not None else []
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a workspace is born with an owner: POST /api/v1/workspaces
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class MembershipForm(forms.ModelForm):
+    """Checks the change through the membership services' rules before anything is saved;
+    save_model then makes it through the same service (which also holds the row lock)."""
+
+    class Meta:
+        model = Membership
+        fields = ["workspace", "user", "role"]
+
+    def clean(self):
+        data = super().clean()
+        workspace, user, role = data.get("workspace"), data.get("user"), data.get("role")
+        if self.instance.pk is not None:
+            workspace, user = self.instance.workspace, self.instance.user
+        if workspace and user and role and role != Role.OWNER:
+            try:
+                services.membership_check_demotion(workspace=workspace, user=user)
+            except ServiceError as exc:
+                self.add_error("role", exc.message)
+        return data
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    form = MembershipForm
     list_display = ["workspace", "user", "role"]
     list_filter = ["role"]
     search_fields = ["workspace__name", "user__username"]
+    raw_id_fields = ["workspace", "user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["workspace", "user"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change) -> None:
+        saved = services.membership_set(workspace=obj.workspace, user=obj.user, role=obj.role)
+        obj.pk = saved.pk
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # Refused before Django's confirmation page and its "deleted successfully" message.
+        obj = self.get_object(request, object_id)
+        if obj is not None and obj.role == Role.OWNER:
+            try:
+                services.membership_check_demotion(workspace=obj.workspace, user=obj.user)
+            except ServiceError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
+                return redirect("admin:runs_membership_change", obj.pk)
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj) -> None:
+        try:
+            services.membership_remove(workspace=obj.workspace, user=obj.user)
+        except ServiceError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for membership in queryset.select_related("workspace", "user"):
+            self.delete_model(request, membership)
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Tokens are made by signing in (the key is shown once, to its user); staff revoke."""
+
     list_display = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
     search_fields = ["user__username", "name", "prefix"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset) -> None:
+        for token in queryset:
+            services.token_revoke(token=token)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None  # the changelist's revoke action; no edit form
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Experiments are made by the runs logged into them; deleting one would leave its runs'
+    files behind (delete the runs instead)."""
+
     list_display = ["name", "workspace", "created_at"]
     list_filter = ["workspace"]
     search_fields = ["name"]
 
 
-class RunTagInline(admin.TabularInline):
+class RunTagInline(ReadOnlyMixin, admin.TabularInline):
     model = RunTag
     extra = 0
+    fields = ["key", "value"]
+    readonly_fields = fields
 
 
-class RunPropertyInline(admin.TabularInline):
+class RunPropertyInline(ReadOnlyMixin, admin.TabularInline):
+    """Properties are an immutable audit record: no door changes or deletes one."""
+
     model = RunProperty
     extra = 0
+    fields = ["key", "value"]
+    readonly_fields = fields
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False  # properties are immutable
 
-
-class MetricSeriesInline(admin.TabularInline):
+class MetricSeriesInline(ReadOnlyMixin, admin.TabularInline):
     model = MetricSeries
     extra = 0
     fields = ["name", "kind", "count", "last_value", "min_value", "max_value", "last_step"]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
-
-class StatusEventInline(admin.TabularInline):
+class StatusEventInline(ReadOnlyMixin, admin.TabularInline):
     model = StatusEvent
     extra = 0
-    readonly_fields = ["from_status", "to_status", "at", "by", "reason"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+    fields = ["from_status", "to_status", "at", "by", "reason"]
+    readonly_fields = fields
 
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
+    """Display name and description change through run_update; everything else is the
+    record of what happened. Deleting goes through run_delete, which removes the files."""
+
     list_display = ["run_id", "display_name", "experiment", "status", "submitter", "created_at"]
     list_filter = ["status", "run_type", "workspace"]
     search_fields = ["run_id", "display_name", "description", "experiment__name"]
-    raw_id_fields = ["parent", "experiment", "workspace", "submitter"]
-    # Status changes go through runs.services.run_set_status, which records events.
-    readonly_fields = ["status", "created_at", "started_at", "ended_at", "heartbeat_at"]
+    fields = [
+        "run_id",
+        "workspace",
+        "experiment",
+        "parent",
+        "display_name",
+        "description",
+        "status",
+        "run_type",
+        "submitter",
+        "compute_target",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "heartbeat_at",
+        "error_code",
+        "error_message",
+    ]
+    readonly_fields = [f for f in fields if f not in ("display_name", "description")]
     inlines = [RunTagInline, RunPropertyInline, MetricSeriesInline, StatusEventInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # runs are started by the SDK, the API or a submission
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.run_update(run=obj, display_name=obj.display_name, description=obj.description)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        pass  # the inlines are read-only
+
+    def delete_model(self, request, obj) -> None:
+        try:
+            services.run_delete(run=obj)
+        except ServiceError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for run in queryset:
+            if Run.objects.filter(pk=run.pk).exists():  # not gone with a deleted parent
+                self.delete_model(request, run)
 
 
 @admin.register(MetricSeries)
-class MetricSeriesAdmin(admin.ModelAdmin):
+class MetricSeriesAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["run", "name", "kind", "count", "last_value", "min_value", "max_value"]
     list_filter = ["kind"]
     search_fields = ["name", "run__run_id"]
-    raw_id_fields = ["run"]
 
 
 @admin.register(MetricBatch)
-class MetricBatchAdmin(admin.ModelAdmin):
+class MetricBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["run", "key", "points", "created_at"]
-    raw_id_fields = ["run"]
 
 
 @admin.register(RunFile)
-class RunFileAdmin(admin.ModelAdmin):
+class RunFileAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["run", "path", "size", "updated_at"]
     search_fields = ["path", "run__run_id"]
-    raw_id_fields = ["run"]
 
 
 @admin.register(StatusEvent)
-class StatusEventAdmin(admin.ModelAdmin):
+class StatusEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["run", "from_status", "to_status", "at", "by"]
     list_filter = ["to_status"]
-    raw_id_fields = ["run", "by"]
 
 
-# --- Alerts (runs/alerts.py) ------------------------------------------------------------------
+# --- Alerts (runs/services/alerts.py) ---------------------------------------------------------
+
+_RULE_FIELDS = ["name", "statuses", "channel", "recipients", "webhook_url", "enabled"]
+
+
+class AlertRuleForm(forms.ModelForm):
+    """Validated by the alert service, so the admin refuses what the API and the pages
+    refuse, with the same messages on the same fields."""
+
+    class Meta:
+        model = AlertRule
+        fields = ["workspace", "experiment", *_RULE_FIELDS]
+
+    def clean(self):
+        data = super().clean()
+        workspace = data.get("workspace") or getattr(self.instance, "workspace", None)
+        if workspace is None:
+            return data
+        experiment = data.get("experiment")
+        try:
+            alerts.alert_rule_validate(
+                workspace=workspace,
+                experiment=experiment.name if experiment else None,
+                **{key: data.get(key) for key in _RULE_FIELDS},
+            )
+        except ServiceError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return data
 
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleForm
     list_display = ["name", "workspace", "channel", "statuses", "experiment", "enabled"]
     list_filter = ["channel", "enabled", "workspace"]
     search_fields = ["name", "workspace__name", "recipients", "webhook_url"]
-    raw_id_fields = ["experiment", "created_by"]
+    raw_id_fields = ["experiment"]
+    actions = ["rotate_secret"]
 
-    def save_model(self, request, obj, form, change):
-        from runs.alerts import new_secret
+    def get_readonly_fields(self, request, obj=None):
+        # The secret is made and rotated by the service (every webhook is signed).
+        return ["workspace", "secret", "created_by"] if obj is not None else []
 
-        if obj.channel == AlertChannel.WEBHOOK and not obj.secret:
-            obj.secret = new_secret()  # every webhook is signed
-        super().save_model(request, obj, form, change)
+    def get_exclude(self, request, obj=None):
+        return ["secret", "created_by"] if obj is None else []
+
+    def save_model(self, request, obj, form, change) -> None:
+        values = {key: getattr(obj, key) for key in _RULE_FIELDS}
+        values["experiment"] = obj.experiment.name if obj.experiment_id else None
+        if change:
+            alerts.alert_rule_update(rule=obj, user=request.user, **values)
+        else:
+            created = alerts.alert_rule_create(
+                workspace=obj.workspace, user=request.user, **values
+            )
+            obj.pk = created.pk
+
+    def delete_model(self, request, obj) -> None:
+        alerts.alert_rule_delete(rule=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for rule in queryset:
+            self.delete_model(request, rule)
+
+    @admin.action(description="Rotate the webhook signing secret")
+    def rotate_secret(self, request, queryset) -> None:
+        for rule in queryset.filter(channel=AlertChannel.WEBHOOK):
+            alerts.alert_rule_rotate_secret(rule=rule, user=request.user)
 
 
 @admin.register(AlertDelivery)
-class AlertDeliveryAdmin(admin.ModelAdmin):
+class AlertDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The delivery log: written by the delivery tasks only."""
+
     list_display = ["at", "rule", "event", "attempt", "status", "response_code", "next_attempt_at"]
     list_filter = ["status", "rule__channel"]
     search_fields = ["rule__name", "event__run__run_id", "error"]
-    raw_id_fields = ["rule", "event"]
-    readonly_fields = ["at"]
 
 
 @admin.register(CustomView)
-class CustomViewAdmin(admin.ModelAdmin):
+class CustomViewAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Saved views are their owners' to change (runs/services/views.py checks the owner)."""
+
     list_display = ["name", "workspace", "owner", "shared", "updated_at"]
     list_filter = ["shared", "workspace"]
     search_fields = ["name", "owner__username"]
-    raw_id_fields = ["workspace", "owner"]
 
 
 @admin.register(ComputeTarget)
@@ -208,3 +397,26 @@ class WorkerAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # workers register themselves
+
+
+# --- Users: Django's own admin, except that deleting the last owner of a workspace is refused.
+
+
+class RunstudioUserAdmin(UserAdmin):
+    def delete_model(self, request, obj) -> None:
+        try:
+            services.user_check_deletable(user=obj)
+        except ServiceError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for user in queryset:
+            self.delete_model(request, user)
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, RunstudioUserAdmin)

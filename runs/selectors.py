@@ -26,6 +26,8 @@ from django.db.models.functions import Coalesce, Now, RowNumber
 
 from runs.errors import InvalidInput
 from runs.models import (
+    AlertDelivery,
+    AlertRule,
     Experiment,
     Membership,
     MetricEntry,
@@ -479,3 +481,28 @@ def run_statuses(*, workspace: Workspace, run_ids: list[str]) -> list[tuple[str,
             "run_id", "status"
         )
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Alert rules and their deliveries (written by runs/services/alerts.py)
+
+
+def alert_rule_list(*, workspace: Workspace) -> QuerySet[AlertRule]:
+    return workspace.alert_rules.select_related("experiment").order_by("name", "id")
+
+
+def alert_delivery_list(*, workspace: Workspace, limit: int = 50) -> QuerySet[AlertDelivery]:
+    return (
+        AlertDelivery.objects.filter(rule__workspace=workspace)
+        .select_related("rule", "event__run")
+        .order_by("-at", "-id")[:limit]
+    )
+
+
+def alert_rules_matching(*, event: StatusEvent) -> list[AlertRule]:
+    run = event.run
+    rules = AlertRule.objects.filter(workspace_id=run.workspace_id, enabled=True).filter(
+        Q(experiment__isnull=True) | Q(experiment_id=run.experiment_id)
+    )
+    # A workspace has a handful of rules; the status list is JSON, matched here.
+    return [rule for rule in rules.order_by("id") if event.to_status in rule.statuses]

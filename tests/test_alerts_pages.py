@@ -4,8 +4,8 @@ change them; outsiders get 404; forms need their CSRF token."""
 import pytest
 from django.test import Client
 
-from runs import alerts
 from runs.models import AlertDelivery, AlertRule, StatusEvent
+from runs.services import alerts
 
 
 def browser(member) -> Client:

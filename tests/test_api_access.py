@@ -17,9 +17,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern
 from rest_framework.test import APIClient
 
-from runs import alerts, compute, services, storage
+from runs import compute, services, storage
 from runs.api import urls as api_urls
 from runs.models import ApiToken, Membership, Role, Run
+from runs.services import alerts
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,12 @@
 
 from typing import Any
 
-from django.conf import settings
-from django.urls import reverse
-
+from runs.links import portal_url
 from runs.models import ApiToken, Experiment, Membership, Run
 
 
 def _iso(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def portal_url(run: Run, request) -> str:
-    path = reverse("runs:run-page", kwargs={"workspace": run.workspace.name, "run_id": run.run_id})
-    if settings.PUBLIC_URL:
-        return settings.PUBLIC_URL + path
-    return request.build_absolute_uri(path) if request is not None else path
 
 
 def run_json(run: Run, request=None) -> dict[str, Any]:

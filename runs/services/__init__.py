@@ -6,11 +6,13 @@ them all here."""
 
 from runs.errors import Conflict, InvalidInput
 from runs.services.accounts import (
+    membership_check_demotion,
     membership_remove,
     membership_set,
     token_authenticate,
     token_create,
     token_revoke,
+    user_check_deletable,
     workspace_create,
 )
 from runs.services.metrics import BatchResult, run_log_batch
@@ -22,6 +24,7 @@ from runs.services.runs import (
     run_cancel,
     run_create,
     run_create_children,
+    run_delete,
     run_heartbeat,
     run_set_status,
     run_set_tags,
@@ -35,11 +38,13 @@ __all__ = [
     "Conflict",
     "InvalidInput",
     # accounts
+    "membership_check_demotion",
     "membership_remove",
     "membership_set",
     "token_authenticate",
     "token_create",
     "token_revoke",
+    "user_check_deletable",
     "workspace_create",
     # runs
     "RunSpec",
@@ -49,6 +54,7 @@ __all__ = [
     "run_cancel",
     "run_create",
     "run_create_children",
+    "run_delete",
     "run_heartbeat",
     "run_set_status",
     "run_set_tags",

@@ -50,6 +50,20 @@ def _refuse_last_owner(*, workspace: Workspace, user: AbstractBaseUser, field: s
         )
 
 
+def membership_check_demotion(*, workspace: Workspace, user: AbstractBaseUser) -> None:
+    """Conflict if `user` is the workspace's last owner: what a form checks before it offers
+    to save (the services check again under the lock)."""
+    _refuse_last_owner(workspace=workspace, user=user, field="role")
+
+
+def user_check_deletable(*, user: AbstractBaseUser) -> None:
+    """Conflict if deleting the user would leave a workspace without an owner."""
+    for membership in Membership.objects.filter(user=user, role=Role.OWNER).select_related(
+        "workspace"
+    ):
+        _refuse_last_owner(workspace=membership.workspace, user=user, field="user")
+
+
 def membership_set(*, workspace: Workspace, user: AbstractBaseUser, role: str) -> Membership:
     """Adds a member or changes a member's role; demoting the last owner is a 409."""
     if role not in Role.values:

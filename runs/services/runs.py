@@ -12,7 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runs import alerts, limits
+from runs import limits, storage
 from runs.errors import Conflict, InvalidInput
 from runs.models import (
     TERMINAL_STATUSES,
@@ -24,6 +24,7 @@ from runs.models import (
     StatusEvent,
     Workspace,
 )
+from runs.services import alerts
 from runs.validation import check_line, check_mapping, check_name, check_pattern, check_text
 
 
@@ -448,3 +449,39 @@ def run_cancel(*, run: Run, by: AbstractBaseUser | None = None) -> Run:
     )
     status = RunStatus.CANCEL_REQUESTED if worker_owned else RunStatus.CANCELED
     return run_set_status(run=run, status=status, by=by, reason="cancel requested")
+
+
+def _tree(run: Run) -> list[Run]:
+    """The run and its descendants, one query per level."""
+    found, level = [run], [run.pk]
+    while level:
+        children = list(Run.objects.filter(parent_id__in=level))
+        found += children
+        level = [c.pk for c in children]
+    return found
+
+
+def run_delete(*, run: Run) -> int:
+    """Deletes a run for good with its children, their records and their files; returns how
+    many runs went. A run a worker still executes is a 409: cancel it first, so no script
+    writes into a tree that is being removed."""
+    tree = _tree(run)
+    busy = [
+        r.run_id
+        for r in tree
+        if r.compute_target and not r.is_terminal and r.status != RunStatus.NOT_STARTED
+    ]
+    if busy:
+        raise Conflict(
+            f"Run {busy[0]} is {next(r.status for r in tree if r.run_id == busy[0])} on a "
+            "worker; cancel it and wait for it to end before deleting.",
+            field="run_id",
+        )
+    # Files first: their index rows go with them, and the object-storage path needs those
+    # rows to know the names. A failure after this leaves a run without files, never files
+    # without a run.
+    for member in tree:
+        storage.run_files_delete_all(run=member)
+    with transaction.atomic():
+        Run.objects.filter(pk__in=[r.pk for r in tree]).delete()
+    return len(tree)

@@ -1,16 +1,17 @@
 """The alerts page: a workspace's alert rules and what they sent. Everyone in the workspace
-sees the rules and deliveries; only owners create, change and delete them (runs/alerts.py)."""
+sees the rules and deliveries; only owners create, change and delete them
+(runs/services/alerts.py)."""
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from runs import alerts
-from runs.errors import Conflict, Forbidden, InvalidInput
+from runs import selectors
+from runs.errors import Conflict, InvalidInput
 from runs.models import AlertChannel, Role, RunStatus
+from runs.services import alerts
 from runs.views.common import load_workspace
 
 
@@ -66,8 +67,8 @@ def _render(request, ws, membership, *, form=None, rule=None, status=200):
         "membership": membership,
         "nav_section": "alerts",
         "is_owner": is_owner,
-        "rules": alerts.alert_rule_list(workspace=ws),
-        "deliveries": alerts.alert_delivery_list(workspace=ws),
+        "rules": selectors.alert_rule_list(workspace=ws),
+        "deliveries": selectors.alert_delivery_list(workspace=ws),
         "form": form or (AlertRuleForm(workspace=ws) if is_owner else None),
         "editing": rule,
     }
@@ -110,10 +111,7 @@ def alert_edit(request, workspace: str, rule_id: int):
 def alert_delete(request, workspace: str, rule_id: int):
     ws, _ = load_workspace(request, workspace, role=Role.OWNER)
     rule = get_object_or_404(ws.alert_rules, pk=rule_id)
-    try:
-        alerts.alert_rule_delete(rule=rule, user=request.user)
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message) from None
+    alerts.alert_rule_delete(rule=rule, user=request.user)
     messages.success(request, f"Deleted alert rule “{rule.name}”.")
     return redirect("runs:alerts", ws.name)
 

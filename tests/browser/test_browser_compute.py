@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import alerts, services
+from runs import services
 from runs.models import AlertDelivery, ComputeTarget, RunStatus, StatusEvent, Worker
+from runs.services import alerts
 from runs.views import compute as compute_views
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,4 +1,4 @@
-"""Alert rules (runs/alerts.py): members read them, owners change them; only owners see
+"""Alert rules (runs/services/alerts.py): members read them, owners change them; only owners see
 secrets."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -6,11 +6,13 @@ from rest_framework import status
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
+from runs import selectors
 from runs.access import workspace_for
 from runs.api import schemas as s
 from runs.api.views.common import _object
 from runs.errors import NotFound
 from runs.models import Role
+from runs.services import alerts
 
 _ALERT_RULE_FIELDS = (
     "name",
@@ -68,8 +70,6 @@ def _alert_rule_fields(request) -> dict:
 )
 @api_view(["GET", "POST"])
 def alert_rule_list(request, workspace: str):
-    from runs import alerts
-
     if request.method == "POST":
         ws, _ = workspace_for(
             user=request.user, name=workspace, role=Role.OWNER, what="managing alert rules"
@@ -79,7 +79,7 @@ def alert_rule_list(request, workspace: str):
         return Response(_alert_rule_json(rule, owner=True), status=status.HTTP_201_CREATED)
     ws, membership = workspace_for(user=request.user, name=workspace)
     owner = membership.allows(Role.OWNER)
-    rules = alerts.alert_rule_list(workspace=ws)
+    rules = selectors.alert_rule_list(workspace=ws)
     return Response({"results": [_alert_rule_json(r, owner=owner) for r in rules]})
 
 
@@ -113,13 +113,11 @@ def alert_rule_list(request, workspace: str):
 )
 @api_view(["GET", "PATCH", "DELETE"])
 def alert_rule_detail(request, workspace: str, name: str):
-    from runs import alerts
-
     role = Role.READER if request.method == "GET" else Role.OWNER
     ws, membership = workspace_for(
         user=request.user, name=workspace, role=role, what="managing alert rules"
     )
-    rule = alerts.alert_rule_list(workspace=ws).filter(name=name).first()
+    rule = selectors.alert_rule_list(workspace=ws).filter(name=name).first()
     if rule is None:
         raise NotFound(f"No alert rule named {name!r} in {ws.name!r}.", field="name")
     if request.method == "DELETE":
