@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from runs.limits import REQUEST_BODY_MAX_BYTES
+from runs.limits import QUERY_TIME_BUDGET_SECONDS, REQUEST_BODY_MAX_BYTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -165,6 +165,10 @@ LOGIN_REDIRECT_URL = "/"
 # would refuse them before our own check can name the limit. Over it, the API answers a JSON 413
 # (runs/api/errors.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
+# The database time one search may take before it is stopped with a 400 (runs/budget.py).
+QUERY_TIME_BUDGET_SECONDS = float(
+    os.environ.get("RUNSTUDIO_QUERY_BUDGET_SECONDS", QUERY_TIME_BUDGET_SECONDS)
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

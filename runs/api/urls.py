@@ -29,6 +29,7 @@ urlpatterns = [
         name="run-create",
     ),
     path("workspaces/<str:workspace>/runs", views.run_list, name="run-list"),
+    path("workspaces/<str:workspace>/runs/search", views.run_search, name="run-search"),
     path("runs/<str:run_id>", views.run_detail, name="run-detail"),
     path("runs/<str:run_id>/status", views.run_status, name="run-status"),
     path("runs/<str:run_id>/cancel", views.run_cancel, name="run-cancel"),

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import jmespath
 import jmespath.exceptions
@@ -177,6 +178,28 @@ def cmd_experiment_list(args: argparse.Namespace) -> Any:
     return list(_client(args).paginate(f"/workspaces/{quote_segment(ws)}/experiments"))
 
 
+# A query string longer than this goes in a POST body (…/runs/search): the server's request
+# line is limited (gunicorn's default is 4094 bytes) and a longer one never reaches the studio.
+SEARCH_URL_MAX = 2_000
+
+
+def _search(client: Client, path: str, params: list[tuple[str, Any]]) -> Any:
+    """The run list's pages: GET with the parameters in the URL, or POST search when long."""
+    if len(urlencode(params)) <= SEARCH_URL_MAX:
+        yield from client.paginate(path, params)
+        return
+    body: dict[str, list[str]] = {}  # every parameter as a list: the server takes either
+    for key, value in params:
+        body.setdefault(key, []).append(str(value))
+    cursor = None
+    while True:
+        page = client.post(f"{path}/search", {**body, "limit": 1000, "cursor": cursor or ""})
+        yield from page.get("results", [])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+
+
 def cmd_run_list(args: argparse.Namespace) -> Any:
     if args.query and args.positional_query:
         raise UsageError("give the JMESPath query once: --query QUERY or as the last argument")
@@ -195,7 +218,7 @@ def cmd_run_list(args: argparse.Namespace) -> Any:
     elif not args.include_children:
         params.append(("top_level", 1))
     runs = []
-    for run in _client(args).paginate(f"/workspaces/{quote_segment(ws)}/runs", params):
+    for run in _search(_client(args), f"/workspaces/{quote_segment(ws)}/runs", params):
         runs.append(run)
         if args.last and len(runs) >= args.last:
             break

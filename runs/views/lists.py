@@ -2,6 +2,7 @@
 status fragment and custom views."""
 
 import csv
+import itertools
 import math
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
 from runs import saved_views, selectors
+from runs.budget import query_budget
 from runs.errors import Forbidden, InvalidInput, NotFound
 from runs.forms import PAGE_SIZE, STANDARD_COLUMNS, ListState, ViewSaveForm
 from runs.models import TERMINAL_STATUSES, RunStatus
@@ -65,9 +67,10 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
     if filterset.is_valid():
         try:
             runs = selectors.run_sort(runs=filterset.qs, sort=state.sort)
-            page = selectors.run_page(
-                runs=runs, columns=state.columns, offset=_offset(state), limit=PAGE_SIZE
-            )
+            with query_budget():  # a search may not hold the worker (runs/budget.py)
+                page = selectors.run_page(
+                    runs=runs, columns=state.columns, offset=_offset(state), limit=PAGE_SIZE
+                )
         except InvalidInput as exc:
             state.errors.append(exc.message)
     context = {
@@ -168,13 +171,17 @@ def run_list_csv(request, workspace: str):
         runs = selectors.run_sort(
             runs=selectors.run_search(workspace=ws, params=state.data), sort=state.sort
         )
+        rows = selectors.run_rows_iter(runs=runs, columns=state.columns)
+        # The search runs under the time budget up to its first row; the rest streams.
+        with query_budget():
+            first = next(rows, None)
     except InvalidInput as exc:
         return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
     writer = csv.writer(_Echo())
 
     def lines():
         yield writer.writerow([c.key for c in state.columns])
-        for _, values in selectors.run_rows_iter(runs=runs, columns=state.columns):
+        for _, values in itertools.chain([first] if first else [], rows):
             yield writer.writerow([_csv_text(v) for v in values])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")

@@ -3,6 +3,7 @@ field and the limit. The API through DRF's APIClient, the pages through Django's
 both built with raise_request_exception=False so a crash shows as the 500 a user would see."""
 
 import json
+import time
 
 import pytest
 from django.test import Client
@@ -282,3 +283,111 @@ def test_view_and_alert_rule_names_with_control_characters_are_refused(cast):
         format="json",
     )
     assert error_of(response)["field"] == "name"
+
+
+# --- bounded work -----------------------------------------------------------------------------
+
+
+def test_a_like_pattern_on_a_megabyte_description_answers_within_a_second(cast, make_run):
+    from runs.models import Run
+
+    run = make_run()
+    # Stored before DESCRIPTION_MAX_LENGTH, or by a door that had none: the search must cope.
+    Run.objects.filter(pk=run.pk).update(description="a" * 1_000_000)
+    started = time.monotonic()
+    response = api(cast.reader).get(
+        "/api/v1/workspaces/lab/runs", {"q": "description LIKE '%a%a%a%a%a%a%a_b'"}
+    )
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200 and response.json()["results"] == []
+    assert elapsed < 1.0, f"the search held the worker for {elapsed:.1f} s"
+    response = api(cast.reader).get(
+        "/api/v1/workspaces/lab/runs", {"q": "description LIKE '%a%a%a%a%a%a%a_a'"}
+    )
+    assert [r["run_id"] for r in response.json()["results"]] == [run.run_id]
+
+
+def test_a_like_pattern_with_too_many_wildcards_is_a_400_naming_the_limit(cast):
+    pattern = "%a" * (limits.LIKE_MAX_WILDCARDS + 1)
+    response = api(cast.reader).get(
+        "/api/v1/workspaces/lab/runs", {"q": f"description LIKE '{pattern}'"}
+    )
+    error = error_of(response)
+    assert error["field"] == "q" and str(limits.LIKE_MAX_WILDCARDS) in error["message"]
+
+
+@pytest.fixture
+def no_time_budget(settings):
+    """A budget every real search overruns: the database must stop the query itself."""
+    settings.QUERY_TIME_BUDGET_SECONDS = 1e-9
+
+
+def test_a_search_over_the_time_budget_is_a_400_everywhere(cast, make_run, no_time_budget):
+    for i in range(100):
+        make_run(display_name=f"run {i}", tags={"team": "vision"})
+    q = {"q": "description LIKE '%x%y_z' OR tags.team LIKE 'v_s%'"}
+    error = error_of(api(cast.reader).get("/api/v1/workspaces/lab/runs", q))
+    assert error["code"] == "query_too_expensive" and error["field"] == "q"
+    assert "QUERY_TIME_BUDGET_SECONDS" in error["message"]
+    response = api(cast.reader).post("/api/v1/workspaces/lab/runs/search", q, format="json")
+    assert error_of(response)["code"] == "query_too_expensive"
+    page = browser(cast.reader).get("/w/lab/runs/", q)
+    assert page.status_code == 400 and "QUERY_TIME_BUDGET_SECONDS" in page.content.decode()
+    export = browser(cast.reader).get("/w/lab/runs.csv", q)
+    assert export.status_code == 400 and "QUERY_TIME_BUDGET_SECONDS" in export.content.decode()
+
+
+def test_within_the_budget_the_same_searches_answer(cast, make_run):
+    make_run(display_name="kept", tags={"team": "vision"})
+    q = {"q": "tags.team LIKE 'v_s%'"}
+    assert len(api(cast.reader).get("/api/v1/workspaces/lab/runs", q).json()["results"]) == 1
+    assert browser(cast.reader).get("/w/lab/runs/", q).status_code == 200
+    assert browser(cast.reader).get("/w/lab/runs.csv", q).status_code == 200
+
+
+# --- POST search ------------------------------------------------------------------------------
+
+
+def test_post_search_answers_the_same_pages_as_the_get_list(cast, make_run):
+    runs = [make_run(display_name=f"r{i}", tags={"team": "a" if i % 2 else "b"}) for i in range(5)]
+    client = api(cast.reader)
+    get = client.get(
+        "/api/v1/workspaces/lab/runs", {"tag": "team=a", "status": ["Running"], "limit": 1}
+    ).json()
+    post = client.post(
+        "/api/v1/workspaces/lab/runs/search",
+        {"tag": ["team=a"], "status": "Running", "limit": 1},
+        format="json",
+    ).json()
+    assert post == get and get["next_cursor"]
+    second = client.post(
+        "/api/v1/workspaces/lab/runs/search",
+        {"tag": ["team=a"], "limit": 1, "cursor": get["next_cursor"]},
+        format="json",
+    ).json()
+    assert [r["run_id"] for r in get["results"] + second["results"]] == [
+        runs[3].run_id,
+        runs[1].run_id,
+    ]
+
+
+def test_post_search_takes_a_query_longer_than_a_request_line(cast, make_run):
+    make_run(display_name="needle")
+    q = " OR ".join(
+        ["display_name = 'needle'"] + [f"display_name = 'x{i:040d}'" for i in range(90)]
+    )
+    assert len(q) > 4094
+    response = api(cast.reader).post("/api/v1/workspaces/lab/runs/search", {"q": q}, format="json")
+    assert [r["display_name"] for r in response.json()["results"]] == ["needle"]
+
+
+def test_post_search_names_an_unknown_parameter(cast):
+    response = api(cast.reader).post(
+        "/api/v1/workspaces/lab/runs/search", {"query": "x"}, format="json"
+    )
+    assert error_of(response)["field"] == "query"
+
+
+def test_post_search_is_for_members_only(cast):
+    response = api(cast.outsider).post("/api/v1/workspaces/lab/runs/search", {}, format="json")
+    assert response.status_code == 404

@@ -9,14 +9,21 @@ from runs.errors import InvalidInput
 
 
 def _int_param(
-    request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    request,
+    name: str,
+    default: int,
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+    params=None,
 ) -> int:
-    raw = request.query_params.get(name)
+    """`params` (a mapping) instead of the query string: a POST search's body."""
+    raw = (request.query_params if params is None else params).get(name)
     if raw in (None, ""):
         return default
     try:
         value = int(raw)
-    except ValueError:
+    except (TypeError, ValueError):
         raise InvalidInput(f"{name}: {raw!r} is not a whole number.", field=name) from None
     if value < minimum or (maximum is not None and value > maximum):
         raise InvalidInput(
@@ -32,12 +39,17 @@ def _object(request) -> dict:
     return request.data
 
 
-def _page(request, queryset, render) -> Response:
+def _page(request, queryset, render, *, params=None) -> Response:
     """Keyset pagination, newest first, on the primary key."""
     limit = _int_param(
-        request, "limit", limits.PAGE_SIZE_DEFAULT, minimum=1, maximum=limits.PAGE_SIZE_MAX
+        request,
+        "limit",
+        limits.PAGE_SIZE_DEFAULT,
+        minimum=1,
+        maximum=limits.PAGE_SIZE_MAX,
+        params=params,
     )
-    cursor = _int_param(request, "cursor", 0)
+    cursor = _int_param(request, "cursor", 0, params=params)
     if cursor:
         queryset = queryset.filter(pk__lt=cursor)
     items = list(queryset[: limit + 1])

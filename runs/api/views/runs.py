@@ -1,19 +1,23 @@
 """Experiments and runs: create, list, detail, status, heartbeat, children, tags,
 properties, cancel, and script submission (docs/architecture.md, "Compute and execution")."""
 
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from runs import selectors, services
+from runs import limits, selectors, services
 from runs.access import run_for, workspace_for
 from runs.api import schemas as s
 from runs.api.serializers import experiment_json, run_json
 from runs.api.views.common import _object, _page
+from runs.budget import query_budget
 from runs.errors import Conflict, InvalidInput, NotFound
+from runs.filters import FILTER_NAMES
 from runs.models import Role, RunStatus
 from runs.services import RunSpec
 
@@ -132,12 +136,78 @@ def run_list(request, workspace: str):
     """Filtered by runs.filters.RunFilter — the studio's run list uses the same one: `q` (the
     search language, runs/query.py), experiment, status, tag, property, compute_target,
     submitter, created_from, created_to, top_level, parent. Newest first, keyset-paged."""
+    return _run_search_page(request, workspace, request.query_params)
+
+
+@extend_schema(
+    operation_id="run_search",
+    summary="Search a workspace's runs with the parameters in the body",
+    description="The run list (`GET …/runs`) for searches too long for a URL: a request line "
+    "over the server's limit (gunicorn's 4094 bytes) never reaches the studio. The body holds "
+    "the same parameters — repeatable ones as lists — plus `limit` and `cursor`; the answer "
+    "is the same page.",
+    tags=["runs"],
+    request=inline_serializer(
+        "RunSearchRequest",
+        {
+            "q": drf_serializers.CharField(required=False, max_length=limits.QUERY_MAX_LENGTH),
+            "experiment": drf_serializers.CharField(required=False),
+            "status": drf_serializers.ListField(
+                child=drf_serializers.ChoiceField(RunStatus.values), required=False
+            ),
+            "tag": drf_serializers.ListField(child=drf_serializers.CharField(), required=False),
+            "property": drf_serializers.ListField(
+                child=drf_serializers.CharField(), required=False
+            ),
+            "compute_target": drf_serializers.CharField(required=False),
+            "submitter": drf_serializers.CharField(required=False),
+            "created_from": drf_serializers.DateField(required=False),
+            "created_to": drf_serializers.DateField(required=False),
+            "top_level": drf_serializers.ChoiceField(["1", "0", "true", "false"], required=False),
+            "parent": drf_serializers.CharField(required=False),
+            "limit": drf_serializers.IntegerField(
+                required=False, min_value=1, max_value=limits.PAGE_SIZE_MAX
+            ),
+            "cursor": drf_serializers.CharField(required=False),
+        },
+    ),
+    responses={200: s.RunPageSerializer, **s.errors(400, 401, 404)},
+)
+@api_view(["POST"])
+def run_search(request, workspace: str):
+    return _run_search_page(request, workspace, _search_params(_object(request)))
+
+
+_SEARCH_KEYS = (*FILTER_NAMES, "limit", "cursor")
+
+
+def _search_params(body: dict) -> QueryDict:
+    """A POST search's body as the query string the GET list reads."""
+    params = QueryDict(mutable=True)
+    for key, value in body.items():
+        if key not in _SEARCH_KEYS:
+            raise InvalidInput(
+                f"{key}: not a search parameter (use {', '.join(_SEARCH_KEYS)}).", field=key
+            )
+        values = value if isinstance(value, list) else [value]
+        if len(values) > limits.TAGS_PER_REQUEST:
+            raise InvalidInput(
+                f"{key}: {len(values)} values; the limit is {limits.TAGS_PER_REQUEST}.", field=key
+            )
+        if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values):
+            raise InvalidInput(f"{key}: give a string or a list of strings.", field=key)
+        params.setlist(key, [str(v) for v in values])
+    return params
+
+
+def _run_search_page(request, workspace: str, params) -> Response:
     ws, _ = workspace_for(user=request.user, name=workspace)
-    if request.query_params.get("parent"):
-        run_for(user=request.user, run_id=request.query_params["parent"])  # 404 if not visible
-    runs = selectors.run_search(workspace=ws, params=request.query_params)
+    if params.get("parent"):
+        run_for(user=request.user, run_id=params["parent"])  # 404 if not visible
+    runs = selectors.run_search(workspace=ws, params=params)
     runs = selectors.with_run_details(runs).order_by("-id")
-    return _page(request, runs, lambda run: run_json(run, request))
+    with query_budget():  # a search may not hold the worker (runs/budget.py)
+        return _page(request, runs, lambda run: run_json(run, request), params=params)
 
 
 @extend_schema(
