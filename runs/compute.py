@@ -238,6 +238,14 @@ def compute_target_for_worker(*, workspace: str, name: str, key: str) -> Compute
     return target
 
 
+def compute_target_key_current(*, target: ComputeTarget) -> bool:
+    """Whether `target` (as loaded when a worker checked its key) still exists with that key;
+    a running worker asks every heartbeat, so replacing the key also stops old workers."""
+    return ComputeTarget.objects.filter(
+        pk=target.pk, worker_key_hash=target.worker_key_hash
+    ).exists()
+
+
 def target_runs(*, target: ComputeTarget) -> QuerySet[Run]:
     """The target's queued and executing runs (finished runs leave the compute page)."""
     return Run.objects.filter(

@@ -247,6 +247,17 @@ def test_a_wrong_missing_or_rotated_key_is_refused(cast, gpu_a, workers):
     assert not Worker.objects.exists()
 
 
+def test_replacing_the_key_stops_the_workers_started_with_the_old_one(cast, gpu_a, workers):
+    process = workers.start("-w", A, "-c", "gpu-a", key=gpu_a[A]["worker_key"])
+    wait_for(lambda: Worker.objects.filter(workspace__name=A).exists(), what="the worker")
+
+    cast.owner.client.post(f"/api/v1/workspaces/{A}/compute/gpu-a/worker-key")
+
+    assert process.wait(timeout=20) == 0
+    assert "worker key of compute target 'gpu-a' was replaced" in workers.logs()
+    assert Worker.objects.get(workspace__name=A).stopped_at is not None
+
+
 def test_a_worker_cannot_name_a_queue_itself(cast, gpu_a, workers):
     """The queue is derived from the verified target; a raw queue name (another workspace's
     `t<pk>`, the old global `gpu-a`, or every queue) is refused."""

@@ -15,6 +15,7 @@ Running. The row is marked stopped when the worker exits. Every db_worker option
 
 import os
 import secrets
+import signal
 import threading
 
 from django.conf import settings
@@ -24,7 +25,7 @@ from django_tasks_db.management.commands import db_worker
 
 from runs import compute, sandbox
 from runs.errors import ServiceError
-from runs.models import Workspace
+from runs.models import ComputeTarget, Workspace
 
 
 def worker_id_for(queue_name: str) -> str:
@@ -33,10 +34,25 @@ def worker_id_for(queue_name: str) -> str:
 
 
 class _Liveness(threading.Thread):
-    def __init__(self, *, worker_id: str, queue_name: str) -> None:
+    def __init__(
+        self, *, worker_id: str, queue_name: str, target: ComputeTarget | None = None
+    ) -> None:
         super().__init__(name="runstudio-worker-liveness", daemon=True)
-        self.worker_id, self.queue_name = worker_id, queue_name
+        self.worker_id, self.queue_name, self.target = worker_id, queue_name, target
         self.stop = threading.Event()
+
+    def _key_revoked(self) -> bool:
+        """An owner replaced the key this worker started with (or deleted the target): the
+        worker asks itself to stop (SIGTERM: it finishes its current run first)."""
+        if self.target is None or compute.compute_target_key_current(target=self.target):
+            return False
+        print(
+            f"The worker key of compute target {self.target.name!r} was replaced or the target "
+            "deleted: stopping after the current run. Start again with the new key.",
+            flush=True,
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+        return True
 
     def run(self) -> None:
         beat = max(0.2, float(settings.RUNSTUDIO_HEARTBEAT_INTERVAL))
@@ -46,6 +62,8 @@ class _Liveness(threading.Thread):
             try:
                 close_old_connections()
                 compute.worker_heartbeat(worker_id=self.worker_id, queue_name=self.queue_name)
+                if self._key_revoked():
+                    return
                 if since_reap >= reap_every:
                     since_reap = 0.0
                     for run in compute.runs_reap_stale():
@@ -73,6 +91,7 @@ class Command(db_worker.Command):
     def _queue(self, options) -> tuple[str, Workspace | None]:
         """The one queue this worker may take, and the workspace it serves (None: the server's
         own queues). Anything else is refused before the worker touches a task."""
+        self.served: ComputeTarget | None = None
         name, workspace = options.pop("compute_target"), options.pop("workspace")
         key = options.pop("key") or os.environ.get("RUNSTUDIO_WORKER_KEY", "")
         if (name and name != compute.LOCAL) or workspace:
@@ -85,6 +104,7 @@ class Command(db_worker.Command):
                 target = compute.compute_target_for_worker(workspace=workspace, name=name, key=key)
             except ServiceError as e:
                 raise CommandError(e.message) from None
+            self.served = target
             return compute.target_queue_name(target), target.workspace
         queue_name = compute.LOCAL if name else options["queue_name"]
         if queue_name not in (compute.LOCAL, settings.RUNSTUDIO_ALERTS_QUEUE):
@@ -118,7 +138,7 @@ class Command(db_worker.Command):
         compute.worker_register(
             worker_id=worker_id, queue_name=queue_name, workspace=workspace, isolated=isolated
         )
-        liveness = _Liveness(worker_id=worker_id, queue_name=queue_name)
+        liveness = _Liveness(worker_id=worker_id, queue_name=queue_name, target=self.served)
         liveness.start()
         try:
             return super().handle(*args, **options)
