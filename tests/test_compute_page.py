@@ -161,3 +161,34 @@ def test_target_forms_need_the_csrf_token(cast, cluster):
 def test_anonymous_visitors_are_sent_to_sign_in(cast):
     assert Client().get("/w/lab/compute/").status_code == 302
     assert Client().get("/w/lab/compute/live/").status_code == 302
+
+
+def test_a_target_whose_alive_worker_is_not_isolated_says_so_on_the_page_and_in_the_api(cast):
+    sandboxed = ComputeTarget.objects.create(workspace=cast.workspace, name="sandboxed")
+    bare = ComputeTarget.objects.create(workspace=cast.workspace, name="bare")
+    now = timezone.now()
+    for target, isolated in ((sandboxed, True), (bare, True), (bare, False)):
+        Worker.objects.create(
+            worker_id=f"w-{target.name}-{isolated}", queue_name=f"t{target.pk}",
+            workspace=cast.workspace, isolated=isolated, hostname="box", last_seen_at=now,
+        )  # fmt: skip
+
+    html = browser(cast.reader).get("/w/lab/compute/live/").content.decode()
+    api = cast.reader.client.get("/api/v1/workspaces/lab/compute").json()["results"]
+
+    sections = {s.split('"', 1)[0]: s for s in html.split('data-target="')[1:]}
+    assert 'class="badge not-isolated"' in sections["bare"]
+    assert "not isolated" not in sections["sandboxed"] and ">isolated<" in sections["sandboxed"]
+    assert "not isolated" not in sections["local"]  # no worker alive: nothing to say
+    by_name = {t["name"]: t for t in api}
+    assert (by_name["bare"]["isolated"], by_name["sandboxed"]["isolated"]) == (False, True)
+    assert by_name["local"]["isolated"] is None
+    assert sorted(w["isolated"] for w in by_name["bare"]["workers"]) == [False, True]
+
+
+def test_the_owner_sees_a_key_button_for_each_target_but_local(cast, cluster):
+    html = browser(cast.owner).get("/w/lab/compute/").content.decode()
+
+    assert "/w/lab/compute/cpu-cluster/worker-key/" in html and "Make worker key" in html
+    assert "/w/lab/compute/local/worker-key/" not in html
+    assert "worker-key" not in browser(cast.reader).get("/w/lab/compute/").content.decode()
