@@ -187,7 +187,7 @@ def line_figure(
         ]
     if not series or not any(item["points"]["x"] for item in series):
         layout["annotations"] = [*layout.get("annotations", []), _no_data()]
-    return {"data": traces, "layout": layout}
+    return _as_text({"data": traces, "layout": layout})
 
 
 def summary_bar_figure(
@@ -219,7 +219,7 @@ def summary_bar_figure(
     )
     if not rows:
         layout["annotations"] = [_no_data()]
-    return {"data": traces, "layout": layout}
+    return _as_text({"data": traces, "layout": layout})
 
 
 def scatter_figure(
@@ -251,7 +251,7 @@ def scatter_figure(
     layout.update(xaxis=_axis(x_label), yaxis=_axis(y_label), showlegend=False)
     if not kept:
         layout["annotations"] = [_no_data()]
-    return {"data": [trace], "layout": layout}
+    return _as_text({"data": [trace], "layout": layout})
 
 
 def children_figure(
@@ -289,7 +289,7 @@ def children_figure(
     )
     if not rows:
         layout["annotations"] = [_no_data("No child has this metric")]
-    return {"data": [trace], "layout": layout}
+    return _as_text({"data": [trace], "layout": layout})
 
 
 # --- columns for the scatter: "metric:<name>:<last|min|max>", "tag:<key>", "property:<key>",
@@ -337,6 +337,31 @@ def _number(value: Any) -> float | None:
 def _escape(text: str) -> str:
     # Plotly renders hover text as (a subset of) HTML: keep user text as text.
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, list):
+        return [_escape(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _as_text(figure: dict[str, Any]) -> dict[str, Any]:
+    """Every string plotly draws as pseudo-HTML — legend names, titles, axis titles, category
+    labels (run display names on a bar chart) and `text` — escaped once, here, so a display
+    name, metric or experiment name like `<a href=…>` or `<b>` shows as typed and never as a
+    link. Hover templates escape their own pieces where they are built; `meta` is data."""
+    for trace in figure["data"]:
+        for key in ("name", "text", "x", "y"):
+            if key in trace:
+                trace[key] = _escaped(trace[key])
+    layout = figure["layout"]
+    axes = (layout.get(name, {}).get("title") for name in ("xaxis", "yaxis"))
+    for part in (layout.get("title"), *axes):
+        if isinstance(part, dict) and "text" in part:
+            part["text"] = _escape(part["text"])
+    return figure
 
 
 def _no_data(text: str = "No data") -> dict[str, Any]:

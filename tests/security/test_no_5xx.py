@@ -433,3 +433,53 @@ def test_the_csv_export_leaves_plain_numbers_in_text_cells_alone(cast, make_run)
         browser(cast.reader).get("/w/lab/runs.csv", {"col": ["display_name", "tags.lr", "tags.f"]})
     )
     assert rows[1] == [run.run_id, "-3", "-1e-3", "'=1"]
+
+
+HTML_NAME = '<a href="https://evil.example/">click</a> & <b>bold</b>'
+AS_TEXT = '&lt;a href="https://evil.example/"&gt;click&lt;/a&gt; &amp; &lt;b&gt;bold&lt;/b&gt;'
+
+
+def strings_in(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() if k != "meta" for s in strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return []
+
+
+def test_metric_chart_titles_and_legends_show_user_names_as_text(cast, make_run):
+    runs = [make_run(display_name=HTML_NAME), make_run(display_name="plain")]
+    for run in runs:
+        services.run_log_batch(run=run, metrics=[{"name": "<i>m</i>", "values": [1.0, 2.0]}])
+    response = browser(cast.reader).get(
+        "/charts/metric/",
+        {"run": [r.run_id for r in runs], "metric": "<i>m</i>", "title": "<b>t</b>"},
+    )
+    figure = response.json()["figure"]
+    drawn = strings_in(figure)
+    assert not any("<a " in s or "<b>" in s or "<i>" in s for s in drawn), drawn
+    assert figure["data"][0]["name"] == AS_TEXT
+    assert figure["layout"]["title"]["text"] == "&lt;b&gt;t&lt;/b&gt;"
+
+
+def test_child_and_compare_charts_show_user_names_as_text(cast, make_run):
+    import json as json_module
+
+    parent = make_run()
+    child = make_run(parent=parent, display_name=HTML_NAME)
+    services.run_log_batch(run=child, metrics=[{"name": "loss", "values": [1.0]}])
+    client = browser(cast.reader)
+    figure = client.get("/charts/children/", {"run": parent.run_id, "metric": "loss"}).json()
+    assert figure["figure"]["data"][0]["x"] == [AS_TEXT]
+    page = client.get("/w/lab/compare/", {"run": child.run_id, "metric": "loss"})
+    scripts = [
+        json_module.loads(block.split(">", 1)[1].split("</script>")[0])
+        for block in page.content.decode().split("<script")[1:]
+        if 'type="application/json"' in block.split(">", 1)[0]
+    ]
+    figures = [s for s in scripts if isinstance(s, dict) and "data" in s]
+    assert figures, "the compare page ships its figures as json_script"
+    for figure in figures:
+        assert not any("<a " in s or "<b>" in s for s in strings_in(figure))
