@@ -207,6 +207,7 @@ def cmd_run_list(args: argparse.Namespace) -> Any:
     ws = _workspace(args)
     params: list[tuple[str, Any]] = []
     if args.experiment_name:
+        _experiment(args, ws, args.experiment_name)  # an unknown name is an error, not []
         params.append(("experiment", args.experiment_name))
     params += [("status", s) for s in args.status or []]
     params += [("tag", t) for t in args.tag or []]
@@ -300,6 +301,117 @@ def cmd_run_submit_script(args: argparse.Namespace) -> Any:
 
 def cmd_run_monitor_logs(args: argparse.Namespace) -> Any:
     return _monitor(_sdk_run(args))
+
+
+def _experiment(args: argparse.Namespace, ws: str, name: str) -> Any:
+    """The experiment's details; an unknown name is an error that names it and the option."""
+    from runs.sdk.client import NotFound
+
+    try:
+        return _client(args).get(
+            f"/workspaces/{quote_segment(ws)}/experiments/{quote_segment(name)}"
+        )
+    except NotFound:
+        raise RunstudioError(
+            f"--experiment-name: workspace {ws!r} has no experiment named {name!r}; "
+            f"`runstudio experiment list -w {ws}` shows the ones it has."
+        ) from None
+
+
+def cmd_experiment_show(args: argparse.Namespace) -> Any:
+    return _experiment(args, _workspace(args), args.experiment_name)
+
+
+def cmd_run_metrics(args: argparse.Namespace) -> Any:
+    """Metrics by name in logged order: ``Run.get_metrics()``'s shape."""
+    params = [("name", n) for n in args.name or []]
+    path = f"/runs/{quote_segment(args.run_id)}/metrics/values"
+    return _client(args).get(path, params=params)["metrics"]
+
+
+def cmd_run_files(args: argparse.Namespace) -> Any:
+    params = {"prefix": args.prefix} if args.prefix else None
+    return _client(args).get(f"/runs/{quote_segment(args.run_id)}/files", params=params)["files"]
+
+
+def cmd_run_download(args: argparse.Namespace) -> Any:
+    """Download the run's files under ``--prefix`` into ``-d`` keeping their tree."""
+    from pathlib import Path
+
+    run = _sdk_run(args)
+    out = Path(args.output_directory).resolve()
+    written = []
+    for f in run._files(args.prefix):
+        target = (out / f["path"]).resolve()
+        if not target.is_relative_to(out):  # the server checks paths; so do we
+            raise RunstudioError(f"refusing to write {f['path']!r} outside {out}")
+        written.append(run.download_file(f["path"], target))
+    if not written:
+        raise RunstudioError(
+            f"run {run.id} has no files"
+            + (f" under --prefix {args.prefix!r}" if args.prefix else "")
+            + f"; `runstudio run files -r {run.id}` lists what it has."
+        )
+    return {"run_id": run.id, "directory": str(out), "files": written}
+
+
+def cmd_run_tag(args: argparse.Namespace) -> Any:
+    tags = dict(_key_value(t) for t in args.tags)
+    path = f"/runs/{quote_segment(args.run_id)}/tags"
+    return _client(args).patch(path, {"set": tags})["tags"]
+
+
+def cmd_run_untag(args: argparse.Namespace) -> Any:
+    path = f"/runs/{quote_segment(args.run_id)}/tags"
+    return _client(args).patch(path, {"remove": list(args.keys)})["tags"]
+
+
+def cmd_sync(args: argparse.Namespace) -> Any:
+    """Send what scripts spooled while the server was unreachable (runs/sdk/spool.py)."""
+    from pathlib import Path
+
+    from runs.sdk import spool
+
+    root = Path(args.path) if args.path else spool.spool_root()
+    url = config.normalize_url(args.url) if args.url else None
+    results = spool.sync(root, url=url, run_id=args.run_id)
+    if not results:
+        print(f"runstudio: nothing to send in {root}.", file=sys.stderr)
+    for r in results:
+        for warning in r.warnings:
+            print(f"runstudio: warning: run {r.run_id}: {warning}", file=sys.stderr)
+    kept = [r for r in results if not r.done]
+    _emit(args, [r.as_json() for r in results])
+    if kept:
+        raise RunstudioError(
+            f"{len(kept)} of {len(results)} spooled run(s) are still in {root}: {kept[0].error}"
+        )
+    return None
+
+
+def cmd_user_create(args: argparse.Namespace) -> Any:
+    """Runs Django's side (`python -m django runstudio_user`): the CLI imports no Django."""
+    import importlib.util
+
+    if importlib.util.find_spec("django") is None or importlib.util.find_spec("studio") is None:
+        raise RunstudioError(
+            "`runstudio user create` writes to the server's database, so it runs where the "
+            "server is installed (`pip install runstudio` with Django): run it there, with the "
+            "RUNSTUDIO_DATA_DIR (or DATABASE_URL) the server uses."
+        )
+    command = [sys.executable, "-m", "django", "runstudio_user", "create"]
+    command += ["--username", args.username]
+    if args.email:
+        command += ["--email", args.email]
+    if args.superuser:
+        command.append("--superuser")
+    if args.password_stdin:
+        command.append("--password-stdin")
+    done = subprocess.run(command, env=_django_env(), stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        # Django has printed "CommandError: …" on stderr already.
+        raise SystemExit(1)
+    return json.loads(done.stdout)
 
 
 def cmd_compute_list(args: argparse.Namespace) -> Any:
@@ -444,6 +556,53 @@ def cmd_serve(args: argparse.Namespace) -> Any:
     return None
 
 
+# --- errors a person can act on ------------------------------------------------------------
+
+# The server names its parameters (`q`, `experiment`); the person typed options.
+OPTION_FOR_FIELD = {
+    "q": "--filter",
+    "experiment": "--experiment-name",
+    "status": "--status",
+    "tag": "--tag",
+    "property": "--property",
+    "parent": "--parent",
+    "limit": "--last",
+    "prefix": "--prefix",
+    "name": "--name",
+    "username": "--username",
+    "compute_target": "--compute-target",
+    "display_name": "--display-name",
+    "description": "--description",
+}
+
+# What to do next, by kind of refusal, when the server's message does not say already.
+NEXT_STEP = {
+    "AuthError": "sign in again: `runstudio login --url {url} --username NAME`",
+    "PermissionDenied": "ask an owner of the workspace for the contributor role",
+    "NotFound": "check the name or id (`runstudio run list`, `runstudio experiment list`, "
+    "`runstudio workspace list` show what you can see)",
+}
+
+
+def for_user(args: argparse.Namespace, error: Exception) -> str:
+    """The error as one line that names the option the user typed and what to do next."""
+    message = str(error).strip()
+    field = getattr(error, "field", None)
+    if field:
+        base = field.split("[")[0].split(".")[0]
+        option = OPTION_FOR_FIELD.get(base)
+        if option:
+            if message.startswith(f"{field}:") or message.startswith(f"{base}:"):
+                message = option + message[message.index(":") :]
+            elif option not in message:
+                message = f"{option}: {message}"
+    hint = NEXT_STEP.get(type(error).__name__)
+    if hint and "`runstudio" not in message:
+        url = getattr(args, "url", None) or os.environ.get("RUNSTUDIO_URL") or "URL"
+        message = f"{message.rstrip('.')}. Next: {hint.format(url=url)}."
+    return message
+
+
 # --- parser ----------------------------------------------------------------------------
 
 
@@ -545,6 +704,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run_submit_script)
     p = run_parser("monitor-logs", "stream a run's driver log until it ends")
     p.set_defaults(func=cmd_run_monitor_logs)
+    p = run_parser("metrics", "a run's metrics by name, in logged order (get_metrics())")
+    p.add_argument("--name", action="append", help="only this metric; repeat for several")
+    p.set_defaults(func=cmd_run_metrics)
+    p = run_parser("files", "a run's files")
+    p.add_argument("--prefix", help="only files under this folder, e.g. logs/")
+    p.set_defaults(func=cmd_run_files, columns=["path", "size", "updated_at"])
+    for action, prefix, help_text in (
+        ("download", None, "download a run's files, keeping their tree"),
+        ("download-logs", "logs/", "download a run's logs/ (az ml's name)"),
+    ):
+        p = run_parser(action, help_text)
+        p.add_argument("--prefix", default=prefix, help=f"only files under it (default: {prefix})")
+        p.add_argument(
+            "-d", "--output-directory", "--output-dir", default=".", help="default: current"
+        )
+        p.set_defaults(func=cmd_run_download)
+    p = run_parser("tag", "set tags: KEY=VALUE, or KEY for a bare tag")
+    p.add_argument("tags", nargs="+", metavar="TAG")
+    p.set_defaults(func=cmd_run_tag)
+    p = run_parser("untag", "remove tags")
+    p.add_argument("keys", nargs="+", metavar="KEY")
+    p.set_defaults(func=cmd_run_untag)
+
+    p = exp.add_parser("show", parents=[with_ws], help="one experiment")
+    p.add_argument("-e", "--experiment-name", "--name", dest="experiment_name", required=True)
+    p.set_defaults(func=cmd_experiment_show, columns=EXPERIMENT_COLUMNS)
+
+    p = commands.add_parser(
+        "sync", parents=[plain], help="send what scripts spooled while the server was down"
+    )
+    p.add_argument("path", nargs="?", help="a spool folder (default: .runstudio/spool here)")
+    p.add_argument("-r", "--run", "--run-id", dest="run_id", help="only this run")
+    p.set_defaults(func=cmd_sync)
+
+    user = commands.add_parser("user", help="user accounts (on the server)").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
+    p = user.add_parser("create", help="create a user (writes to the server's database)")
+    p.add_argument("-u", "--username", required=True)
+    p.add_argument("--email", default="")
+    p.add_argument("--superuser", action="store_true", help="also staff (the admin site)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.set_defaults(func=cmd_user_create)
 
     compute = commands.add_parser("compute", help="compute targets").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -597,7 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runstudio: error: {e}", file=sys.stderr)
         return 2
     except (RunstudioError, config.ConfigError) as e:
-        print(f"runstudio: error: {e}", file=sys.stderr)
+        print(f"runstudio: error: {for_user(args, e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

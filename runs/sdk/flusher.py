@@ -580,7 +580,8 @@ class Flusher:
             shutil.rmtree(self._staging, ignore_errors=True)
         status = f", status {final['body'].get('status', 'Canceled')}" if final else ""
         spool.say(
-            f"run {self.run_id}: saved {entry.points} metric points, {others} other changes"
+            f"run {self.run_id}: saved {entry.points} metric points, {others} other "
+            f"change{'' if others == 1 else 's'}"
             f"{status} to {spool.shown(path)}; send them with `runstudio sync` "
             "(the next run that reaches the server sends them too)."
         )
