@@ -227,6 +227,27 @@ def test_a_run_enqueued_by_hand_on_another_workspaces_queue_never_executes_there
 # --- worker keys --------------------------------------------------------------------------------
 
 
+def test_the_cli_worker_takes_workspace_target_and_key_and_runs_only_that_targets_runs(
+    cast, gpu_a, workers, monkeypatch, capfd
+):
+    """`runstudio worker -w lab -c gpu-a --key KEY --batch`, the command the key page shows."""
+    from runs.sdk.cli import main
+
+    run_a = submit(cast.contributor.client, A, "gpu-a")
+    run_b = submit(cast.outsider.client, B, "gpu-a")
+    for name, value in workers.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(ROOT)
+
+    assert main(["worker", "-w", A, "-c", "gpu-a", "--key", gpu_a[B]["worker_key"], "--batch"])
+    assert "worker key is not compute target 'gpu-a'" in capfd.readouterr().err
+    assert main(["worker", "-w", A, "-c", "gpu-a", "--key", gpu_a[A]["worker_key"], "--batch"]) == 0
+
+    assert status_of(run_a) == RunStatus.COMPLETED
+    assert status_of(run_b) == RunStatus.QUEUED
+    assert executed_by(cast.reader.client, run_a).workspace.name == A
+
+
 def test_a_worker_with_workspace_as_key_cannot_serve_workspace_bs_target(cast, gpu_a, workers):
     submit(cast.outsider.client, B, "gpu-a")
 
