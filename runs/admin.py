@@ -225,8 +225,15 @@ class RunAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         services.run_update(run=obj, display_name=obj.display_name, description=obj.description)
 
-    def save_related(self, request, form, formsets, change) -> None:
-        pass  # the inlines are read-only
+    def save_formset(self, request, form, formset, change) -> None:
+        # The inlines are read-only: whatever a crafted POST holds, nothing of them is saved.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def get_deleted_objects(self, objs, request):
+        # A run's records go with it through run_delete; that their own admins refuse deleting
+        # them one by one (read-only) must not stop deleting the run.
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
 
     def delete_model(self, request, obj) -> None:
         try:
