@@ -452,11 +452,16 @@ class _Execution:
     def _upload_outputs(self) -> None:
         assert self.workdir is not None
         outputs = self.workdir / "outputs"
-        files = sorted(p for p in outputs.rglob("*") if p.is_file()) if outputs.is_dir() else []
+        # The script made this tree: a symlink in it may point at the server's own files, so
+        # only regular files reached through real folders are uploaded (rglob does not enter
+        # symlinked folders; local_open_regular refuses a link anywhere on the way).
+        real = outputs.is_dir() and not outputs.is_symlink()
+        files = sorted(p for p in outputs.rglob("*") if p.is_file() and not p.is_symlink())
+        files = files if real else []
         for path in files:
             name = "outputs/" + path.relative_to(outputs).as_posix()
             try:
-                with open(path, "rb") as f:
+                with storage.local_open_regular(root=str(self.workdir), path=name) as f:
                     storage.run_file_write(run=self.run_obj, path=name, stream=f)
             except (OSError, ServiceError) as e:
                 self.note(RELEASE_LOG, f"Could not upload {name}: {e}")

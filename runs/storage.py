@@ -151,6 +151,13 @@ def _open_regular(root: str, name: str) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
+def local_open_regular(*, root: str, path: str) -> BinaryIO:
+    """`root/path` on the local disk for reading, through no symlink below `root` and only if
+    it is a regular file (FileNotFoundError otherwise): for the worker reading what a script
+    left in its working folder, which may hold links to the server's own files."""
+    return _open_regular(root, path)
+
+
 def _open_stored(name: str) -> BinaryIO:
     """A stored file for reading; FileNotFoundError when it is missing, a symlink, a folder
     or a special file."""

@@ -189,6 +189,25 @@ def test_deleting_all_files_of_a_run_removes_its_tree_and_never_follows_a_link(
     assert stored(other, "keep.txt") == b"other run"
 
 
+def test_the_worker_uploads_no_symlink_a_script_left_in_its_outputs(run, secret, tmp_path):
+    from runs import execution
+
+    outputs = tmp_path / "work" / "outputs"
+    (outputs / "sub").mkdir(parents=True)
+    (outputs / "sub" / "result.txt").write_bytes(b"result")
+    (outputs / "key").symlink_to(secret)
+    (outputs / "linked").symlink_to(secret.parent, target_is_directory=True)
+    os.mkfifo(outputs / "pipe")
+    worker = execution._Execution(run, worker_id="w-1", queue_name="local")
+    worker.workdir = outputs.parent
+
+    worker._upload_outputs()
+
+    uploaded = RunFile.objects.filter(run=run, path__startswith="outputs/")
+    assert list(uploaded.values_list("path", flat=True)) == ["outputs/sub/result.txt"]
+    assert not any(SECRET in p.read_bytes() for p in on_disk(run, "").rglob("*") if p.is_file())
+
+
 # --- Paths ------------------------------------------------------------------------------------
 
 
