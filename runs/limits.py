@@ -74,6 +74,12 @@ DATE_MAX = "9998-12-31"
 DURATION_MAX_DAYS = 36_500  # a hundred years
 # Chart x ranges (x_min, x_max): steps are 64-bit integers; 9e18 is the round number below 2**63.
 CHART_X_ABS_MAX = 9e18
+# GET …/metrics/values: values in one answer (all series asked for, together); a bigger run
+# pages through …/metrics/history (HISTORY_PAGE_MAX a page).
+METRIC_VALUES_MAX = 1_000_000
+# Lists that are not keyset-paged (experiments, members, tokens, workspaces, metric summaries,
+# children, compute targets, alert rules) answer at most this many items.
+LIST_MAX = 10_000
 # The time one search may spend in the database before it is stopped with a 400
 # "query_too_expensive" (RUNSTUDIO_QUERY_BUDGET_SECONDS overrides it).
 QUERY_TIME_BUDGET_SECONDS = 1.0

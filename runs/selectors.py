@@ -24,6 +24,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Now, RowNumber
 
+from runs import limits
 from runs.errors import InvalidInput
 from runs.models import (
     AlertDelivery,
@@ -69,11 +70,15 @@ def with_run_details(runs: QuerySet[Run]) -> QuerySet[Run]:
 
 
 def run_children(*, run: Run, recursive: bool = False) -> list[Run]:
-    """Children breadth first; one query per level of the tree."""
+    """Children breadth first; one query per level of the tree; at most LIST_MAX runs."""
     found: list[Run] = []
     level = [run.pk]
-    while level:
-        children = list(with_run_details(Run.objects.filter(parent_id__in=level)).order_by("id"))
+    while level and len(found) < limits.LIST_MAX:
+        children = list(
+            with_run_details(Run.objects.filter(parent_id__in=level)).order_by("id")[
+                : limits.LIST_MAX - len(found)
+            ]
+        )
         found += children
         level = [c.pk for c in children] if recursive else []
     return found
@@ -104,7 +109,7 @@ def metric_summaries(*, run: Run) -> list[dict[str, Any]]:
             "max": s.max_value,
             "last_step": s.last_step,
         }
-        for s in run.metric_series.order_by("name")
+        for s in run.metric_series.order_by("name")[: limits.LIST_MAX]
     ]
 
 
@@ -119,6 +124,15 @@ def metric_values(*, run: Run, names: list[str] | None = None) -> dict[str, Any]
         series = series.filter(name__in=names)
     series = list(series)
     scalar_ids = [s.pk for s in series if s.kind == MetricKind.SCALAR]
+    total = sum(s.count for s in series)
+    if total > limits.METRIC_VALUES_MAX:
+        # Checked on the summaries before a point is read: the answer stays bounded.
+        raise InvalidInput(
+            f"name: these metrics hold {total} values; one answer carries at most "
+            f"{limits.METRIC_VALUES_MAX} (METRIC_VALUES_MAX). Ask for fewer names, or page "
+            "through metrics/history.",
+            field="name",
+        )
     other_ids = [s.pk for s in series if s.kind != MetricKind.SCALAR]
     points: dict[int, list] = defaultdict(list)
     if scalar_ids:

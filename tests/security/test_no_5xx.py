@@ -265,8 +265,8 @@ def test_metric_names_with_a_trailing_newline_are_refused(cast, make_run):
 
 
 def test_view_and_alert_rule_names_with_control_characters_are_refused(cast):
-    from runs import saved_views
     from runs.errors import InvalidInput
+    from runs.services import saved_views
 
     with pytest.raises(InvalidInput, match="control character"):
         saved_views.view_save(
@@ -483,3 +483,36 @@ def test_child_and_compare_charts_show_user_names_as_text(cast, make_run):
     assert figures, "the compare page ships its figures as json_script"
     for figure in figures:
         assert not any("<a " in s or "<b>" in s for s in strings_in(figure))
+
+
+def test_metric_values_over_the_answer_limit_is_a_400_naming_it(cast, make_run, monkeypatch):
+    run = make_run()
+    services.run_log_batch(
+        run=run,
+        metrics=[{"name": "loss", "values": [1.0, 2.0, 3.0]}, {"name": "acc", "values": [0.5]}],
+    )
+    # A small limit stands in for a million points; the check reads only the summaries.
+    monkeypatch.setattr(limits, "METRIC_VALUES_MAX", 3)
+    client = api(cast.reader)
+    error = error_of(client.get(f"/api/v1/runs/{run.run_id}/metrics/values"))
+    assert "METRIC_VALUES_MAX" in error["message"] and "metrics/history" in error["message"]
+    response = client.get(f"/api/v1/runs/{run.run_id}/metrics/values", {"name": "loss"})
+    assert response.json()["metrics"] == {"loss": [1.0, 2.0, 3.0]}
+
+
+def test_unpaged_lists_answer_at_most_list_max_items(cast, make_run, monkeypatch):
+    from runs.models import Experiment
+
+    parent = make_run()
+    for i in range(4):
+        make_run(experiment=f"e{i}", parent=parent)
+    services.run_log_batch(
+        run=parent, metrics=[{"name": f"m{i}", "values": [float(i)]} for i in range(4)]
+    )
+    monkeypatch.setattr(limits, "LIST_MAX", 2)
+    client = api(cast.reader)
+    assert Experiment.objects.count() == 5
+    assert len(client.get("/api/v1/workspaces/lab/experiments").json()["results"]) == 2
+    assert len(client.get(f"/api/v1/runs/{parent.run_id}/children").json()["results"]) == 2
+    assert len(client.get(f"/api/v1/runs/{parent.run_id}/metrics").json()["metrics"]) == 2
+    assert len(client.get("/api/v1/workspaces/lab/members").json()["results"]) == 2

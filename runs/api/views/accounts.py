@@ -7,7 +7,7 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from runs import selectors, services
+from runs import limits, selectors, services
 from runs.access import workspace_for
 from runs.api import schemas as s
 from runs.api.serializers import member_json, membership_json, token_json
@@ -55,6 +55,7 @@ def token_create(request):
 @api_view(["GET"])
 def token_list(request):
     tokens = ApiToken.objects.filter(user=request.user, revoked_at__isnull=True).order_by("-id")
+    tokens = tokens[: limits.LIST_MAX]  # every list answers a bounded number of items
     return Response({"results": [token_json(t) for t in tokens]})
 
 
@@ -113,7 +114,7 @@ def workspace_list(request):
         workspace = services.workspace_create(name=_object(request).get("name"), owner=request.user)
         membership = workspace.memberships.get(user=request.user)
         return Response(membership_json(membership), status=status.HTTP_201_CREATED)
-    memberships = selectors.membership_list(user=request.user)
+    memberships = selectors.membership_list(user=request.user)[: limits.LIST_MAX]
     return Response({"results": [membership_json(m) for m in memberships], "next_cursor": None})
 
 
@@ -165,7 +166,8 @@ def member_list(request, workspace: str):
         )
         return Response(member_json(membership), status=status.HTTP_201_CREATED)
     ws, _ = workspace_for(user=request.user, name=workspace)
-    return Response({"results": [member_json(m) for m in selectors.member_list(workspace=ws)]})
+    members = selectors.member_list(workspace=ws)[: limits.LIST_MAX]
+    return Response({"results": [member_json(m) for m in members]})
 
 
 @extend_schema(

@@ -6,7 +6,7 @@ from rest_framework import status
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
-from runs import selectors
+from runs import limits, selectors
 from runs.access import workspace_for
 from runs.api import schemas as s
 from runs.api.views.common import _object
@@ -79,7 +79,7 @@ def alert_rule_list(request, workspace: str):
         return Response(_alert_rule_json(rule, owner=True), status=status.HTTP_201_CREATED)
     ws, membership = workspace_for(user=request.user, name=workspace)
     owner = membership.allows(Role.OWNER)
-    rules = selectors.alert_rule_list(workspace=ws)
+    rules = selectors.alert_rule_list(workspace=ws)[: limits.LIST_MAX]
     return Response({"results": [_alert_rule_json(r, owner=owner) for r in rules]})
 
 

@@ -56,6 +56,7 @@ def experiment_list(request, workspace: str):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
     ws, _ = workspace_for(user=request.user, name=workspace)
+    experiments = experiments[: limits.LIST_MAX]  # every list answers a bounded number
     experiments = selectors.experiment_list(workspace=ws).select_related("workspace")
     return Response({"results": [experiment_json(e) for e in experiments], "next_cursor": None})
 
