@@ -8,8 +8,8 @@ from django import forms
 from django.http import QueryDict
 
 from runs import query
-from runs.saved_views import DEFAULT_COLUMNS, VIEW_COLUMNS_MAX, VIEW_NAME_MAX_LENGTH
 from runs.selectors import SORT_DEFAULT
+from runs.services.saved_views import DEFAULT_COLUMNS, VIEW_COLUMNS_MAX, VIEW_NAME_MAX_LENGTH
 
 PAGE_SIZE = 100
 PAGE_MAX = 10_000  # offset paging: beyond this, narrow the search instead

@@ -294,7 +294,7 @@ class CustomView(models.Model):
     """A saved run-list setup (filters, search, columns, sort, selected runs, charts).
 
     Private to its owner or shared with the workspace; only the owner changes it
-    (runs/saved_views.py). `params` is validated there before it is stored."""
+    (runs/services/saved_views.py). `params` is validated there before it is stored."""
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="views")
     owner = models.ForeignKey(
@@ -389,7 +389,7 @@ class AlertChannel(models.TextChoices):
 
 
 class AlertRule(models.Model):
-    """Turns a workspace's status events into notifications (runs/alerts.py).
+    """Turns a workspace's status events into notifications (runs/services/alerts.py).
 
     `statuses` is the list of target statuses that fire the rule; `experiment`, when set,
     narrows it to that experiment's runs. E-mail rules send to `recipients` (one address a

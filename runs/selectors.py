@@ -25,10 +25,11 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Now, RowNumber
 
 from runs import limits
-from runs.errors import InvalidInput
+from runs.errors import InvalidInput, NotFound
 from runs.models import (
     AlertDelivery,
     AlertRule,
+    CustomView,
     Experiment,
     Membership,
     MetricEntry,
@@ -520,3 +521,25 @@ def alert_rules_matching(*, event: StatusEvent) -> list[AlertRule]:
     )
     # A workspace has a handful of rules; the status list is JSON, matched here.
     return [rule for rule in rules.order_by("id") if event.to_status in rule.statuses]
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom views (written by runs/services/saved_views.py)
+
+
+def view_list(*, workspace: Workspace, user: AbstractBaseUser) -> QuerySet[CustomView]:
+    """The views a member sees: their own and the shared ones."""
+    return (
+        CustomView.objects.filter(Q(owner=user) | Q(shared=True), workspace=workspace)
+        .select_related("owner")
+        .order_by("name", "id")
+    )
+
+
+def view_get(*, workspace: Workspace, user: AbstractBaseUser, view_id: int) -> CustomView:
+    """A view the member may see; NotFound otherwise (a private view does not leak)."""
+    view = view_list(workspace=workspace, user=user).filter(pk=view_id).first()
+    if view is None:
+        raise NotFound(f"No view {view_id} in this workspace.", field="view")
+    view.workspace = workspace
+    return view

@@ -8,9 +8,9 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from runs import compute, saved_views, services, storage, tasks
+from runs import compute, services, storage, tasks
 from runs.models import AlertDelivery
-from runs.services import alerts
+from runs.services import alerts, saved_views
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 

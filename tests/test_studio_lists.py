@@ -11,8 +11,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from runs import saved_views, services
+from runs import services
 from runs.models import CustomView, Run, RunStatus
+from runs.services import saved_views
 
 ROLES = ["owner", "contributor", "reader"]
 

@@ -66,17 +66,121 @@ class MetricNumberField(serializers.FloatField):
     """A float; non-finite values travel as the strings "NaN", "Infinity", "-Infinity"."""
 
 
-def _tags_field(**kwargs) -> serializers.DictField:
-    return serializers.DictField(
-        child=serializers.CharField(allow_null=True, max_length=limits.TAG_VALUE_MAX_LENGTH),
-        **kwargs,
+# The rules of runs/validation.py as JSON Schema, so that /api/schema/ states the real limits
+# (schemathesis checks both ways: what the schema allows is accepted, what it forbids refused).
+# A name (metric, tag or property key): check_name.
+NAME_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": limits.NAME_MAX_LENGTH,
+    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+    "description": "1–255 characters, no control characters.",
+}
+# Free text (a description, a tag or property value): check_text refuses only NUL.
+TEXT_PATTERN = "^[^\\u0000]*$"
+# One line (a display name, a rule's name): check_line refuses every control character.
+LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+# A rule's name is one line that is not blank once stripped (runs/services/alerts.py).
+RULE_NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+
+
+def _map_schema(value: dict, *, nullable_values: bool) -> dict:
+    """A key → value object as _check_kv takes it: at most TAGS_PER_REQUEST keys, each a name
+    (`propertyNames`, which OpenAPI 3.0 tools that know JSON Schema honour); a value is text, or
+    a number or boolean stored as its text. Objects and lists are refused. (OpenAPI 3.1 for
+    `propertyNames`: 3.0's JSON Schema dialect has no way to say what a key may be.)"""
+    values = [value, {"type": "number"}, {"type": "boolean"}]
+    if nullable_values:
+        values.append({"type": "null"})
+    return {
+        "type": "object",
+        "maxProperties": limits.TAGS_PER_REQUEST,
+        "propertyNames": NAME_SCHEMA,
+        "additionalProperties": {"oneOf": values},
+    }
+
+
+@extend_schema_field(
+    _map_schema(
+        {"type": "string", "maxLength": limits.TAG_VALUE_MAX_LENGTH, "pattern": TEXT_PATTERN},
+        nullable_values=True,
     )
+)
+class TagsField(serializers.DictField):
+    """Tag key → value; null is a bare tag."""
+
+
+@extend_schema_field(
+    _map_schema(
+        {"type": "string", "maxLength": limits.PROPERTY_VALUE_MAX_LENGTH, "pattern": TEXT_PATTERN},
+        nullable_values=False,
+    )
+)
+class PropertiesField(serializers.DictField):
+    """Property key → value."""
+
+
+@extend_schema_field(NAME_SCHEMA)
+class NameField(serializers.CharField):
+    """A metric, tag or property name."""
+
+
+def string_field(*, max_length: int, pattern: str, **kwargs) -> serializers.CharField:
+    """A string with the server's length limit and pattern; `allow_null` makes it nullable."""
+    schema = {"type": "string", "maxLength": max_length, "pattern": pattern}
+    field = extend_schema_field(schema)(type("StringField", (serializers.CharField,), {}))
+    return field(**kwargs)
+
+
+def _tags_field(**kwargs) -> serializers.DictField:
+    return TagsField(child=serializers.CharField(allow_null=True), **kwargs)
 
 
 def _properties_field(**kwargs) -> serializers.DictField:
-    return serializers.DictField(
-        child=serializers.CharField(max_length=limits.PROPERTY_VALUE_MAX_LENGTH), **kwargs
-    )
+    return PropertiesField(child=serializers.CharField(), **kwargs)
+
+
+# A day for the run list's created_from/created_to: YYYY-MM-DD within DATE_MIN..DATE_MAX
+# (runs/filters.py), or empty for no bound, as the studio's filter form sends it.
+DAY = {
+    "anyOf": [
+        {
+            "type": "string",
+            "format": "date",
+            "pattern": "^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-",
+        },
+        {"type": "string", "maxLength": 0},
+    ]
+}
+
+
+# A run file's path as storage.check_path takes it: '/'-separated names, none empty, '.' or
+# '..', without control characters or backslashes, at most FILE_PATH_MAX_LENGTH characters.
+# A name may have 255 UTF-8 bytes; the schema says 63 characters, which always fit in them.
+_PATH_CHAR = "[^\\u0000-\\u001f\\u007f\\\\/]"
+_PATH_NAME = (
+    f"(?:[^\\u0000-\\u001f\\u007f\\\\/.]{_PATH_CHAR}{{0,62}}"
+    f"|\\.[^\\u0000-\\u001f\\u007f\\\\/.]{_PATH_CHAR}{{0,61}}"
+    f"|\\.\\.{_PATH_CHAR}{{1,61}})"
+)
+FILE_PATH_PARAMETER = OpenApiParameter(
+    "path",
+    {
+        "type": "string",
+        "maxLength": limits.FILE_PATH_MAX_LENGTH,
+        "pattern": f"^{_PATH_NAME}(?:/{_PATH_NAME})*$",
+    },
+    OpenApiParameter.PATH,
+    description="A path inside the run's tree, e.g. `logs/out.txt`.",
+)
+
+
+def int_parameter(name: str, *, minimum: int, maximum: int | None = None, **kwargs):
+    """A whole-number query parameter with the bounds common._int_param enforces."""
+    schema = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return OpenApiParameter(name, schema, **kwargs)
 
 
 PAGE_PARAMETERS = [

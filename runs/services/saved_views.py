@@ -1,4 +1,5 @@
-"""Custom views: saved run-list setups. Services (writes) and selectors (reads) in one module.
+"""Custom views: saved run-list setups. The services (writes) and the state helpers; the
+reads (`view_list`, `view_get`) are in runs/selectors.py.
 
 A view's `params` is the run list's state as JSON:
 
@@ -21,7 +22,6 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
 from runs import query
@@ -221,25 +221,3 @@ def view_copy(
             shared=shared,
             params=view.params,
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# Selectors
-
-
-def view_list(*, workspace: Workspace, user: AbstractBaseUser) -> QuerySet[CustomView]:
-    """The views a member sees: their own and the shared ones."""
-    return (
-        CustomView.objects.filter(Q(owner=user) | Q(shared=True), workspace=workspace)
-        .select_related("owner")
-        .order_by("name", "id")
-    )
-
-
-def view_get(*, workspace: Workspace, user: AbstractBaseUser, view_id: int) -> CustomView:
-    """A view the member may see; NotFound otherwise (a private view does not leak)."""
-    view = view_list(workspace=workspace, user=user).filter(pk=view_id).first()
-    if view is None:
-        raise NotFound(f"No view {view_id} in this workspace.", field="view")
-    view.workspace = workspace
-    return view

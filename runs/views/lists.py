@@ -15,12 +15,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
-from runs import saved_views, selectors
+from runs import selectors
 from runs.budget import query_budget
 from runs.errors import Forbidden, InvalidInput, NotFound
 from runs.forms import PAGE_SIZE, STANDARD_COLUMNS, ListState, ViewSaveForm
 from runs.models import TERMINAL_STATUSES, RunStatus
 from runs.query import ATTRIBUTES, Field
+from runs.services import saved_views
 from runs.views.common import load_workspace
 
 
@@ -81,7 +82,7 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
         "experiment": experiment,
         "view": view,
         "can_edit_view": view is not None and view.owner_id == request.user.pk,
-        "views": saved_views.view_list(workspace=ws, user=request.user),
+        "views": selectors.view_list(workspace=ws, user=request.user),
         "state": state,
         "filterset": filterset,
         "experiments": [] if experiment else ws.experiments.order_by("name"),
@@ -224,7 +225,7 @@ def run_statuses(request, workspace: str):
 
 def _load_view(request, ws, view_id: int):
     try:
-        return saved_views.view_get(workspace=ws, user=request.user, view_id=view_id)
+        return selectors.view_get(workspace=ws, user=request.user, view_id=view_id)
     except NotFound as exc:
         raise Http404(exc.message) from None
 
@@ -236,7 +237,7 @@ def _state_params(raw: str) -> dict:
 @login_required
 def views_page(request, workspace: str):
     ws, membership = load_workspace(request, workspace)
-    views = saved_views.view_list(workspace=ws, user=request.user)
+    views = selectors.view_list(workspace=ws, user=request.user)
     context = {"workspace": ws, "membership": membership, "views": views, "nav_section": "views"}
     return render(request, "runs/views_list.html", context)
 
