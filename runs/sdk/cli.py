@@ -598,7 +598,10 @@ def for_user(args: argparse.Namespace, error: Exception) -> str:
                 message = f"{option}: {message}"
     hint = NEXT_STEP.get(type(error).__name__)
     if hint and "`runstudio" not in message:
-        url = getattr(args, "url", None) or os.environ.get("RUNSTUDIO_URL") or "URL"
+        try:
+            url = config.resolve(url=getattr(args, "url", None)).url
+        except config.ConfigError:
+            url = "URL"
         message = f"{message.rstrip('.')}. Next: {hint.format(url=url)}."
     return message
 
