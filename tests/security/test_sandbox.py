@@ -231,6 +231,10 @@ probe("own-symlink", own_symlink)
 print("uid", os.getuid(), "cwd", os.getcwd(), flush=True)
 with open("outputs/written.txt", "w") as f:
     f.write("the working directory is writable")
+# Links the root worker would follow when it uploads ./outputs after the script.
+os.symlink(targets["db"], "outputs/db-link")
+os.symlink(targets["other_run_file"], "outputs/other-link")
+os.symlink(os.path.dirname(targets["other_run_file"]), "outputs/other-folder")
 """
 
 
@@ -285,6 +289,10 @@ def test_a_submitted_script_reads_nothing_of_the_server(workers, cast, make_run)
     assert cast.owner.client.get(f"/api/v1/runs/{run_id}/files/outputs/written.txt").getvalue() == (
         b"the working directory is writable"
     )
+    uploaded = {
+        f["path"] for f in cast.owner.client.get(f"/api/v1/runs/{run_id}/files").json()["files"]
+    }
+    assert {p for p in uploaded if p.startswith("outputs/")} == {"outputs/written.txt"}
     assert Worker.objects.get(pid=worker.pid).isolated is True
     assert "sandbox: on" in workers.logs()
 
