@@ -331,6 +331,8 @@ def error_from_response(response: requests.Response) -> RunstudioError:
         text = response.text.strip()
         message = text[:300] if text and not text.startswith("<") else response.reason or ""
         message = f"HTTP {status} from {response.request.method} {response.url}: {message}"
+        if status >= 500:
+            message += "; the server (or a proxy before it) failed: try again, and see its log"
     cls = _ERRORS_BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else RunstudioError

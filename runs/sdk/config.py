@@ -57,7 +57,9 @@ def load_credentials() -> dict[str, Any]:
     except FileNotFoundError:
         return {"default_url": None, "tokens": {}}
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from e
+        raise ConfigError(
+            f"cannot read {path}: {e}; delete it and sign in again with `runstudio login`"
+        ) from e
     if not isinstance(data, dict):
         data = {}
     tokens = data.get("tokens")
@@ -116,9 +118,13 @@ def read_folder_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(p.read_text())
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {p}: {e}") from e
+        raise ConfigError(
+            f"cannot read {p}: {e}; rewrite it with `runstudio folder attach -w WORKSPACE`"
+        ) from e
     if not isinstance(data, dict):
-        raise ConfigError(f"{p} must hold a JSON object")
+        raise ConfigError(
+            f"{p} must hold a JSON object; rewrite it with `runstudio folder attach -w WORKSPACE`"
+        )
     return data
 
 

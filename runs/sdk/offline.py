@@ -114,7 +114,10 @@ class _OfflineRun(Run):
     ) -> None:
         columns = {k: list(v) for k, v in value.items()}
         if len({len(v) for v in columns.values()}) > 1:
-            raise ValueError(f"log_table({name!r}): columns have different lengths")
+            raise ValueError(
+                f"log_table({name!r}): columns have different lengths; give every column the "
+                "same number of values"
+            )
         keys = list(columns)
         for row in zip(*columns.values(), strict=True):
             self._keep(name, "row", dict(zip(keys, map(plain, row), strict=True)), "table")

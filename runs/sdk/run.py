@@ -96,7 +96,8 @@ class Run:
             owner = self._details.get("experiment") if self._details else None
             if owner and owner != experiment.name:
                 raise ValueError(
-                    f"run {run_id} belongs to experiment {owner!r}, not {experiment.name!r}"
+                    f"run {run_id} belongs to experiment {owner!r}, not {experiment.name!r}; "
+                    f"use Experiment(workspace, {owner!r}) or ws.get_run({run_id!r})"
                 )
 
     # -- construction helpers -------------------------------------------------------------
@@ -190,7 +191,9 @@ class Run:
             if not allow_offline:
                 raise RunstudioError(
                     "Run.get_context(allow_offline=False): RUNSTUDIO_RUN_ID is not set; "
-                    "this script is not running as a submitted run"
+                    "this script is not running as a submitted run. Submit it "
+                    "(`runstudio run submit-script` or exp.submit(ScriptRunConfig(...))), "
+                    "or call get_context() to log offline"
                 )
             from runs.sdk.offline import _OfflineRun
 
@@ -391,7 +394,10 @@ class Run:
         columns = {k: list(v) for k, v in value.items()}
         lengths = {len(v) for v in columns.values()}
         if len(lengths) > 1:
-            raise ValueError(f"log_table({name!r}): columns have different lengths {lengths}")
+            raise ValueError(
+                f"log_table({name!r}): columns have different lengths {lengths}; give every "
+                "column the same number of values"
+            )
         keys = list(columns)
         for row in zip(*columns.values(), strict=True):
             self._append(name, "row", {k: plain(v) for k, v in zip(keys, row, strict=True)})

@@ -191,7 +191,10 @@ def snapshot_files(source_directory: str | os.PathLike[str]) -> Iterator[tuple[P
     ignored folder is not entered (its files cannot be re-included, as in git)."""
     root = Path(source_directory).resolve()
     if not root.is_dir():
-        raise RunstudioError(f"source_directory {str(source_directory)!r} is not a folder")
+        raise RunstudioError(
+            f"source_directory {str(source_directory)!r} is not a folder; pass the folder that "
+            "holds the script (default: the current one)"
+        )
     rules = IgnoreRules.for_directory(root)
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
