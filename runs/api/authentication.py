@@ -24,7 +24,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Authorization header: expected 'Token <key>' with no spaces in the key."
             )
-        token = token_authenticate(key=header[1].decode(errors="replace"))
+        token = token_authenticate(key=header[1].decode(errors="replace"), run_scoped=True)
         if token is None:
             raise exceptions.AuthenticationFailed(
                 "The API token is unknown or revoked; run `runstudio login` for a new one."

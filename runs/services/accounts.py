@@ -105,13 +105,19 @@ def token_create(
     return token, key
 
 
-def token_authenticate(*, key: str) -> ApiToken | None:
+def token_authenticate(*, key: str, run_scoped: bool = False) -> ApiToken | None:
+    """The live token with this key, or None. A run-scoped token (ApiToken.run) counts only
+    where the caller says it enforces the scope (`run_scoped=True`: the API's token
+    authentication, through runs/access.py): any other door taking tokens would otherwise
+    hand a script its user's whole reach."""
     token = (
         ApiToken.objects.select_related("user")
         .filter(key_hash=_hash_key(key), revoked_at__isnull=True)
         .first()
     )
     if token is None or not token.user.is_active:
+        return None
+    if token.run_id is not None and not run_scoped:
         return None
     now = timezone.now()
     # At most one write a minute, so a busy ingest loop does not write on every request.

@@ -534,3 +534,11 @@ def test_a_worker_that_requires_the_sandbox_does_not_start_without_bubblewrap(wo
     assert "RUNSTUDIO_SANDBOX=required" in output
     assert "apt-get install -y bubblewrap" in output
     assert not Worker.objects.filter(pid=worker.pid).exists()
+
+
+def test_a_run_scoped_token_counts_only_where_its_scope_is_enforced(cast, make_run):
+    run = make_run()
+    token, key = services.token_create(user=cast.contributor.user, name="run", run=run)
+
+    assert services.token_authenticate(key=key) is None  # any door that does not check scope
+    assert services.token_authenticate(key=key, run_scoped=True) == token
