@@ -5,9 +5,11 @@ whole (paths, file count, unpacked size) before anything is stored, and lands in
 The SDK packs the zip (runs/sdk/submit.py) and checks the same size limit before uploading.
 """
 
+import contextlib
 import shutil
 import stat
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,29 +61,40 @@ def snapshot_check(*, archive: BinaryIO) -> list[zipfile.ZipInfo]:
     return entries
 
 
-def snapshot_store(*, run: Run, archive: BinaryIO) -> list[str]:
-    """Checks the zip, then writes each file to the run's `snapshot/` tree: each member must
-    unpack to the size its entry declares with the right CRC, or no file of the snapshot is
-    kept (the caller's transaction drops the index)."""
+@contextlib.contextmanager
+def snapshot_staged(*, archive: BinaryIO) -> Iterator[storage.StagedTree]:
+    """Checks the zip, then unpacks every member aside (storage.tree_staged), each checked
+    against the size its entry declares and its CRC, before any run exists: call it outside
+    the transaction that creates the run."""
     entries = snapshot_check(archive=archive)
     archive.seek(0)
-    paths = []
-    try:
-        with zipfile.ZipFile(archive) as zf:
+    with zipfile.ZipFile(archive) as zf:
+
+        def members() -> Iterator[tuple[str, BinaryIO, int]]:
             for info in entries:
                 with zf.open(info) as member:
-                    storage.run_file_write(
-                        run=run,
-                        path=PREFIX + info.filename,
-                        stream=member,
-                        size=info.file_size,
-                        durable=False,
-                    )
-                paths.append(info.filename)
-    except BaseException:
-        storage.run_files_delete_all(run=run)
-        raise
-    return paths
+                    path = storage.check_path(PREFIX + info.filename, field="snapshot")
+                    yield path[len(PREFIX) :], member, info.file_size
+
+        try:
+            with storage.tree_staged(members()) as staged:
+                yield staged
+        except zipfile.BadZipFile as exc:
+            raise InvalidInput(f"snapshot: the zip is damaged ({exc}).", field="snapshot") from None
+        except InvalidInput as exc:  # a member shorter or longer than declared, or a bad CRC
+            raise InvalidInput(f"snapshot: {exc.message}", field="snapshot") from None
+
+
+def snapshot_place(*, run: Run, staged: storage.StagedTree) -> list[str]:
+    """The staged snapshot becomes the run's `snapshot/` tree: one rename and one insert."""
+    storage.run_files_place_tree(run=run, folder=PREFIX.rstrip("/"), staged=staged)
+    return [path for path, _ in staged.files]
+
+
+def snapshot_store(*, run: Run, archive: BinaryIO) -> list[str]:
+    """Checks the zip and stores it as the run's `snapshot/` tree, whole or not at all."""
+    with snapshot_staged(archive=archive) as staged:
+        return snapshot_place(run=run, staged=staged)
 
 
 def snapshot_unpack(*, run: Run, destination: Path) -> int:

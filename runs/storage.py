@@ -19,6 +19,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -267,6 +268,20 @@ def _read_body(stream: BinaryIO | Iterable[bytes], out: BinaryIO, *, size: int |
     return written
 
 
+INCOMING_STALE_SECONDS = 24 * 3600
+
+
+def _sweep_incoming(incoming: str) -> None:
+    """Removes temporary files a killed process left behind (a live upload keeps touching its
+    own); the folder holds about one file per upload in flight, so the scan is cheap."""
+    stale = time.time() - INCOMING_STALE_SECONDS
+    with contextlib.suppress(OSError), os.scandir(incoming) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < stale:
+                    os.unlink(entry.path)
+
+
 @contextlib.contextmanager
 def _spooled(
     stream: BinaryIO | Iterable[bytes], *, size: int | None, durable: bool = True
@@ -283,6 +298,7 @@ def _spooled(
     if root is not None:
         incoming = os.path.join(root, INCOMING)
         os.makedirs(incoming, exist_ok=True)
+        _sweep_incoming(incoming)
         fd, temp_path = tempfile.mkstemp(dir=incoming, prefix="upload-")
         out = os.fdopen(fd, "w+b")
     else:
@@ -430,6 +446,71 @@ def run_file_write(
         if root is not None:
             return _place_local(root, name, path, spooled, append=append, index=index)
         return index(_place_object(name, run, path, spooled, append=append))
+
+
+@dataclass
+class StagedTree:
+    """Files written aside and checked, waiting to become a folder of some run's tree."""
+
+    folder: str  # a local folder holding them, by their paths
+    files: list[tuple[str, int]]  # (path inside the folder, size)
+    in_storage: bool  # under the storage's INCOMING, so one rename places it all
+
+
+@contextlib.contextmanager
+def tree_staged(members: Iterable[tuple[str, BinaryIO, int]]) -> Iterator[StagedTree]:
+    """Writes (path, stream, declared size) members into a fresh temporary folder, each read
+    whole and checked against its size, outside any transaction; removes what is left of it
+    on the way out. Paths must already be checked (check_path) and free of clashes."""
+    root = _root()
+    if root is not None:
+        incoming = os.path.join(root, INCOMING)
+        os.makedirs(incoming, exist_ok=True)
+        folder = tempfile.mkdtemp(dir=incoming, prefix="tree-")
+    else:
+        folder = tempfile.mkdtemp(prefix="runstudio-tree-")
+    try:
+        staged = StagedTree(folder=folder, files=[], in_storage=root is not None)
+        for path, stream, size in members:
+            target = os.path.join(folder, *path.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "xb") as out:
+                try:
+                    written = _read_body(stream, out, size=size)
+                except InvalidInput as exc:
+                    raise InvalidInput(
+                        f"{path!r}: {exc.message.removeprefix('body: ')}", field=exc.field
+                    ) from exc
+            staged.files.append((path, written))
+        yield staged
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_files_place_tree(*, run: Run, folder: str, staged: StagedTree) -> list[RunFile]:
+    """Makes a staged tree the run's `folder/` (which must not exist yet) and indexes it with
+    one bulk insert. On the filesystem backend that is one rename however many files; call
+    it inside the transaction that creates the run, which then holds the database's write
+    lock only for the rename and the insert."""
+    folder = check_path(folder, field="folder")
+    root = _root()
+    if staged.in_storage and root is not None:
+        parts = storage_name(run, folder).split("/")
+        parent = _open_dir(root, parts[:-1], create=True)
+        try:
+            os.rename(staged.folder, parts[-1], dst_dir_fd=parent)
+        finally:
+            os.close(parent)
+    else:
+        for path, _ in staged.files:
+            with open(os.path.join(staged.folder, *path.split("/")), "rb") as f:
+                name = storage_name(run, f"{folder}/{path}")
+                default_storage.save(name, File(f, name=posixpath.basename(name)))
+    now = timezone.now()
+    return RunFile.objects.bulk_create(
+        RunFile(run=run, path=f"{folder}/{path}", size=size, created_at=now, updated_at=now)
+        for path, size in staged.files
+    )
 
 
 def run_files_delete_all(*, run: Run) -> int:

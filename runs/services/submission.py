@@ -84,8 +84,17 @@ def run_submit(
             ARGUMENTS_PROPERTY: json.dumps(args),
         },
     )
-    with transaction.atomic():
-        run = run_create(experiment=experiment, spec=spec, submitter=submitter, parent=parent)
-        snapshots.snapshot_store(run=run, archive=snapshot)
-        tasks.run_enqueue(run=run)
+    # The snapshot unpacks aside first: the transaction (on SQLite, the database's write lock)
+    # then lasts one rename and one insert, not the unpacking of up to SNAPSHOT_MAX_BYTES.
+    placed = None
+    try:
+        with snapshots.snapshot_staged(archive=snapshot) as staged, transaction.atomic():
+            run = run_create(experiment=experiment, spec=spec, submitter=submitter, parent=parent)
+            snapshots.snapshot_place(run=run, staged=staged)
+            placed = run
+            tasks.run_enqueue(run=run)
+    except BaseException:
+        if placed is not None:  # the run was rolled back: its files go too
+            storage.run_files_delete_all(run=placed)
+        raise
     return run

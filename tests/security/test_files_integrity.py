@@ -316,6 +316,20 @@ def test_a_body_shorter_than_announced_changes_nothing(cast, run):
     assert stored(run, "model.bin") == b"A" * 17_000
 
 
+def test_temporary_files_a_killed_upload_left_behind_are_swept(cast, run):
+    put(cast.contributor.client, run, "first.txt", b"x")
+    incoming = Path(default_storage.path(storage.INCOMING))
+    stale, fresh = incoming / "upload-stale", incoming / "upload-fresh"
+    stale.write_bytes(b"half of a body")
+    fresh.write_bytes(b"an upload in flight")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+
+    put(cast.contributor.client, run, "second.txt", b"y")
+
+    assert sorted(p.name for p in incoming.iterdir()) == ["upload-fresh"]
+
+
 # --- Snapshots --------------------------------------------------------------------------------
 
 
@@ -347,6 +361,23 @@ def test_a_snapshot_with_a_symlink_a_special_file_a_clash_or_dotdot_is_refused(m
 
     assert words in refused.value.message
     assert refused.value.field == "snapshot"
+
+
+def test_a_snapshot_member_with_a_bad_crc_stores_nothing(settings):
+    archive = zip_of(
+        ("train.py", b"print('hello')\n", 0o100644), ("data.txt", b"A" * 500, 0o100644)
+    )
+    damaged = bytearray(archive.getvalue())
+    at = damaged.index(b"A" * 500)
+    damaged[at + 100] = ord("B")  # stored uncompressed: the size holds, the CRC does not
+
+    with pytest.raises(InvalidInput) as refused:
+        with snapshot.snapshot_staged(archive=io.BytesIO(bytes(damaged))):
+            pass
+
+    assert refused.value.field == "snapshot" and "data.txt" in refused.value.message
+    incoming = Path(settings.STORAGES["default"]["OPTIONS"]["location"]) / storage.INCOMING
+    assert not list(incoming.iterdir())
 
 
 # --- The SDK ----------------------------------------------------------------------------------
