@@ -19,6 +19,7 @@ from runs.models import (
     ComputeTarget,
     CustomView,
     Experiment,
+    Invitation,
     Membership,
     MetricBatch,
     MetricSeries,
@@ -131,6 +132,17 @@ class MembershipAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for membership in queryset.select_related("workspace", "user"):
             self.delete_model(request, membership)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Made by owners (POST …/members), used once by the invitee. Deleting one withdraws it."""
+
+    list_display = ["username", "workspace", "role", "invited_by", "expires_at", "accepted_at"]
+    search_fields = ["username", "workspace__name"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return True
 
 
 @admin.register(ApiToken)

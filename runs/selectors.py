@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import (
     Count,
@@ -49,6 +50,19 @@ from runs.models import (
 def membership_list(*, user: AbstractBaseUser) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
+    )
+
+
+def user_visible_to(*, viewer: AbstractBaseUser, username: Any) -> AbstractBaseUser | None:
+    """The account named `username` if it shares a workspace with `viewer` (who then sees it in
+    a member list already); None for every other name, existing or not."""
+    if not isinstance(username, str) or not viewer.is_authenticated:
+        return None
+    return (
+        get_user_model()
+        .objects.filter(username=username, memberships__workspace__memberships__user=viewer)
+        .distinct()
+        .first()
     )
 
 

@@ -47,6 +47,9 @@ def admin_client_with_data(cast, make_run, django_user_model):
         workspace=cast.workspace, owner=cast.reader.user, name="mine", params={"q": "x"}
     )
     compute.compute_target_create(workspace=cast.workspace, name="cpu-cluster", capacity=2)
+    services.membership_invite(
+        workspace=cast.workspace, username="newcomer", role="reader", by=cast.owner.user
+    )
     compute.worker_register(worker_id="host-1:local", queue_name="local")
     client = Client()
     client.force_login(superuser)
@@ -122,6 +125,7 @@ def test_the_admin_search_and_add_pages_load(admin_client_with_data, model):
         "runs.ApiToken",
         "runs.CustomView",
         "runs.Experiment",
+        "runs.Invitation",
         "runs.MetricBatch",
         "runs.MetricSeries",
         "runs.Run",

@@ -68,7 +68,7 @@ WS = "/api/v1/workspaces/{ws}"
 DOORS = [
     Door("workspace-detail", "GET", WS, READER),
     Door("member-list", "GET", WS + "/members", READER),
-    Door("member-list", "POST", WS + "/members", OWNER, {"username": "oscar"}, ok=201),
+    Door("member-list", "POST", WS + "/members", OWNER, {"username": "rita"}, ok=201),
     Door("member-remove", "DELETE", WS + "/members/rita", OWNER, ok=204),
     Door("experiment-list", "GET", WS + "/experiments", READER),
     Door("experiment-list", "POST", WS + "/experiments", CONTRIBUTOR, {"name": "new"}, ok=201),
@@ -262,7 +262,14 @@ def test_a_bearer_token_works_like_a_token(cast):
 
 def test_the_door_table_covers_every_api_route():
     routes = {p.name for p in api_urls.urlpatterns if isinstance(p, URLPattern)}
-    account_routes = {"token-create", "token-list", "token-revoke", "me", "workspace-list"}
+    account_routes = {
+        "token-create",
+        "token-list",
+        "token-revoke",
+        "me",
+        "workspace-list",
+        "invitation-accept",
+    }
 
     assert routes - account_routes == {d.route for d in DOORS}
 
@@ -374,13 +381,24 @@ def test_an_invalid_workspace_name_is_a_400_naming_the_field(cast, name):
     assert response.json()["error"]["field"] == "name"
 
 
-def test_the_owner_adds_a_reader(cast):
+def test_the_owner_invites_a_reader_who_joins_with_the_key(cast):
+    """Oscar shares no workspace with the owner, so he is invited, not added (docs/
+    architecture.md, "No existence oracles"); he joins by accepting."""
     response = cast.owner.client.post(
         "/api/v1/workspaces/lab/members", {"username": "oscar", "role": "reader"}, format="json"
     )
 
-    assert response.status_code == 201
-    assert response.json() == {"username": "oscar", "role": "reader"}
+    assert response.status_code == 202
+    assert {k: response.json()[k] for k in ("username", "role", "workspace")} == {
+        "username": "oscar",
+        "role": "reader",
+        "workspace": "lab",
+    }
+    assert cast.outsider.client.get("/api/v1/workspaces/lab").status_code == 404
+    accepted = cast.outsider.client.post(
+        "/api/v1/invitations/accept", {"invitation": response.json()["invitation"]}, format="json"
+    )
+    assert accepted.status_code == 201
     assert cast.outsider.client.get("/api/v1/workspaces/lab").json()["role"] == "reader"
     assert (
         cast.outsider.client.post(
@@ -400,16 +418,16 @@ def test_the_owner_changes_a_members_role(cast):
     assert len(members) == 3
 
 
-def test_adding_an_unknown_user_or_role_is_a_400(cast):
-    unknown_user = cast.owner.client.post(
-        "/api/v1/workspaces/lab/members", {"username": "nobody"}, format="json"
+def test_adding_an_unknown_role_or_a_blank_username_is_a_400(cast):
+    blank_user = cast.owner.client.post(
+        "/api/v1/workspaces/lab/members", {"username": " "}, format="json"
     )
     unknown_role = cast.owner.client.post(
         "/api/v1/workspaces/lab/members", {"username": "oscar", "role": "admin"}, format="json"
     )
 
-    assert unknown_user.status_code == 400
-    assert unknown_user.json()["error"]["field"] == "username"
+    assert blank_user.status_code == 400
+    assert blank_user.json()["error"]["field"] == "username"
     assert unknown_role.status_code == 400
     assert unknown_role.json()["error"]["field"] == "role"
 

@@ -266,6 +266,21 @@ class MemberSetRequestSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices, required=False, default=Role.READER)
 
 
+class InvitationSerializer(serializers.Serializer):
+    """What an owner gets for someone they share no workspace with (whether or not the
+    account exists): a key to pass on, shown this once."""
+
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    workspace = serializers.CharField()
+    invitation = serializers.CharField(help_text="The key; the invitee sends it to accept.")
+    expires_at = serializers.DateTimeField()
+
+
+class InvitationAcceptRequestSerializer(serializers.Serializer):
+    invitation = serializers.CharField()
+
+
 # ---------------------------------------------------------------------------------------------
 # experiments and runs
 

@@ -3,7 +3,7 @@
 from typing import Any
 
 from runs.links import portal_url
-from runs.models import ApiToken, Experiment, Membership, Run
+from runs.models import ApiToken, Experiment, Invitation, Membership, Run
 
 
 def _iso(value) -> str | None:
@@ -56,6 +56,16 @@ def membership_json(membership: Membership) -> dict[str, Any]:
 
 def member_json(membership: Membership) -> dict[str, Any]:
     return {"username": membership.user.username, "role": membership.role}
+
+
+def invitation_json(invitation: Invitation, key: str) -> dict[str, Any]:
+    return {
+        "username": invitation.username,
+        "role": invitation.role,
+        "workspace": invitation.workspace.name,
+        "invitation": key,
+        "expires_at": _iso(invitation.expires_at),
+    }
 
 
 def token_json(token: ApiToken) -> dict[str, Any]:

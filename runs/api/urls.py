@@ -9,6 +9,7 @@ urlpatterns = [
     path("auth/tokens", views.token_list, name="token-list"),
     path("auth/tokens/<int:token_id>", views.token_revoke, name="token-revoke"),
     path("me", views.me, name="me"),
+    path("invitations/accept", views.invitation_accept, name="invitation-accept"),
     path("workspaces", views.workspace_list, name="workspace-list"),
     path("workspaces/<str:workspace>", views.workspace_detail, name="workspace-detail"),
     path("workspaces/<str:workspace>/members", views.member_list, name="member-list"),

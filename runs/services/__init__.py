@@ -6,7 +6,10 @@ them all here."""
 
 from runs.errors import Conflict, InvalidInput
 from runs.services.accounts import (
+    InvitationKey,
+    membership_accept,
     membership_check_demotion,
+    membership_invite,
     membership_remove,
     membership_set,
     token_authenticate,
@@ -38,7 +41,10 @@ __all__ = [
     "Conflict",
     "InvalidInput",
     # accounts
+    "InvitationKey",
+    "membership_accept",
     "membership_check_demotion",
+    "membership_invite",
     "membership_remove",
     "membership_set",
     "token_authenticate",

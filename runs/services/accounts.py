@@ -2,15 +2,19 @@
 
 import hashlib
 import secrets
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from runs import limits
-from runs.errors import Conflict, InvalidInput
-from runs.models import ApiToken, Membership, Role, Run, Workspace
-from runs.validation import check_pattern, check_text
+from runs.errors import Conflict, InvalidInput, NotFound
+from runs.models import ApiToken, Invitation, Membership, Role, Run, Workspace
+from runs.validation import check_line, check_pattern, check_text
+
+INVITATION_MAX_AGE = timedelta(days=7)
 
 
 def workspace_create(*, name: str, owner: AbstractBaseUser) -> Workspace:
@@ -84,6 +88,75 @@ def membership_remove(*, workspace: Workspace, user: AbstractBaseUser) -> None:
         _lock_workspace(workspace)
         _refuse_last_owner(workspace=workspace, user=user, field="username")
         Membership.objects.filter(workspace=workspace, user=user).delete()
+
+
+@dataclass(frozen=True)
+class InvitationKey:
+    invitation: Invitation
+    key: str  # shown once, to the owner who invites; only its hash is stored
+
+
+def membership_invite(
+    *, workspace: Workspace, username: str, role: str, by: AbstractBaseUser
+) -> InvitationKey:
+    """An invitation for whoever signs in as `username`, for an owner to pass on. Made the same
+    way whether or not such an account exists, so it tells the owner nothing about accounts
+    they share no workspace with (docs/architecture.md, "No existence oracles")."""
+    if role not in Role.values:
+        raise InvalidInput(f"role: must be one of {', '.join(Role.values)}.", field="role")
+    username = check_line(username, field="username", max_length=150)
+    if not username.strip():
+        raise InvalidInput("username: give the name the person signs in with.", field="username")
+    key = "rsi_" + secrets.token_urlsafe(24)
+    invitation = Invitation.objects.create(
+        workspace=workspace,
+        username=username,
+        role=role,
+        invited_by=by,
+        key_hash=_hash_key(key),
+        expires_at=timezone.now() + INVITATION_MAX_AGE,
+    )
+    return InvitationKey(invitation=invitation, key=key)
+
+
+def membership_accept(*, user: AbstractBaseUser, key: str) -> tuple[Membership, bool]:
+    """Joins the workspace an invitation names; returns the membership and whether it is new.
+    Every reason to refuse — unknown, used, expired, meant for another account, or its inviter
+    no longer an owner — is the same 404, so the key says nothing it should not. A member
+    already keeps their role: an invitation never demotes."""
+    refused = NotFound(
+        "No invitation with that key for you: it may be used, expired (after "
+        f"{INVITATION_MAX_AGE.days} days) or meant for another account.",
+        field="invitation",
+    )
+    if not isinstance(key, str) or not key:
+        raise refused
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("workspace")
+            .filter(key_hash=_hash_key(key), accepted_at__isnull=True)
+            .first()
+        )
+        if (
+            invitation is None
+            or invitation.expires_at <= timezone.now()
+            or invitation.username != user.get_username()
+            or not Membership.objects.filter(
+                workspace_id=invitation.workspace_id,
+                user_id=invitation.invited_by_id,
+                role=Role.OWNER,
+            ).exists()
+        ):
+            raise refused
+        workspace = invitation.workspace
+        _lock_workspace(workspace)
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at"])
+        membership, created = Membership.objects.get_or_create(
+            workspace=workspace, user=user, defaults={"role": invitation.role}
+        )
+    return membership, created
 
 
 def _hash_key(key: str) -> str:

@@ -316,3 +316,104 @@ def test_an_inactive_users_right_password_answers_like_a_wrong_one(cast):
     )
 
     _same(inactive, unknown, "rita", "nobody")
+
+
+# ---------------------------------------------------------------------------------------------
+# Usernames: adding a member
+
+
+MEMBERS = "/api/v1/workspaces/lab/members"
+
+
+def _invite(cast, username: str, role: str = "reader"):
+    return cast.owner.client.post(MEMBERS, {"username": username, "role": role}, format="json")
+
+
+def _without_key(response, username: str) -> dict:
+    body = dict(response.json())
+    body.pop("invitation"), body.pop("expires_at")
+    body["username"] = body["username"].replace(username, "<probe>")
+    return body
+
+
+def test_adding_an_unshared_account_answers_like_adding_a_name_nobody_has(cast):
+    """Oscar exists but shares no workspace with the owner; "nobody-here" does not exist."""
+    exists = _invite(cast, "oscar")
+    missing = _invite(cast, "nobody-here")
+
+    assert exists.status_code == missing.status_code == 202
+    assert _without_key(exists, "oscar") == _without_key(missing, "nobody-here")
+    assert exists.json()["invitation"] != missing.json()["invitation"]
+    # Neither became a member: an invitation is only an offer.
+    assert cast.outsider.client.get("/api/v1/workspaces/lab").status_code == 404
+
+
+def test_an_account_the_owner_already_shares_a_workspace_with_is_added_at_once(cast):
+    from runs.models import Workspace
+
+    shared = Workspace.objects.get(name="elsewhere")
+    services.membership_set(workspace=shared, user=cast.owner.user, role="reader")
+
+    response = _invite(cast, "oscar", "contributor")
+
+    assert response.status_code == 201
+    assert response.json() == {"username": "oscar", "role": "contributor"}
+
+
+def _accept(member, key):
+    return member.client.post("/api/v1/invitations/accept", {"invitation": key}, format="json")
+
+
+def test_only_the_invited_account_can_accept_and_only_once(cast):
+    key = _invite(cast, "oscar").json()["invitation"]
+    someone_else = _accept(cast.reader, key)  # rita holds oscar's key
+
+    joined = _accept(cast.outsider, key)
+    again = _accept(cast.outsider, key)
+
+    assert joined.status_code == 201
+    assert joined.json()["name"] == "lab" and joined.json()["role"] == "reader"
+    _same(someone_else, again, "x", "x")
+    assert again.status_code == 404
+
+
+def test_every_refused_invitation_answers_the_same(cast):
+    from django.utils import timezone
+
+    from runs.models import Invitation
+
+    expired_key = _invite(cast, "oscar").json()["invitation"]
+    Invitation.objects.update(expires_at=timezone.now())
+    nobody_key = _invite(cast, "nobody-here").json()["invitation"]
+
+    answers = [
+        _accept(cast.outsider, expired_key),
+        _accept(cast.outsider, nobody_key),  # meant for an account that does not exist
+        _accept(cast.outsider, "rsi_made-up"),
+        _accept(cast.outsider, ""),
+    ]
+
+    assert {a.status_code for a in answers} == {404}
+    assert len({a.content for a in answers}) == 1
+
+
+def test_an_invitation_lapses_when_its_inviter_is_no_longer_an_owner(cast):
+    key = _invite(cast, "oscar").json()["invitation"]
+    services.membership_set(workspace=cast.workspace, user=cast.contributor.user, role="owner")
+    services.membership_set(workspace=cast.workspace, user=cast.owner.user, role="reader")
+
+    assert _accept(cast.outsider, key).status_code == 404
+
+
+def test_accepting_never_changes_the_role_of_someone_already_a_member(cast):
+    from runs.models import Invitation
+
+    key = services.membership_invite(
+        workspace=cast.workspace, username="carl", role="reader", by=cast.owner.user
+    ).key
+
+    response = _accept(cast.contributor, key)
+
+    assert response.status_code == 200
+    assert response.json()["role"] == "contributor"
+    assert Invitation.objects.get().accepted_at is not None

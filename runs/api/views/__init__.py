@@ -4,6 +4,7 @@ One module an area (helpers they share in common.py); runs/api/urls.py reaches e
 through this package."""
 
 from runs.api.views.accounts import (
+    invitation_accept,
     me,
     member_list,
     member_remove,
@@ -45,6 +46,7 @@ from runs.api.views.runs import (
 
 __all__ = [
     # accounts
+    "invitation_accept",
     "me",
     "member_list",
     "member_remove",

@@ -1,6 +1,6 @@
 """Tokens, the signed-in user, workspaces and members."""
 
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from runs import limits, selectors, services
 from runs.access import workspace_for
 from runs.api import schemas as s
-from runs.api.serializers import member_json, membership_json, token_json
+from runs.api.serializers import invitation_json, member_json, membership_json, token_json
 from runs.api.views.common import _object
 from runs.errors import InvalidInput, NotFound
 from runs.models import ApiToken, Role
@@ -141,11 +141,14 @@ def workspace_detail(request, workspace: str):
     methods=["POST"],
     operation_id="member_set",
     summary="Add a member or change a member's role",
-    description="Owners only. A workspace keeps at least one owner.",
+    description="Owners only. Someone who shares a workspace with the caller is added (or "
+    "their role changed) at once: 201. Anyone else gets an invitation to accept: 202, the same "
+    "answer whether or not the account exists. A workspace keeps at least one owner.",
     tags=["workspaces"],
     request=s.MemberSetRequestSerializer,
     responses={
         201: s.MemberSerializer,
+        202: s.InvitationSerializer,
         **s.errors(400, 401, 403, 404, 409, e409="The last owner cannot be demoted."),
     },
 )
@@ -156,14 +159,17 @@ def member_list(request, workspace: str):
             user=request.user, name=workspace, role=Role.OWNER, what="managing members"
         )
         data = _object(request)
-        user = get_user_model().objects.filter(username=data.get("username")).first()
+        username, role = data.get("username"), data.get("role", Role.READER)
+        user = selectors.user_visible_to(viewer=request.user, username=username)
         if user is None:
-            raise InvalidInput(
-                f"username: no user named {data.get('username')!r}.", field="username"
+            # No account, or one the caller shares no workspace with: the same answer.
+            made = services.membership_invite(
+                workspace=ws, username=username, role=role, by=request.user
             )
-        membership = services.membership_set(
-            workspace=ws, user=user, role=data.get("role", Role.READER)
-        )
+            return Response(
+                invitation_json(made.invitation, made.key), status=status.HTTP_202_ACCEPTED
+            )
+        membership = services.membership_set(workspace=ws, user=user, role=role)
         return Response(member_json(membership), status=status.HTTP_201_CREATED)
     ws, _ = workspace_for(user=request.user, name=workspace)
     members = selectors.member_list(workspace=ws)[: limits.LIST_MAX]
@@ -190,3 +196,28 @@ def member_remove(request, workspace: str, username: str):
         raise NotFound(f"{username!r} is not a member of {ws.name!r}.", field="username")
     services.membership_remove(workspace=ws, user=membership.user)
     return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(
+    operation_id="invitation_accept",
+    summary="Accept an invitation to a workspace",
+    description="The invitee (signed in as the invited username) joins with the invited role; "
+    "201 when they join, 200 when already a member (their role is kept). Unknown, used, "
+    "expired or someone else's invitations are one 404.",
+    tags=["workspaces"],
+    request=s.InvitationAcceptRequestSerializer,
+    responses={
+        200: s.WorkspaceSerializer,
+        201: s.WorkspaceSerializer,
+        **s.errors(400, 401, 404),
+    },
+)
+@api_view(["POST"])
+def invitation_accept(request):
+    membership, created = services.membership_accept(
+        user=request.user, key=_object(request).get("invitation")
+    )
+    return Response(
+        membership_json(membership),
+        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+    )
