@@ -241,8 +241,10 @@ def test_the_run_list_takes_the_same_queries_for_5_or_30_runs(cast, make_run):
     with_30 = count()
 
     # session, user, membership, switcher, page ids, runs, tags, properties, metric names,
-    # metric values, views dropdown, experiments (filter)
-    assert with_5 == with_30 == 12
+    # metric values, views dropdown, experiments (filter); on PostgreSQL the time budget's
+    # savepoint, SET LOCAL statement_timeout and release
+    budget = 3 if connection.vendor == "postgresql" else 0
+    assert with_5 == with_30 == 12 + budget
 
 
 def test_pages_link_to_the_next_and_previous(cast, make_run, monkeypatch):
