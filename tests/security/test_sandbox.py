@@ -542,3 +542,37 @@ def test_a_run_scoped_token_counts_only_where_its_scope_is_enforced(cast, make_r
 
     assert services.token_authenticate(key=key) is None  # any door that does not check scope
     assert services.token_authenticate(key=key, run_scoped=True) == token
+
+
+# --- signals across the sandbox's edge ---------------------------------------------------------
+
+
+def test_a_canceled_sandboxed_script_gets_sigterm_and_its_grace(workers, cast):
+    script = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        "    print('got SIGTERM, saving', flush=True)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('waiting', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    workers.start()
+    run_id = submit_zip(cast, {"wait.py": script}, script="wait.py")
+    wait_for(lambda: "waiting" in driver_log(run_id, cast), what="the script to start")
+
+    assert cast.contributor.client.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
+    run = wait_for(lambda: finished(run_id), what="the cancel")
+    assert run.status == "Canceled"
+    # bwrap itself would have died of the SIGTERM and taken the script down without it.
+    assert "got SIGTERM, saving" in driver_log(run_id, cast)
+
+
+def test_a_sandboxed_script_killed_by_a_signal_says_so(workers, cast):
+    workers.start()
+    run_id = submit_zip(
+        cast, {"die.py": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"}, "die.py"
+    )
+    run = wait_for(lambda: finished(run_id), what="the run")
+    assert run.status == "Failed" and run.error_code == "ScriptExitCode"
+    assert run.error_message.startswith("The script was killed by signal 9.")
