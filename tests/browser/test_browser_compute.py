@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import services
+from runs import compute, services
 from runs.models import AlertDelivery, ComputeTarget, RunStatus, StatusEvent, Worker
 from runs.services import alerts
 from runs.views import compute as compute_views
@@ -116,3 +116,26 @@ def test_an_owner_adds_an_alert_rule_and_sees_deliveries(
     page.check("input[name=channel][value=webhook]")
     assert form.locator(".webhook-field").is_visible()
     assert not form.locator(".email-field").is_visible()
+
+
+def test_an_owner_makes_a_worker_key_and_sees_it_once_with_the_worker_command(
+    page, cast, cluster, sign_in, live_server, screenshot
+):
+    sign_in(page, cast.owner, "/w/lab/compute/")
+    page.goto(f"{live_server.url}/w/lab/compute/")
+
+    row = page.locator('.targets-manage tr[data-target="gpu-cluster"]')
+    assert page.locator('.targets-manage tr[data-target="local"] .worker-key-button').count() == 0
+    row.locator(".worker-key-button").click()
+
+    panel = page.locator("#worker-key-new")
+    panel.wait_for()
+    key = panel.locator(".worker-key").inner_text().strip()
+    assert key.startswith("rsw_")
+    command = panel.locator(".worker-command").inner_text().strip()
+    assert command == f"runstudio worker -w lab -c gpu-cluster --key {key}"
+    assert compute.compute_target_for_worker(workspace="lab", name="gpu-cluster", key=key)
+    screenshot(page, "compute-worker-key")
+    page.goto(f"{live_server.url}/w/lab/compute/")
+    assert key not in page.content()
+    assert "New worker key" in row.locator(".worker-key-button").inner_text()
