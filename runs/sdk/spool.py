@@ -58,6 +58,7 @@ from runs.sdk.client import (
     quote_path,
     quote_segment,
 )
+from runs.sdk.upload import sized_body
 
 SPOOL_FORMAT = 1
 DEFAULT_EXIT_TIMEOUT = 15.0
@@ -248,11 +249,12 @@ def send_op(client: Client, run_id: str, op: dict[str, Any], base: Path | None =
         return client.post(f"{path}/properties", op["body"])
     if kind == "file":
         source = Path(op["staged"]) if "staged" in op else base / op["file"]  # type: ignore[operator]
-        with open(source, "rb") as f:
+        # Sized, never chunked: an empty file would otherwise go chunked (runs/sdk/upload.py).
+        with sized_body(source) as body:
             return client.call(
                 "PUT",
                 f"{path}/files/{quote_path(op['path'])}",
-                data=f,
+                data=body,
                 headers={"Content-Type": "application/octet-stream"},
             )
     if kind == "status":

@@ -407,6 +407,20 @@ def test_the_sdk_uploads_every_byte_of_a_stream_that_cannot_seek(sdk_server, run
     assert tail["size"] == 6 and stored(run, "outputs/tail.bin") == b"456789"
 
 
+def test_a_spooled_empty_file_is_sent_with_a_length_and_stored(sdk_server, run, tmp_path):
+    from runs.sdk import spool
+    from runs.sdk.client import Client
+
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    client = Client(sdk_server.url, sdk_server.token)
+
+    answer = spool.send_op(client, run.run_id, {"op": "file", "path": "e.txt", "staged": empty})
+
+    assert answer == {"path": "e.txt", "size": 0}
+    assert RunFile.objects.get(run=run, path="e.txt").size == 0
+
+
 def test_a_chunked_body_on_a_server_that_cannot_decode_it_is_a_411(live_server, cast, run):
     put(cast.contributor.client, run, "notes.txt", b"keep me")
     host, port = live_server.url.removeprefix("http://").split(":")
