@@ -201,6 +201,11 @@ def sandbox_banner() -> str:
         what = "Submitted scripts run UNSANDBOXED with this worker's rights, files and network."
     elif mode == REQUIRED:
         what = "RUNSTUDIO_SANDBOX=required: this worker will not start."
+    elif _multi_user():
+        what = (
+            "This server has more than one user: submitted runs FAIL here until bubblewrap "
+            "is installed (or RUNSTUDIO_SANDBOX=off runs them unsandboxed)."
+        )
     else:
         what = (
             "Submitted scripts run UNSANDBOXED while this server has a single user; runs "

@@ -524,6 +524,7 @@ def test_without_bubblewrap_a_multi_user_server_fails_runs_instead_of_running_th
     assert "ran" not in driver_log(run_id, cast)
     banner = workers.logs()
     assert "NOT ISOLATED" in banner and "apt-get install -y bubblewrap" in banner
+    assert "submitted runs FAIL here" in banner
     assert Worker.objects.get(pid=worker.pid).isolated is False
 
 
