@@ -329,6 +329,43 @@ def test_close_spools_what_an_unreachable_server_never_took_and_says_so(
     assert not f.buffer and f.dropped == 0
 
 
+def test_a_long_outage_moves_old_points_to_disk_and_spools_them_all_in_order(
+    tmp_path, monkeypatch
+):
+    import time
+
+    from runs.sdk import flusher as flusher_module
+    from runs.sdk import spool
+
+    monkeypatch.setenv("RUNSTUDIO_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setattr(spool, "_down_since", {})
+    monkeypatch.setattr(flusher_module, "SPILL_POINTS", 10)
+    client = FakeClient(always=ConnectionFailed("cannot reach http://fake (connection refused)"))
+    f = Flusher(client, "run-1", sleep=lambda s: time.sleep(0.01))
+    f.start()
+    f.buffer.extend(_points("loss", 5))
+    f.wake.set()
+    deadline = time.monotonic() + 10
+    while not client.requests and time.monotonic() < deadline:  # the first batch is stuck
+        time.sleep(0.01)
+    f.buffer.extend(("loss", "scalar", float(i), i, 1.0) for i in range(5, 60))
+    while len(f.spilled) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(f.spilled) == 4 and len(f.buffer) < 20  # the rest waits on disk
+    f.close(timeout=0.2)
+
+    [entry] = spool.entries(tmp_path / "spool")
+    ops = [json.loads(line) for line in (entry / "ops.jsonl").read_text().splitlines()]
+    values = [
+        v
+        for op in ops
+        for series in json.loads((entry / op["file"]).read_text())["metrics"]
+        for v in series["values"]
+    ]
+    assert values == [float(i) for i in range(60)]
+    assert not list(tmp_path.glob("spool/.staging-*/*.pickle"))
+
+
 def test_flush_sends_everything_through_the_background_thread():
     client = FakeClient()
     f = Flusher(client, "run-1")

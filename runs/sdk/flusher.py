@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import pickle
 import sys
 import threading
 import time
@@ -59,6 +60,10 @@ HEARTBEAT_INTERVAL = float(os.environ.get("RUNSTUDIO_HEARTBEAT_INTERVAL") or 30.
 FIRST_HEARTBEAT_AFTER = 5.0  # the first one comes early: it tells the reaper to watch the run
 BACKOFF_START = 0.2
 BACKOFF_MAX = 10.0
+# While the server is unreachable, the oldest points go to disk in chunks of this many once
+# twice as many wait (~100 bytes each in a deque): a long outage under a fast training loop
+# holds at most ~2 chunks in memory.
+SPILL_POINTS = 500_000
 
 
 def close_timeout() -> float:
@@ -219,6 +224,11 @@ class Flusher:
         self.ops: collections.deque[dict[str, Any]] = collections.deque()
         self._staging: Path | None = None
         self._create_refused = False
+        # Chunks of points moved from the buffer to disk during an outage, oldest first. They
+        # are older than everything in the buffer, so _drain takes them first.
+        self.spilled: collections.deque[Path] = collections.deque()
+        self._spill_lock = threading.Lock()
+        self._spills = 0
         self._staged = 0
         self._close_timeout = spool.DEFAULT_EXIT_TIMEOUT
         self.buffer: collections.deque[Point] = collections.deque()
@@ -268,6 +278,7 @@ class Flusher:
             self.wake.wait(FLUSH_INTERVAL)
             self.wake.clear()
             try:
+                self._maybe_spill()
                 self.send_pending()
                 self.send_ops()
                 if self.heartbeat and not self._stop:
@@ -308,7 +319,7 @@ class Flusher:
             try:
                 # One batch is on the wire while the next is built and encoded: the server's
                 # work and ours overlap, and batches still go out one at a time, in order.
-                while self.buffer:
+                while self.buffer or self.spilled:
                     for metrics in build_batches(self._drain()):
                         n = sum(len(series["values"]) for series in metrics)
                         try:
@@ -328,7 +339,42 @@ class Flusher:
                     self._busy = False
                     self._idle.notify_all()
 
+    @property
+    def pending(self) -> bool:
+        """Anything logged, queued or encoded that the server has not taken yet."""
+        return bool(self.buffer or self.spilled or self.unsent or self.ops)
+
+    def _maybe_spill(self) -> None:
+        """During an outage, move all but the newest SPILL_POINTS points to disk."""
+        if len(self.buffer) < 2 * SPILL_POINTS or not spool.is_down(self.client.url):
+            return
+        staging = self._staging_dir()
+        while len(self.buffer) >= 2 * SPILL_POINTS:
+            popleft = self.buffer.popleft
+            chunk = [popleft() for _ in range(SPILL_POINTS)]
+            self._spills += 1
+            path = staging / f"points-{self._spills:06d}.pickle"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(tmp, path)
+            with self._spill_lock:
+                self.spilled.append(path)
+
+    def _staging_dir(self) -> Path:
+        if self._staging is None:
+            root = spool.spool_root()
+            root.mkdir(parents=True, exist_ok=True)
+            self._staging = root / f".staging-{os.getpid()}-{self.run_id}"
+        self._staging.mkdir(parents=True, exist_ok=True)
+        return self._staging
+
     def _drain(self) -> list[Point]:
+        with self._spill_lock:
+            path = self.spilled.popleft() if self.spilled else None
+        if path is not None:  # our own file, written by this process: safe to unpickle
+            points = pickle.loads(path.read_bytes())
+            path.unlink(missing_ok=True)
+            return points
         buffer = self.buffer
         n = min(len(buffer), 4 * MAX_BATCH_POINTS)
         popleft = buffer.popleft
@@ -355,8 +401,13 @@ class Flusher:
         """Say (once per outage) that the server is unreachable, sleep, return the next delay."""
         spool.report_down(self.client.url, error)
         remaining = self._deadline - time.monotonic() if self._deadline is not None else delay
-        self._sleep(max(0.0, min(delay, remaining)))
-        return min(delay * 2, BACKOFF_MAX)
+        wait = max(0.0, min(delay, remaining))
+        while True:  # in slices: the buffer may need spilling while we wait
+            self._maybe_spill()
+            self._sleep(min(wait, 1.0))
+            wait -= 1.0
+            if wait <= 0:
+                return min(delay * 2, BACKOFF_MAX)
 
     def _answered(self) -> None:
         spool.report_up(self.client.url)
@@ -431,12 +482,8 @@ class Flusher:
         """Queue a tag, property or file change (a file is copied aside at once: the script
         may change or delete it before the server answers)."""
         if op["op"] == "file":
-            if self._staging is None:
-                root = spool.spool_root()
-                root.mkdir(parents=True, exist_ok=True)
-                self._staging = root / f".staging-{os.getpid()}-{self.run_id}"
             self._staged += 1
-            op = {**op, "staged": str(spool.stage_file(self._staging, self._staged, source))}
+            op = {**op, "staged": str(spool.stage_file(self._staging_dir(), self._staged, source))}
         self.ops.append(op)
         self.wake.set()
 
@@ -500,7 +547,7 @@ class Flusher:
         timeout = spool.exit_timeout() if timeout is None else timeout
         self._close_timeout = timeout
         self._deadline = time.monotonic() + timeout
-        if spool.is_down(self.client.url) and (self.buffer or self.unsent or self.ops or final):
+        if spool.is_down(self.client.url) and (self.pending or final):
             spool.report_waiting(self.client.url, timeout)
         self._stop = True
         self.wake.set()
@@ -522,7 +569,7 @@ class Flusher:
                 if answer is not None:
                     final = None
         finally:
-            if self.buffer or self.unsent or self.ops or final is not None or self.create:
+            if self.pending or final is not None or self.create:
                 self._spool(final)
             self._report_dropped()
             self._deadline = None
@@ -547,12 +594,6 @@ class Flusher:
 
     def _spool(self, final: dict[str, Any] | None) -> None:
         """Write what is left to a spool entry and say so in one line."""
-        for metrics in build_batches(self._drain_all()):
-            n = sum(len(series["values"]) for series in metrics)
-            try:
-                self.unsent.append((encode_batch(metrics, str(uuid.uuid4())), n))
-            except TypeError:
-                self.dropped += n
         entry = spool.SpoolEntry(
             url=self.client.url,
             run_id=self.run_id,
@@ -564,6 +605,13 @@ class Flusher:
             entry.add({k: v for k, v in self.create.items()})
         for body, n in self.unsent:
             entry.add_batch(body, n)
+        while self.buffer or self.spilled:  # a chunk at a time: spilled outages can be large
+            for metrics in build_batches(self._drain()):
+                n = sum(len(series["values"]) for series in metrics)
+                try:
+                    entry.add_batch(encode_batch(metrics, str(uuid.uuid4())), n)
+                except TypeError:
+                    self.dropped += n
         others = 0
         for op in self.ops:
             if op["op"] == "file":
@@ -588,12 +636,6 @@ class Flusher:
         self.unsent.clear()
         self.ops.clear()
         self.create = None
-
-    def _drain_all(self) -> list[Point]:
-        points = []
-        while self.buffer:
-            points.extend(self._drain())
-        return points
 
     def _report_dropped(self) -> None:
         if self.dropped:

@@ -64,7 +64,7 @@ def at_exit() -> None:
         except Exception as e:  # exit must go on for the other runs
             warn(f"could not finish run {run.id} at exit: {type(e).__name__}: {e}")
     for flusher in list(flushers.values()):
-        if not (flusher.buffer or flusher.unsent or flusher.ops):
+        if not flusher.pending:
             continue
         try:  # points logged after their run finished
             flusher.close()
