@@ -219,7 +219,7 @@ def compute_target_for_worker(*, workspace: str, name: str, key: str) -> Compute
     if target is None:
         raise NotFound(
             f"Workspace {workspace!r} has no compute target named {name!r}; an owner adds it "
-            "on the compute page or with POST /api/v1/workspaces/{ws}/compute.",
+            f"on the compute page or with POST /api/v1/workspaces/{workspace}/compute.",
             field="compute_target",
         )
     if not target.worker_key_hash:

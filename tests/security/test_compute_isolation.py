@@ -287,6 +287,8 @@ def test_a_worker_cannot_name_a_queue_itself(cast, gpu_a, workers):
         assert "is not one of the server's own queues" in said
         assert "runstudio worker -w WORKSPACE -c TARGET --key WORKER_KEY" in said
     assert "pass both -w WORKSPACE and -c TARGET" in workers.refused("-c", "gpu-a")
+    said = workers.refused("-w", B, "-c", "gpu-b", key=gpu_a[A]["worker_key"])
+    assert "Workspace 'elsewhere' has no compute target named 'gpu-b'" in said
     assert "no worker key yet" in workers.refused(
         "-w", A, "-c", compute.compute_target_create(workspace=cast.workspace, name="new").name
     )
