@@ -223,6 +223,8 @@ def test_paths_are_nfc_normalised_so_both_spellings_are_one_file(cast, run):
     assert list(RunFile.objects.filter(run=run).values_list("path", flat=True)) == [composed]
     download = cast.reader.client.get(files_url(run, decomposed))
     assert b"".join(download.streaming_content) == b"two"
+    listed = cast.reader.client.get(files_url(run), {"prefix": decomposed[:5]}).json()["files"]
+    assert [f["path"] for f in listed] == [composed]
 
 
 def test_a_name_over_255_bytes_is_a_400_naming_the_path(cast, run):

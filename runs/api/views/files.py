@@ -1,5 +1,7 @@
 """Run files: list, download, upload, append."""
 
+import unicodedata
+
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -59,9 +61,8 @@ class RawParser(BaseParser):
 @api_view(["GET"])
 def file_list(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
-    files = storage.run_files_servable(
-        run=run, files=selectors.run_files(run=run, prefix=request.query_params.get("prefix", ""))
-    )
+    prefix = unicodedata.normalize("NFC", request.query_params.get("prefix", ""))  # as paths are
+    files = storage.run_files_servable(run=run, files=selectors.run_files(run=run, prefix=prefix))
     return Response(
         {"files": [{"path": f.path, "size": f.size, "updated_at": f.updated_at} for f in files]}
     )
