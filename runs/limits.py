@@ -74,6 +74,9 @@ DATE_MAX = "9998-12-31"
 DURATION_MAX_DAYS = 36_500  # a hundred years
 # Chart x ranges (x_min, x_max): steps are 64-bit integers; 9e18 is the round number below 2**63.
 CHART_X_ABS_MAX = 9e18
+# A list / row metric value or a saved view's chart, stored in a JSON column: nesting depth
+# (orjson serialises at most 255 levels; SQLite's JSON_VALID allows 1,000).
+STORED_JSON_MAX_DEPTH = 255
 # GET …/metrics/values: values in one answer (all series asked for, together); a bigger run
 # pages through …/metrics/history (HISTORY_PAGE_MAX a page).
 METRIC_VALUES_MAX = 1_000_000

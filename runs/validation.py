@@ -4,6 +4,8 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 from runs import limits
 from runs.errors import InvalidInput
 
@@ -75,6 +77,26 @@ def check_line(value: Any, *, field: str, max_length: int, allow_none: bool = Fa
             field=field,
         )
     return value
+
+
+def check_stored_json(value: Any, *, field: str, max_bytes: int) -> None:
+    """A value stored in a JSON column: at most STORED_JSON_MAX_DEPTH levels (orjson's own
+    serialisation limit, under SQLite's JSON_VALID limit of 1,000, past which the insert failed
+    its CHECK constraint: a 500) and `max_bytes` once serialised."""
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        raise InvalidInput(
+            f"{field}: nested deeper than {limits.STORED_JSON_MAX_DEPTH} levels "
+            "(STORED_JSON_MAX_DEPTH); flatten it.",
+            field=field,
+        ) from None
+    if size > max_bytes:
+        raise InvalidInput(
+            f"{field}: {size} bytes as JSON; the limit is {max_bytes}. Log a smaller value "
+            "or upload it as a file.",
+            field=field,
+        )
 
 
 def check_pattern(value: Any, *, field: str, pattern: re.Pattern, rule: str) -> str:

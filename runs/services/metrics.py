@@ -12,7 +12,7 @@ from runs import limits
 from runs.errors import Conflict, InvalidInput
 from runs.models import MetricBatch, MetricEntry, MetricKind, MetricSeries, Run, RunStatus
 from runs.validation import CONTROL_CHARACTERS as _CONTROL
-from runs.validation import check_name, check_text, scalar_value
+from runs.validation import check_name, check_stored_json, check_text, scalar_value
 
 
 @dataclass
@@ -94,6 +94,12 @@ def _parse_batch(metrics: Any) -> list[_SeriesBatch]:
                     )
                 if kind == MetricKind.IMAGE:
                     _check_image_path(value, field=f"{field}.values[{j}]")
+                else:
+                    check_stored_json(
+                        value,
+                        field=f"{field}.values[{j}]",
+                        max_bytes=limits.MAX_ENTRY_JSON_BYTES,
+                    )
         _check_steps(steps, field=f"{field}.steps")
         _check_times(times, field=f"{field}.times")
         parsed.append(_SeriesBatch(name, kind, steps, values, times))

@@ -28,7 +28,7 @@ from runs import query
 from runs.errors import Forbidden, InvalidInput, NotFound
 from runs.filters import FILTER_NAMES
 from runs.models import CustomView, Workspace
-from runs.validation import check_line
+from runs.validation import check_line, check_stored_json
 
 VIEW_NAME_MAX_LENGTH = 100
 VIEW_PARAMS_MAX_BYTES = 64 * 1024
@@ -110,8 +110,10 @@ def params_from_query(data: QueryDict) -> dict[str, Any]:
     charts = []
     for raw in data.getlist("chart"):
         try:
-            charts.append(json.loads(raw))
-        except ValueError:
+            chart = json.loads(raw)
+            check_stored_json(chart, field="chart", max_bytes=VIEW_PARAMS_MAX_BYTES)
+            charts.append(chart)
+        except (ValueError, RecursionError, InvalidInput):  # too deep for a chart: kept as text
             charts.append(raw)
     return {
         "filters": {name: data.getlist(name) for name in FILTER_NAMES if data.getlist(name)},

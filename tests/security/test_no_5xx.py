@@ -53,6 +53,46 @@ def test_the_unauthenticated_token_endpoint_refuses_deep_json_with_a_400(cast):
     assert str(limits.JSON_MAX_DEPTH) in error_of(response)["message"]
 
 
+def test_deep_json_in_a_submission_config_is_a_400_on_config(cast):
+    import io
+    import zipfile
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("train.py", "print(1)\n")
+    response = api(cast.contributor).post(
+        "/api/v1/workspaces/lab/experiments/exp/submit",
+        {"config": DEEP, "snapshot": SimpleUploadedFile("s.zip", archive.getvalue())},
+        format="multipart",
+    )
+    error = error_of(response)
+    assert error["field"] == "config" and "JSON_MAX_DEPTH" in error["message"]
+
+
+def test_a_deep_json_chart_in_a_saved_view_is_kept_as_text(cast):
+    response = browser(cast.reader).post(
+        "/w/lab/views/new/", {"name": "deep", "state": "chart=" + "[" * 5000 + "]" * 5000}
+    )
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "kind, value",
+    [("row", '{"a": ' * 1010 + "1" + "}" * 1010), ("list", "[" * 1010 + "1" + "]" * 1010)],
+)
+def test_a_list_or_row_value_nested_past_the_stored_limit_is_a_400(cast, make_run, kind, value):
+    # Inside the body's JSON_MAX_DEPTH, past SQLite's JSON_VALID (1,000): it was a 500.
+    run = make_run()
+    body = '{"metrics": [{"name": "m", "kind": "' + kind + '", "values": [' + value + "]}]}"
+    response = api(cast.contributor).generic(
+        "POST", f"/api/v1/runs/{run.run_id}/metrics/batch", body, content_type="application/json"
+    )
+    error = error_of(response)
+    assert error["field"] == "metrics[0].values[0]" and "STORED_JSON_MAX_DEPTH" in error["message"]
+
+
 def test_json_with_nan_still_parses_after_the_depth_check(cast, make_run):
     run = make_run()
     body = '{"metrics": [{"name": "loss", "values": [NaN, 1.0]}]}'

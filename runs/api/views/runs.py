@@ -493,6 +493,11 @@ def run_submit(request, workspace: str, experiment: str):
         raise InvalidInput("config: not valid JSON.", field="config") from None
     if not isinstance(config, dict):
         raise InvalidInput("config: must be a JSON object.", field="config")
+    except RecursionError:
+        raise InvalidInput(
+            f"config: nested deeper than {limits.JSON_MAX_DEPTH} levels (JSON_MAX_DEPTH).",
+            field="config",
+        ) from None
     ws, _ = workspace_for(
         user=request.user,
         name=workspace,
