@@ -12,7 +12,7 @@ from django.utils import timezone
 from runs import limits
 from runs.errors import Conflict, InvalidInput, NotFound
 from runs.models import ApiToken, Invitation, Membership, Role, Run, Workspace
-from runs.validation import check_line, check_pattern, check_text
+from runs.validation import check_line, check_pattern
 
 INVITATION_MAX_AGE = timedelta(days=7)
 
@@ -170,7 +170,7 @@ def token_create(
 
     With `run`, the token is scoped to that run: it reaches the run and its descendants only,
     with the user's role there (runs/access.py); a worker hands one to each script it starts."""
-    check_text(name, field="name", max_length=100)
+    check_line(name, field="name", max_length=100)
     key = "rs_" + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, name=name, prefix=key[:10], key_hash=_hash_key(key), run=run
