@@ -334,7 +334,14 @@ def _conflict(path: str, why: str) -> Conflict:
 
 
 def _place_local(
-    root: str, name: str, path: str, spooled: _Spooled, *, append: bool, index: Callable
+    root: str,
+    name: str,
+    path: str,
+    spooled: _Spooled,
+    *,
+    append: bool,
+    indexed: Callable[[], bool],
+    index: Callable[[int], RunFile],
 ) -> RunFile:
     """Moves the spooled body into place (or appends it) and indexes it, holding an exclusive
     lock on the folder so the size indexed is the size of what was placed."""
@@ -355,7 +362,9 @@ def _place_local(
             except OSError:
                 raise _conflict(path, f"{path!r} is a folder") from None
             current = None
-        if append and current is not None and stat.S_ISREG(current.st_mode):
+        # Append only onto a file the index knows (a stray unindexed file is replaced), asked
+        # under the lock so two first appends to a new log do not both create it.
+        if append and current is not None and stat.S_ISREG(current.st_mode) and indexed():
             size = _append_local(dir_fd, last, spooled)
         else:
             # Replaces a planted symlink or special file itself, never what it points to.
@@ -441,10 +450,16 @@ def run_file_write(
             )
         return record
 
-    with _spooled(stream, size=size, durable=durable) as spooled:
+    def indexed() -> bool:
+        return RunFile.objects.filter(run=run, path=path).exists()
+
+    # An append's temporary file is copied, not renamed: no fsync needed for it.
+    with _spooled(stream, size=size, durable=durable and not append) as spooled:
         root = _root()
         if root is not None:
-            return _place_local(root, name, path, spooled, append=append, index=index)
+            return _place_local(
+                root, name, path, spooled, append=append, indexed=indexed, index=index
+            )
         return index(_place_object(name, run, path, spooled, append=append))
 
 

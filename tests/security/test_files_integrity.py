@@ -318,6 +318,17 @@ def test_a_body_shorter_than_announced_changes_nothing(cast, run):
     assert stored(run, "model.bin") == b"A" * 17_000
 
 
+def test_an_append_never_lands_on_a_stray_file_the_index_does_not_know(cast, run):
+    stray = on_disk(run, "logs/out.txt")
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"left over from elsewhere\n")
+
+    response = append(cast.contributor.client, run, "logs/out.txt", b"line 1\n")
+
+    assert response.json() == {"path": "logs/out.txt", "size": 7}
+    assert stored(run, "logs/out.txt") == b"line 1\n"
+
+
 def test_temporary_files_a_killed_upload_left_behind_are_swept(cast, run):
     put(cast.contributor.client, run, "first.txt", b"x")
     incoming = Path(default_storage.path(storage.INCOMING))
