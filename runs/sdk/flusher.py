@@ -565,7 +565,11 @@ class Flusher:
             if not self.unsent:
                 self.send_ops()
             if final is not None and not self.unsent and not self.ops and self.create is None:
-                answer = self._send_final(final)
+                try:
+                    answer = self._send_final(final)
+                except RunstudioError:
+                    final = None  # refused for good (e.g. already Canceled): nothing to keep
+                    raise
                 if answer is not None:
                     final = None
         finally:
