@@ -687,3 +687,30 @@ def test_a_100_mb_upload_alongside_metric_ingest_loses_no_batch(gunicorn, cast, 
         f"\n100 MB upload with ingest alongside: {elapsed:.2f} s; {len(results)} metric "
         f"batches meanwhile, slowest {slowest:.3f} s; load {os.getloadavg()[0]:.2f}"
     )
+
+
+def test_concurrent_appends_through_gunicorn_keep_every_line_and_the_right_size(
+    gunicorn, cast, run
+):
+    def writer(n: int) -> None:
+        session = requests.Session()
+        for i in range(10):
+            response = session.post(
+                f"{gunicorn.url}{files_url(run, 'logs/out.txt')}?append=1",
+                data=f"writer {n} line {i}\n".encode(),
+                headers=auth(cast),
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    lines = stored(run, "logs/out.txt").decode().splitlines()
+    assert sorted(lines) == sorted(f"writer {n} line {i}" for n in range(6) for i in range(10))
+    assert RunFile.objects.get(run=run, path="logs/out.txt").size == len(
+        stored(run, "logs/out.txt")
+    )
