@@ -175,3 +175,12 @@ def test_user_create_refuses_a_taken_name_and_a_weak_password_saying_why(monkeyp
     with pytest.raises(CommandError, match="password: "):
         _create(monkeypatch, "--username", "weak", password="1234")
     assert not get_user_model().objects.filter(username="weak").exists()
+
+
+def test_the_sdk_without_a_token_says_how_to_sign_in(sdk_server, monkeypatch):
+    from runs.sdk import AuthError
+
+    monkeypatch.delenv("RUNSTUDIO_TOKEN")
+    with pytest.raises(AuthError) as caught:
+        Workspace.get("lab")
+    assert f"runstudio login --url {sdk_server.url} --username NAME" in str(caught.value)

@@ -333,6 +333,12 @@ def error_from_response(response: requests.Response) -> RunstudioError:
         message = f"HTTP {status} from {response.request.method} {response.url}: {message}"
         if status >= 500:
             message += "; the server (or a proxy before it) failed: try again, and see its log"
+    if status == 401 and "runstudio login" not in message:
+        base = (response.url or "URL").split(API_PREFIX)[0]
+        message = (
+            f"{message.rstrip('.')}. Sign in with `runstudio login --url {base} --username NAME` "
+            "(or set RUNSTUDIO_TOKEN to a token of yours)."
+        )
     cls = _ERRORS_BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else RunstudioError
