@@ -332,7 +332,7 @@ def test_reading_a_page_never_reads_the_whole_file(run, big_log, monkeypatch):
         asked.append(kwargs["length"])
         return real(**kwargs)
 
-    monkeypatch.setattr(storage, "run_file_read", spy)
+    monkeypatch.setattr(storage.reads, "run_file_read", spy)  # where run_file_page finds it
     storage.run_file_page(run=run, path="logs/big.log", offset=100_000)
     assert asked and max(asked) <= storage.TEXT_PAGE_BYTES + 1
 
