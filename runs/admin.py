@@ -247,6 +247,17 @@ class RunAdmin(admin.ModelAdmin):
         deleted, counts, _, protected = super().get_deleted_objects(objs, request)
         return deleted, counts, set(), protected
 
+    def delete_view(self, request, object_id, extra_context=None):
+        # Refused before Django's confirmation page and its "deleted successfully" message.
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            try:
+                services.run_check_deletable(run=obj)
+            except ServiceError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
+                return redirect("admin:runs_run_change", obj.pk)
+        return super().delete_view(request, object_id, extra_context)
+
     def delete_model(self, request, obj) -> None:
         try:
             services.run_delete(run=obj)

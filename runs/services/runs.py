@@ -461,22 +461,30 @@ def _tree(run: Run) -> list[Run]:
     return found
 
 
+def run_check_deletable(*, run: Run) -> list[Run]:
+    """The run's tree, or a 409 if a worker still executes a run in it: cancel it first, so
+    no script writes into a tree that is being removed."""
+    tree = _tree(run)
+    for member in tree:
+        if member.compute_target and member.status in (
+            RunStatus.QUEUED,
+            RunStatus.PREPARING,
+            RunStatus.RUNNING,
+            RunStatus.FINALIZING,
+            RunStatus.CANCEL_REQUESTED,
+        ):
+            raise Conflict(
+                f"Run {member.run_id} is {member.status} on a worker; cancel it and wait for "
+                "it to end before deleting.",
+                field="run_id",
+            )
+    return tree
+
+
 def run_delete(*, run: Run) -> int:
     """Deletes a run for good with its children, their records and their files; returns how
-    many runs went. A run a worker still executes is a 409: cancel it first, so no script
-    writes into a tree that is being removed."""
-    tree = _tree(run)
-    busy = [
-        r.run_id
-        for r in tree
-        if r.compute_target and not r.is_terminal and r.status != RunStatus.NOT_STARTED
-    ]
-    if busy:
-        raise Conflict(
-            f"Run {busy[0]} is {next(r.status for r in tree if r.run_id == busy[0])} on a "
-            "worker; cancel it and wait for it to end before deleting.",
-            field="run_id",
-        )
+    many runs went (a 409 from run_check_deletable first)."""
+    tree = run_check_deletable(run=run)
     # Files first: their index rows go with them, and the object-storage path needs those
     # rows to know the names. A failure after this leaves a run without files, never files
     # without a run.

@@ -189,6 +189,42 @@ def test_a_valid_alert_rule_from_the_admin_is_made_by_the_service(staff, cast):
     assert rule.statuses == ["Completed", "Failed"]  # the service's order, no repeats
 
 
+def test_editing_an_alert_rule_in_the_admin_is_validated_and_saved_by_the_service(staff, cast):
+    from runs.services import alerts
+
+    rule = alerts.alert_rule_create(
+        workspace=cast.workspace,
+        user=cast.owner.user,
+        name="mail",
+        statuses=["Failed"],
+        channel="email",
+        recipients="a@example.com",
+    )
+    url = reverse("admin:runs_alertrule_change", args=[rule.pk])
+    data = {
+        "name": "mail",
+        "statuses": '["Failed"]',
+        "channel": "email",
+        "recipients": "a@example.com",
+        "webhook_url": "",
+        "enabled": "on",
+    }
+
+    refused = staff.post(url, {**data, "recipients": "not-an-address"})
+    switched = staff.post(
+        url, {**data, "channel": "webhook", "webhook_url": "https://hooks.example.com/x"}
+    )
+
+    assert refused.status_code == 200
+    assert "is not an e-mail address" in " ".join(
+        refused.context["adminform"].form.errors["recipients"]
+    )
+    assert switched.status_code == 302
+    rule.refresh_from_db()
+    assert rule.channel == "webhook" and rule.recipients == ""  # the service's rules
+    assert rule.secret.startswith("whsec_")
+
+
 # ---------------------------------------------------------------------------------------------
 # Deleting a run removes its files
 
@@ -272,3 +308,16 @@ def test_the_admin_changes_a_members_role_through_the_service(staff, cast):
     assert membership.role == Role.OWNER
     # Now there are two owners, so the first may step down.
     services.membership_set(workspace=cast.workspace, user=cast.owner.user, role=Role.READER)
+
+
+def test_a_run_a_worker_still_executes_is_not_deleted_under_it(staff, make_run):
+    run = make_run(status="Queued", compute_target="local")
+    storage.run_file_write(run=run, path="logs/out.txt", stream=io.BytesIO(b"x"))
+
+    response = staff.post(
+        reverse("admin:runs_run_delete", args=[run.pk]), {"post": "yes"}, follow=True
+    )
+
+    assert "cancel it" in response.content.decode()
+    assert Run.objects.filter(pk=run.pk).exists()
+    assert _files_folder(run).is_dir()
