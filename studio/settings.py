@@ -195,6 +195,13 @@ SPECTACULAR_SETTINGS = {
     # drf-spectacular serves the schema to anyone by default (AllowAny); like every endpoint
     # of the API it is for signed-in users only: anonymous → 401.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # 3.1: its JSON Schema has `propertyNames`, which says what a tag or property key may be.
+    "OAS_VERSION": "3.1.0",
+    # The enum hook is drf-spectacular's default; ours adds what serializers cannot say.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "runs.api.schema.state_limits",
+    ],
     # One enum component per choice set, whatever the field is called (runs/api/schemas.py).
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "runs.models.RunStatus",

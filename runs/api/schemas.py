@@ -184,13 +184,18 @@ def int_parameter(name: str, *, minimum: int, maximum: int | None = None, **kwar
 
 
 PAGE_PARAMETERS = [
-    OpenApiParameter(
+    int_parameter(
         "limit",
-        int,
+        minimum=1,
+        maximum=limits.PAGE_SIZE_MAX,
         default=limits.PAGE_SIZE_DEFAULT,
         description=f"Items per page, 1–{limits.PAGE_SIZE_MAX}.",
     ),
-    OpenApiParameter("cursor", str, description="`next_cursor` of the previous page (opaque)."),
+    OpenApiParameter(
+        "cursor",
+        {"type": "string", "pattern": "^[0-9]{0,18}$"},
+        description="`next_cursor` of the previous page.",
+    ),
 ]
 
 
@@ -338,31 +343,71 @@ class RunListSerializer(serializers.Serializer):
 
 
 class RunSpecSerializer(serializers.Serializer):
-    """A run to create; every field is optional."""
+    """A run to create; every field is optional (null: the same as absent)."""
 
     run_id = serializers.RegexField(
         limits.CHOSEN_RUN_ID_RE.pattern,
         required=False,
+        allow_null=True,
         help_text="Chosen by the server when omitted. A chosen id is stored as "
         "`<workspace>~<id>` (the prefix may be given too); it is unique in its workspace.",
     )
-    display_name = serializers.CharField(required=False, max_length=limits.DISPLAY_NAME_MAX_LENGTH)
-    description = serializers.CharField(required=False, max_length=limits.DESCRIPTION_MAX_LENGTH)
-    run_type = serializers.CharField(required=False, max_length=32)
-    status = serializers.ChoiceField(
-        choices=RunStatus.choices,
+    display_name = string_field(
+        max_length=limits.DISPLAY_NAME_MAX_LENGTH,
+        pattern=LINE_PATTERN,
         required=False,
+        allow_null=True,
+    )
+    description = string_field(
+        max_length=limits.DESCRIPTION_MAX_LENGTH,
+        pattern=TEXT_PATTERN,
+        required=False,
+        allow_null=True,
+    )
+    run_type = string_field(
+        max_length=32,
+        pattern=TEXT_PATTERN,
+        required=False,
+        allow_null=True,
+    )
+    status = serializers.ChoiceField(
+        choices=[
+            RunStatus.NOT_STARTED,
+            RunStatus.QUEUED,
+            RunStatus.PREPARING,
+            RunStatus.RUNNING,
+            RunStatus.FINALIZING,
+        ],
+        required=False,
+        allow_null=True,
         help_text="Not a terminal status nor CancelRequested. Default: Running for a run, "
         "NotStarted for a child.",
     )
-    compute_target = serializers.CharField(required=False, max_length=64)
-    tags = _tags_field(required=False)
-    properties = _properties_field(required=False)
+    compute_target = string_field(
+        max_length=64,
+        pattern=TEXT_PATTERN,
+        required=False,
+        allow_null=True,
+    )
+    tags = _tags_field(required=False, allow_null=True)
+    properties = _properties_field(required=False, allow_null=True)
 
 
 class RunUpdateRequestSerializer(serializers.Serializer):
-    display_name = serializers.CharField(required=False, max_length=limits.DISPLAY_NAME_MAX_LENGTH)
-    description = serializers.CharField(required=False, max_length=limits.DESCRIPTION_MAX_LENGTH)
+    """A field that is absent or null stays as it is."""
+
+    display_name = string_field(
+        max_length=limits.DISPLAY_NAME_MAX_LENGTH,
+        pattern=LINE_PATTERN,
+        required=False,
+        allow_null=True,
+    )
+    description = string_field(
+        max_length=limits.DESCRIPTION_MAX_LENGTH,
+        pattern=TEXT_PATTERN,
+        required=False,
+        allow_null=True,
+    )
 
 
 class RunStatusRequestSerializer(serializers.Serializer):
@@ -376,14 +421,20 @@ class HeartbeatSerializer(serializers.Serializer):
 
 
 class RunChildrenRequestSerializer(serializers.Serializer):
+    """`count` or `runs` (runs/api/schema.py adds the anyOf that says one is required)."""
+
     count = serializers.IntegerField(
         required=False,
-        min_value=0,
+        min_value=1,
+        max_value=limits.MAX_CHILDREN_PER_REQUEST,
         help_text="Makes this many children with status NotStarted (when `runs` is absent).",
     )
-    runs = RunSpecSerializer(
-        many=True,
+    runs = serializers.ListField(
+        child=RunSpecSerializer(),
         required=False,
+        allow_null=True,
+        min_length=1,
+        max_length=limits.MAX_CHILDREN_PER_REQUEST,
         help_text=f"Describes each child (at most {limits.MAX_CHILDREN_PER_REQUEST}).",
     )
 
@@ -393,9 +444,15 @@ class TagsSerializer(serializers.Serializer):
 
 
 class TagsUpdateRequestSerializer(serializers.Serializer):
-    set = _tags_field(required=False, help_text="Keys to add or change (null: a bare tag).")
+    set = _tags_field(
+        required=False, allow_null=True, help_text="Keys to add or change (null: a bare tag)."
+    )
     remove = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="Keys to remove."
+        child=NameField(),
+        required=False,
+        allow_null=True,
+        max_length=limits.TAGS_PER_REQUEST,
+        help_text="Keys to remove.",
     )
 
 
@@ -414,7 +471,7 @@ class PropertiesAddRequestSerializer(serializers.Serializer):
 class MetricBatchSeriesSerializer(serializers.Serializer):
     """One series of a batch, as columns."""
 
-    name = serializers.CharField(max_length=limits.NAME_MAX_LENGTH)
+    name = NameField()
     kind = serializers.ChoiceField(choices=MetricKind.choices, required=False, default="scalar")
     values = serializers.ListField(
         child=serializers.JSONField(),
@@ -513,7 +570,11 @@ class MetricSeriesSerializer(serializers.Serializer):
     buckets = serializers.IntegerField(help_text="0 when the points come back raw.")
     t0 = serializers.FloatField(allow_null=True, help_text="The series' first point's time.")
     x_range = serializers.ListField(
-        child=serializers.FloatField(), allow_null=True, min_length=2, max_length=2
+        child=serializers.FloatField(allow_null=True),
+        allow_null=True,
+        min_length=2,
+        max_length=2,
+        help_text="[x_min, x_max] as asked; null for a side not given.",
     )
     points = SeriesPointsSerializer()
     nan = SeriesNanSerializer()
@@ -601,14 +662,26 @@ class ComputeTargetCreateRequestSerializer(serializers.Serializer):
     capacity = serializers.IntegerField(
         required=False, default=1, min_value=1, max_value=limits.COMPUTE_TARGET_CAPACITY_MAX
     )
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = string_field(
+        max_length=255,
+        pattern=TEXT_PATTERN,
+        required=False,
+        allow_null=True,
+        help_text="null: none.",
+    )
 
 
 class ComputeTargetUpdateRequestSerializer(serializers.Serializer):
     capacity = serializers.IntegerField(
-        required=False, min_value=1, max_value=limits.COMPUTE_TARGET_CAPACITY_MAX
+        required=False, allow_null=True, min_value=1, max_value=limits.COMPUTE_TARGET_CAPACITY_MAX
     )
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = string_field(
+        max_length=255,
+        pattern=TEXT_PATTERN,
+        required=False,
+        allow_null=True,
+        help_text="null: unchanged.",
+    )
 
 
 @extend_schema_field(OpenApiTypes.BINARY)
@@ -654,7 +727,12 @@ class AlertRuleListSerializer(serializers.Serializer):
 class AlertRuleUpdateRequestSerializer(serializers.Serializer):
     """Only the given fields change."""
 
-    name = serializers.CharField(required=False, max_length=100)
+    name = string_field(
+        max_length=100,
+        pattern=RULE_NAME_PATTERN,
+        required=False,
+        help_text="One line with at least one character that is not a space.",
+    )
     statuses = serializers.ListField(
         child=serializers.ChoiceField(choices=RunStatus.choices), required=False, min_length=1
     )
@@ -662,15 +740,24 @@ class AlertRuleUpdateRequestSerializer(serializers.Serializer):
     experiment = serializers.CharField(
         required=False, allow_null=True, help_text="null or empty: any experiment."
     )
+    # Each is checked only for its channel (runs/api/schema.py adds which, for a new rule).
     recipients = serializers.ListField(
-        child=serializers.EmailField(), required=False, help_text="For an e-mail rule."
+        child=serializers.CharField(),
+        required=False,
+        help_text="E-mail addresses, for an e-mail rule (at least one).",
     )
-    webhook_url = serializers.URLField(required=False, help_text="For a webhook rule.")
+    webhook_url = serializers.CharField(
+        required=False, help_text="An http:// or https:// URL, for a webhook rule."
+    )
     enabled = serializers.BooleanField(required=False)
 
 
 class AlertRuleCreateRequestSerializer(AlertRuleUpdateRequestSerializer):
-    name = serializers.CharField(max_length=100)
+    name = string_field(
+        max_length=100,
+        pattern=RULE_NAME_PATTERN,
+        help_text="One line with at least one character that is not a space.",
+    )
     statuses = serializers.ListField(
         child=serializers.ChoiceField(choices=RunStatus.choices), min_length=1
     )

@@ -100,6 +100,9 @@ def _check_statuses(value) -> list[str]:
 
 
 def _check_recipients(value) -> str:
+    # A list (the API) holds addresses, each one; a text (the page's box) may have blank lines.
+    if isinstance(value, list) and not all(isinstance(a, str) and a.strip() for a in value):
+        raise InvalidInput("recipients: each entry must be an e-mail address.", field="recipients")
     if isinstance(value, str):
         value = value.replace(",", "\n").replace(";", "\n").splitlines()
     if not isinstance(value, list | tuple):
@@ -230,10 +233,17 @@ def alert_rule_validate(
         name=_check_name(name),
         statuses=_check_statuses(statuses),
         experiment=_check_experiment(workspace, experiment),
-        enabled=bool(enabled),
+        enabled=_check_enabled(enabled),
     )
     _apply(rule, channel=channel, recipients=recipients, webhook_url=webhook_url)
     return rule
+
+
+def _check_enabled(value) -> bool:
+    # bool() would take {} for false and "no" for true.
+    if not isinstance(value, bool):
+        raise InvalidInput(f"enabled: {value!r} is not true or false.", field="enabled")
+    return value
 
 
 _UNSET = object()
@@ -260,7 +270,7 @@ def alert_rule_update(
     if experiment is not _UNSET:
         rule.experiment = _check_experiment(rule.workspace, experiment)
     if enabled is not _UNSET:
-        rule.enabled = bool(enabled)
+        rule.enabled = _check_enabled(enabled)
     if not (channel is recipients is webhook_url is _UNSET):
         _apply(
             rule,

@@ -139,6 +139,13 @@ def _check_kv(mapping: Any, *, field: str, tags: bool) -> dict:
     checked = {}
     for key, value in mapping.items():
         check_name(key, field=f"{field}.{key}" if key else field, what="key")
+        # A number or boolean is kept as its text; an object or a list would be kept as its
+        # Python repr ("{}"), which nobody meant: refused.
+        if isinstance(value, dict | list):
+            raise InvalidInput(
+                f"{field}.{key}: give text, a number or a boolean, not an object or a list.",
+                field=f"{field}.{key}",
+            )
         if tags:
             if value is not None and not isinstance(value, str):
                 value = str(value)
@@ -394,7 +401,8 @@ def run_heartbeat(*, run: Run) -> Run:
 def run_set_tags(
     *, run: Run, set_tags: dict | None = None, remove: Iterable[str] | None = None
 ) -> None:
-    tags = _check_kv(set_tags or {}, field="set", tags=True)
+    # Only a missing `set` means none: `false` or `[]` is refused, not read as "no tags".
+    tags = _check_kv({} if set_tags is None else set_tags, field="set", tags=True)
     remove = list(remove or [])
     if len(remove) > limits.TAGS_PER_REQUEST:
         raise InvalidInput(

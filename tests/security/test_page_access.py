@@ -20,7 +20,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern
 
-from runs import compute, saved_views, services, storage, urls
+from runs import compute, services, storage, urls
 from runs.models import (
     AlertRule,
     ComputeTarget,
@@ -32,6 +32,7 @@ from runs.models import (
     RunProperty,
     RunTag,
 )
+from runs.services import saved_views
 
 try:  # alert rules are moving into runs/services/ (issue 7, "one door")
     from runs.services import alerts

@@ -74,3 +74,14 @@ def _float_param(request, name: str) -> float | None:
     if not math.isfinite(value):
         raise InvalidInput(f"{name}: {raw!r} is not a finite number.", field=name)
     return value
+
+
+def _flag_param(request, name: str) -> bool:
+    """A yes/no query parameter: absent, empty, 0/false → False; 1/true → True; else a 400
+    (the schema lists the values, and an unknown one must not pass for "no")."""
+    raw = request.query_params.get(name, "")
+    if raw.lower() in ("", "0", "false"):
+        return False
+    if raw.lower() in ("1", "true"):
+        return True
+    raise InvalidInput(f"{name}: {raw!r} is not a yes/no flag; use 1 or 0.", field=name)

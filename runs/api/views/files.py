@@ -75,10 +75,12 @@ def file_list(request, run_id: str):
     description="The whole file, streamed; or with `offset`/`length`, that range.",
     tags=["files"],
     parameters=[
-        OpenApiParameter("offset", int, description="The first byte to read (default 0)."),
-        OpenApiParameter(
+        s.FILE_PATH_PARAMETER,
+        s.int_parameter("offset", minimum=0, description="The first byte to read (default 0)."),
+        s.int_parameter(
             "length",
-            int,
+            minimum=0,
+            maximum=limits.MAX_FILE_READ_BYTES,
             description=f"Bytes to read, at most {limits.MAX_FILE_READ_BYTES} (the default).",
         ),
         OpenApiParameter(
@@ -108,6 +110,7 @@ def file_list(request, run_id: str):
     operation_id="file_replace",
     summary="Upload a run file (replaces it)",
     tags=["files"],
+    parameters=[s.FILE_PATH_PARAMETER],
     request=s.BINARY,
     responses={
         201: s.RunFileWrittenSerializer,
@@ -131,6 +134,7 @@ def file_list(request, run_id: str):
     description="Creates the file if it is missing.",
     tags=["files"],
     parameters=[
+        s.FILE_PATH_PARAMETER,
         OpenApiParameter(
             "append", str, required=True, enum=["1", "true"], description="Required for POST."
         ),

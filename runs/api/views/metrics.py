@@ -87,15 +87,16 @@ def metric_values(request, run_id: str):
     tags=["metrics"],
     parameters=[
         OpenApiParameter("name", str, required=True, description="The metric's name."),
-        OpenApiParameter(
+        s.int_parameter(
             "after_seq",
-            int,
+            minimum=-1,
             default=-1,
             description="Points after this sequence number (`next_after_seq` of the last page).",
         ),
-        OpenApiParameter(
+        s.int_parameter(
             "limit",
-            int,
+            minimum=1,
+            maximum=limits.HISTORY_PAGE_MAX,
             default=10_000,
             description=f"Points per page, 1–{limits.HISTORY_PAGE_MAX}.",
         ),
@@ -127,9 +128,10 @@ def metric_history(request, run_id: str):
     parameters=[
         OpenApiParameter("name", str, required=True, description="The metric's name."),
         OpenApiParameter("x", str, enum=list(downsample.X_AXES), default="step"),
-        OpenApiParameter(
+        s.int_parameter(
             "buckets",
-            int,
+            minimum=1,
+            maximum=downsample.MAX_BUCKETS,
             default=downsample.DEFAULT_BUCKETS,
             description=f"1–{downsample.MAX_BUCKETS}.",
         ),

@@ -2,7 +2,6 @@
 properties, cancel, and script submission (docs/architecture.md, "Compute and execution")."""
 
 from django.http import QueryDict
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
@@ -14,7 +13,7 @@ from runs import limits, selectors, services
 from runs.access import run_for, workspace_for
 from runs.api import schemas as s
 from runs.api.serializers import experiment_json, run_json
-from runs.api.views.common import _object, _page
+from runs.api.views.common import _flag_param, _object, _page
 from runs.budget import query_budget
 from runs.errors import Conflict, InvalidInput, NotFound
 from runs.filters import FILTER_NAMES
@@ -120,8 +119,8 @@ def run_create(request, workspace: str, experiment: str):
         OpenApiParameter("property", str, many=True, description="`key` or `key=value`."),
         OpenApiParameter("compute_target", str, description="A compute target's name."),
         OpenApiParameter("submitter", str, description="A username."),
-        OpenApiParameter("created_from", OpenApiTypes.DATE, description="Created on or after."),
-        OpenApiParameter("created_to", OpenApiTypes.DATE, description="Created on or before."),
+        OpenApiParameter("created_from", s.DAY, description="Created on or after; empty: any."),
+        OpenApiParameter("created_to", s.DAY, description="Created on or before; empty: any."),
         OpenApiParameter(
             "top_level",
             str,
@@ -321,11 +320,11 @@ def run_heartbeat(request, run_id: str):
         OpenApiParameter(
             "recursive",
             str,
-            enum=["1", "true", "True"],
+            enum=["", "1", "0", "true", "false", "True", "False"],
             description="Every descendant, breadth first, instead of direct children.",
         ),
     ],
-    responses={200: s.RunListSerializer, **s.errors(401, 404)},
+    responses={200: s.RunListSerializer, **s.errors(400, 401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -347,11 +346,15 @@ def run_children(request, run_id: str):
         )
         data = _object(request)
         if data.get("runs") is not None:
+            if data.get("count") is not None:
+                raise InvalidInput("count: give count or runs, not both.", field="count")
             if not isinstance(data["runs"], list):
                 raise InvalidInput("runs: must be a list of run descriptions.", field="runs")
+            if not all(isinstance(item, dict) for item in data["runs"]):
+                raise InvalidInput("runs: each child is a run description.", field="runs")
             specs = [
                 RunSpec.from_input(
-                    item if isinstance(item, dict) else {},
+                    item,
                     field=f"runs[{i}].",
                     run_type="child",
                     status=RunStatus.NOT_STARTED,
@@ -362,6 +365,8 @@ def run_children(request, run_id: str):
             count = data.get("count")
             if type(count) is not int:
                 raise InvalidInput("count: a whole number of children is required.", field="count")
+            # Checked before the list of specs is built: a count of 10**15 was a MemoryError.
+            count = min(count, limits.MAX_CHILDREN_PER_REQUEST + 1)
             specs = [RunSpec(run_type="child", status=RunStatus.NOT_STARTED)] * max(count, 0)
         children = services.run_create_children(parent=parent, specs=specs, submitter=request.user)
         children = list(
@@ -373,7 +378,7 @@ def run_children(request, run_id: str):
             {"results": [run_json(c, request) for c in children]}, status=status.HTTP_201_CREATED
         )
     run, _ = run_for(user=request.user, run_id=run_id)
-    recursive = request.query_params.get("recursive") in ("1", "true", "True")
+    recursive = _flag_param(request, "recursive")
     children = selectors.run_children(run=run, recursive=recursive)
     return Response({"results": [run_json(c, request) for c in children]})
 
@@ -400,7 +405,8 @@ def run_tags(request, run_id: str):
             user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="editing tags"
         )
         data = _object(request)
-        remove = data.get("remove") or []
+        remove = data.get("remove")
+        remove = [] if remove is None else remove
         if not isinstance(remove, list):
             raise InvalidInput("remove: must be a list of tag keys.", field="remove")
         services.run_set_tags(run=run, set_tags=data.get("set"), remove=remove)
