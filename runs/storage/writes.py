@@ -30,8 +30,6 @@ from runs.models import Run, RunFile
 from runs.storage.local import NotARegularFile, open_dir, storage_root
 from runs.storage.paths import CHUNK, INCOMING, check_path, storage_name
 
-# --- Writing: aside first, checked, then moved into place and indexed ----------------------
-
 
 @dataclass
 class _Spooled:
@@ -123,18 +121,19 @@ def _spooled(
         out = os.fdopen(fd, "w+b")
     else:
         out = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    spooled = _Spooled(file=out, path=temp_path, size=0)
     try:
-        written = _read_body(stream, out, size=size)
+        spooled.size = _read_body(stream, out, size=size)
         out.flush()
         if temp_path is not None and durable:
             os.fsync(out.fileno())  # after a crash the renamed file is whole, not empty
         out.seek(0)
-        yield _Spooled(file=out, path=temp_path, size=written)
+        yield spooled
     finally:
         out.close()
-        if temp_path is not None:
+        if spooled.path is not None:  # not moved into place
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_path)
+                os.unlink(spooled.path)
 
 
 def _clash(run: Run, path: str) -> str | None:
@@ -169,6 +168,8 @@ def _place_local(
     try:
         dir_fd = open_dir(root, parts, create=True)
     except OSError as exc:
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
         raise _conflict(path, "a file or a symlink stands where a folder is needed") from exc
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX)
@@ -189,6 +190,7 @@ def _place_local(
         else:
             # Replaces a planted symlink or special file itself, never what it points to.
             os.replace(spooled.path, last, src_dir_fd=None, dst_dir_fd=dir_fd)
+            spooled.path = None
             size = spooled.size
         return index(size)
     finally:
