@@ -301,3 +301,21 @@ def test_serve_migrates_seeds_the_demo_and_serves_the_api(tmp_path):
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert f"Runstudio is serving at {url}/" in output
+
+
+def test_an_owner_invites_with_the_cli_and_the_invitee_joins_with_it(signed_in, cli, sdk_server):
+    """Carl owns "carls"; Rita shares "lab" with him, so she is added at once; Oscar shares
+    nothing with him, so he gets an invitation key, which he accepts with `workspace join`."""
+    cli("workspace", "create", "carls")
+    status, rita, _ = cli("workspace", "member-add", "-w", "carls", "rita", "--role", "contributor")
+    assert status == 0 and rita == {"username": "rita", "role": "contributor"}
+    status, invited, _ = cli("workspace", "member-add", "-w", "carls", "oscar")
+    assert status == 0 and invited["username"] == "oscar" and invited["role"] == "reader"
+
+    status, _, err = cli("login", "--url", sdk_server.url, "--username", "oscar")
+    assert status == 0, err
+    status, joined, _ = cli("workspace", "join", invited["invitation"])
+    again_status, _, again_err = cli("workspace", "join", invited["invitation"])
+
+    assert status == 0 and joined["name"] == "carls" and joined["role"] == "reader"
+    assert again_status == 1 and again_err.startswith("runstudio: error:")

@@ -165,6 +165,17 @@ def cmd_workspace_show(args: argparse.Namespace) -> Any:
     return _client(args).get(f"/workspaces/{quote_segment(_workspace(args))}")
 
 
+def cmd_workspace_member_add(args: argparse.Namespace) -> Any:
+    """Adds someone you share a workspace with, or prints an invitation key for anyone else
+    (pass it on; they run `runstudio workspace join KEY`)."""
+    path = f"/workspaces/{quote_segment(_workspace(args))}/members"
+    return _client(args).post(path, {"username": args.username, "role": args.role})
+
+
+def cmd_workspace_join(args: argparse.Namespace) -> Any:
+    return _client(args).post("/invitations/accept", {"invitation": args.invitation})
+
+
 def cmd_folder_attach(args: argparse.Namespace) -> Any:
     settings = _settings(args)
     client = _client(args)
@@ -642,6 +653,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_workspace_list, columns=WORKSPACE_COLUMNS)
     p = ws.add_parser("show", parents=[with_ws], help="one workspace")
     p.set_defaults(func=cmd_workspace_show, columns=WORKSPACE_COLUMNS)
+    p = ws.add_parser(
+        "member-add",
+        parents=[with_ws],
+        help="add a member (owners); someone you share no workspace with gets an invitation",
+    )
+    p.add_argument("username")
+    p.add_argument("--role", choices=["reader", "contributor", "owner"], default="reader")
+    p.set_defaults(func=cmd_workspace_member_add)
+    p = ws.add_parser("join", parents=[plain], help="accept an invitation key")
+    p.add_argument("invitation")
+    p.set_defaults(func=cmd_workspace_join, columns=WORKSPACE_COLUMNS)
 
     folder = commands.add_parser("folder", help="folder configuration").add_subparsers(
         dest="action", metavar="ACTION", required=True
