@@ -184,3 +184,25 @@ def test_the_sdk_without_a_token_says_how_to_sign_in(sdk_server, monkeypatch):
     with pytest.raises(AuthError) as caught:
         Workspace.get("lab")
     assert f"runstudio login --url {sdk_server.url} --username NAME" in str(caught.value)
+
+
+def test_user_create_where_there_is_no_database_says_which_setting_to_fix(tmp_path):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNSTUDIO_", "DATABASE_"))}
+    env["RUNSTUDIO_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "runs.sdk.cli", "user", "create", "-u", "bob", "--password-stdin"],
+        input="a long enough pass phrase\n",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("runstudio: error: no Runstudio database at ")
+    assert "RUNSTUDIO_DATA_DIR" in line
+    assert not (tmp_path / "data" / "db.sqlite3").exists()  # no empty database left behind

@@ -418,10 +418,10 @@ def cmd_user_create(args: argparse.Namespace) -> Any:
         command.append("--superuser")
     if args.password_stdin:
         command.append("--password-stdin")
-    done = subprocess.run(command, env=_django_env(), stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(command, env=_django_env(), capture_output=True, text=True)
     if done.returncode != 0:
-        # Django has printed "CommandError: …" on stderr already.
-        raise SystemExit(1)
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        raise RunstudioError(lines[-1].removeprefix("CommandError: "))
     return json.loads(done.stdout)
 
 

@@ -4,6 +4,7 @@ what `runstudio user create` runs (the CLI imports no Django, so it starts this 
 import getpass
 import json
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -23,6 +24,9 @@ def _database() -> str:
 
 class Command(BaseCommand):
     help = "Create a user who can sign in to the studio and get API tokens."
+    # The checks would open the database first, and SQLite would create an empty file where
+    # the user pointed at the wrong folder; the command checks for the database itself.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", required=True)
@@ -45,8 +49,11 @@ class Command(BaseCommand):
             raise CommandError(
                 "no terminal to ask for a password: pipe it in with --password-stdin."
             )
+        db = settings.DATABASES["default"]
+        missing = db["ENGINE"].endswith("sqlite3") and not Path(db["NAME"]).exists()
         try:
-            if "runs_run" not in connection.introspection.table_names():
+            # (An SQLite file is checked first: connecting would create an empty one.)
+            if missing or "runs_run" not in connection.introspection.table_names():
                 raise CommandError(
                     f"no Runstudio database at {_database()}: point RUNSTUDIO_DATA_DIR (or "
                     "DATABASE_URL) at the one `runstudio serve` uses, or start the server once "
