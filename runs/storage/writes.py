@@ -100,6 +100,11 @@ def _sweep_incoming(incoming: str) -> None:
                     os.unlink(entry.path)
 
 
+def _file_mode() -> int:
+    """The mode Django's FileSystemStorage gives a saved file (FILE_UPLOAD_PERMISSIONS)."""
+    return getattr(default_storage, "file_permissions_mode", None) or 0o644
+
+
 @contextlib.contextmanager
 def _spooled(
     stream: BinaryIO | Iterable[bytes], *, size: int | None, durable: bool = True
@@ -118,6 +123,7 @@ def _spooled(
         os.makedirs(incoming, exist_ok=True)
         _sweep_incoming(incoming)
         fd, temp_path = tempfile.mkstemp(dir=incoming, prefix="upload-")
+        os.fchmod(fd, _file_mode())  # mkstemp makes 0600; the file keeps this mode in place
         out = os.fdopen(fd, "w+b")
     else:
         out = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
@@ -304,6 +310,7 @@ def tree_staged(members: Iterable[tuple[str, BinaryIO, int]]) -> Iterator[Staged
         incoming = os.path.join(root, INCOMING)
         os.makedirs(incoming, exist_ok=True)
         folder = tempfile.mkdtemp(dir=incoming, prefix="tree-")
+        os.chmod(folder, getattr(default_storage, "directory_permissions_mode", None) or 0o755)
     else:
         folder = tempfile.mkdtemp(prefix="runstudio-tree-")
     try:

@@ -318,6 +318,12 @@ def test_a_body_shorter_than_announced_changes_nothing(cast, run):
     assert stored(run, "model.bin") == b"A" * 17_000
 
 
+def test_a_stored_file_has_the_storages_usual_mode_not_the_temporary_files_0600(cast, run):
+    put(cast.contributor.client, run, "outputs/model.bin", b"x")
+
+    assert on_disk(run, "outputs/model.bin").stat().st_mode & 0o777 == 0o644
+
+
 def test_an_append_never_lands_on_a_stray_file_the_index_does_not_know(cast, run):
     stray = on_disk(run, "logs/out.txt")
     stray.parent.mkdir(parents=True)
