@@ -109,6 +109,9 @@ def file_list(request, run_id: str):
     methods=["PUT"],
     operation_id="file_replace",
     summary="Upload a run file (replaces it)",
+    description="Whole or not at all: the body is stored aside, checked against its "
+    "Content-Length and the size limit, then moved into place. Send a Content-Length; a chunked "
+    "body is read whole where the server decodes it (`runstudio serve`), else refused (411).",
     tags=["files"],
     parameters=[s.FILE_PATH_PARAMETER],
     request=s.BINARY,
@@ -131,7 +134,8 @@ def file_list(request, run_id: str):
     methods=["POST"],
     operation_id="file_append",
     summary="Append to a run file",
-    description="Creates the file if it is missing.",
+    description="Creates the file if it is missing. Whole or not at all, like the upload: a "
+    "body cut off or over the limit leaves the file as it was.",
     tags=["files"],
     parameters=[
         s.FILE_PATH_PARAMETER,
