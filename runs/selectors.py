@@ -56,7 +56,8 @@ def membership_list(*, user: AbstractBaseUser) -> QuerySet[Membership]:
 def user_visible_to(*, viewer: AbstractBaseUser, username: Any) -> AbstractBaseUser | None:
     """The account named `username` if it shares a workspace with `viewer` (who then sees it in
     a member list already); None for every other name, existing or not."""
-    if not isinstance(username, str) or not viewer.is_authenticated:
+    # A NUL is no one's name, and PostgreSQL refuses it in a query: answered here, not there.
+    if not isinstance(username, str) or "\x00" in username or not viewer.is_authenticated:
         return None
     return (
         get_user_model()

@@ -460,3 +460,11 @@ def test_accepting_never_changes_the_role_of_someone_already_a_member(cast):
     assert response.status_code == 200
     assert response.json()["role"] == "contributor"
     assert Invitation.objects.get().accepted_at is not None
+
+
+def test_a_username_with_a_nul_is_a_4xx_on_every_member_door(cast):
+    added = _invite(cast, "a\x00b")
+    removed = cast.owner.client.delete(MEMBERS + "/a%00b")
+
+    assert added.status_code == 400 and added.json()["error"]["field"] == "username"
+    assert removed.status_code == 404

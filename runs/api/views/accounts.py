@@ -191,7 +191,11 @@ def member_remove(request, workspace: str, username: str):
     ws, _ = workspace_for(
         user=request.user, name=workspace, role=Role.OWNER, what="managing members"
     )
-    membership = ws.memberships.filter(user__username=username).select_related("user").first()
+    membership = (
+        ws.memberships.filter(user__username=username).select_related("user").first()
+        if "\x00" not in username  # no one's name, and PostgreSQL refuses it in a query
+        else None
+    )
     if membership is None:
         raise NotFound(f"{username!r} is not a member of {ws.name!r}.", field="username")
     services.membership_remove(workspace=ws, user=membership.user)
