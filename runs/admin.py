@@ -48,6 +48,15 @@ class ReadOnlyMixin:
         return False
 
 
+class CascadeMixin:
+    """The records a delete takes along (a run's events, a rule's deliveries, a user's tokens)
+    go through the owning service; that their own admins are read-only must not stop it."""
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
+
 class MembershipInline(ReadOnlyMixin, admin.TabularInline):
     """Shown on the workspace; changed on the Memberships page, which keeps the last owner."""
 
@@ -203,7 +212,7 @@ class StatusEventInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(CascadeMixin, admin.ModelAdmin):
     """Display name and description change through run_update; everything else is the
     record of what happened. Deleting goes through run_delete, which removes the files."""
 
@@ -240,12 +249,6 @@ class RunAdmin(admin.ModelAdmin):
     def save_formset(self, request, form, formset, change) -> None:
         # The inlines are read-only: whatever a crafted POST holds, nothing of them is saved.
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
-
-    def get_deleted_objects(self, objs, request):
-        # A run's records go with it through run_delete; that their own admins refuse deleting
-        # them one by one (read-only) must not stop deleting the run.
-        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
-        return deleted, counts, set(), protected
 
     def delete_view(self, request, object_id, extra_context=None):
         # Refused before Django's confirmation page and its "deleted successfully" message.
@@ -325,7 +328,7 @@ class AlertRuleForm(forms.ModelForm):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(CascadeMixin, admin.ModelAdmin):
     form = AlertRuleForm
     list_display = ["name", "workspace", "channel", "statuses", "experiment", "enabled"]
     list_filter = ["channel", "enabled", "workspace"]
@@ -432,7 +435,18 @@ class WorkerAdmin(admin.ModelAdmin):
 # --- Users: Django's own admin, except that deleting the last owner of a workspace is refused.
 
 
-class RunstudioUserAdmin(UserAdmin):
+class RunstudioUserAdmin(CascadeMixin, UserAdmin):
+    def delete_view(self, request, object_id, extra_context=None):
+        # Refused before Django's confirmation page and its "deleted successfully" message.
+        obj = self.get_object(request, object_id)
+        if obj is not None:
+            try:
+                services.user_check_deletable(user=obj)
+            except ServiceError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
+                return redirect("admin:auth_user_change", obj.pk)
+        return super().delete_view(request, object_id, extra_context)
+
     def delete_model(self, request, obj) -> None:
         try:
             services.user_check_deletable(user=obj)

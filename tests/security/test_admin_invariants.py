@@ -225,6 +225,27 @@ def test_editing_an_alert_rule_in_the_admin_is_validated_and_saved_by_the_servic
     assert rule.secret.startswith("whsec_")
 
 
+def test_the_admin_deletes_an_alert_rule_with_its_delivery_log(staff, cast, make_run):
+    from runs.models import AlertDelivery
+    from runs.services import alerts
+
+    rule = alerts.alert_rule_create(
+        workspace=cast.workspace,
+        user=cast.owner.user,
+        name="mail",
+        statuses=["Completed"],
+        channel="email",
+        recipients="a@example.com",
+    )
+    run = make_run()
+    AlertDelivery.objects.create(rule=rule, event=run.status_events.get(), status="sent")
+
+    response = staff.post(reverse("admin:runs_alertrule_delete", args=[rule.pk]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not AlertRule.objects.exists() and not AlertDelivery.objects.exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Deleting a run removes its files
 
@@ -292,9 +313,28 @@ def test_the_admin_cannot_delete_the_last_owners_membership(staff, cast):
 def test_the_admin_cannot_delete_a_user_who_is_a_workspaces_last_owner(staff, cast):
     url = reverse("admin:auth_user_delete", args=[cast.owner.user.pk])
 
-    staff.post(url, {"post": "yes"}, follow=True)
+    response = staff.post(url, {"post": "yes"}, follow=True)
+    bulk = staff.post(
+        reverse("admin:auth_user_changelist"),
+        {"action": "delete_selected", "_selected_action": [cast.owner.user.pk], "post": "yes"},
+        follow=True,
+    )
 
+    assert "last owner" in response.content.decode()
+    assert "last owner" in bulk.content.decode()
     assert Membership.objects.filter(workspace=cast.workspace, role=Role.OWNER).exists()
+
+
+def test_the_admin_deletes_a_user_who_is_no_last_owner_with_their_tokens_and_views(staff, cast):
+    from runs.services import saved_views
+
+    saved_views.view_save(workspace=cast.workspace, owner=cast.reader.user, name="v", params={})
+    url = reverse("admin:auth_user_delete", args=[cast.reader.user.pk])
+
+    response = staff.post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not type(cast.reader.user).objects.filter(pk=cast.reader.user.pk).exists()
 
 
 def test_the_admin_changes_a_members_role_through_the_service(staff, cast):
