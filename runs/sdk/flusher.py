@@ -23,6 +23,7 @@ import collections
 import math
 import os
 import pickle
+import shutil
 import sys
 import threading
 import time
@@ -363,7 +364,7 @@ class Flusher:
     def _staging_dir(self) -> Path:
         if self._staging is None:
             root = spool.spool_root()
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds run data
             self._staging = root / f".staging-{os.getpid()}-{self.run_id}"
         self._staging.mkdir(parents=True, exist_ok=True)
         return self._staging
@@ -575,6 +576,8 @@ class Flusher:
         finally:
             if self.pending or final is not None or self.create:
                 self._spool(final)
+            elif self._staging is not None:  # files queued earlier went out: nothing to keep
+                shutil.rmtree(self._staging, ignore_errors=True)
             self._report_dropped()
             self._deadline = None
         return answer
@@ -627,8 +630,6 @@ class Flusher:
             entry.add(final)
         path = entry.commit()
         if self._staging is not None:
-            import shutil
-
             shutil.rmtree(self._staging, ignore_errors=True)
         status = f", status {final['body'].get('status', 'Canceled')}" if final else ""
         spool.say(

@@ -163,7 +163,7 @@ class SpoolEntry:
     points: int = 0
 
     def __post_init__(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds run data
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
         self.name = f"{stamp}_{os.getpid()}_{self.run_id}"
         self.tmp = self.root / f".tmp-{self.name}"
@@ -358,7 +358,7 @@ def sync_entry(entry: Path, clients: dict[str, Client] | None = None) -> SyncRes
         for index in range(done, len(ops)):
             op = ops[index]
             try:
-                send_op(client, meta["run_id"], op, entry)
+                _send_patiently(client, meta["run_id"], op, entry)
             except RunstudioError as e:
                 if is_transient(e):
                     result.error = f"{e.message} — kept; run `runstudio sync` again later"
@@ -382,6 +382,21 @@ def sync_entry(entry: Path, clients: dict[str, Client] | None = None) -> SyncRes
         shutil.rmtree(entry, ignore_errors=True)
         result.done = True
     return result
+
+
+SYNC_RETRIES = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts of one operation
+
+
+def _send_patiently(client: Client, run_id: str, op: dict[str, Any], base: Path) -> Any:
+    """send_op, riding out a blip (a restart, a 503) before giving up on this sync."""
+    for delay in (*SYNC_RETRIES, None):
+        try:
+            return send_op(client, run_id, op, base)
+        except RunstudioError as e:
+            if not is_transient(e) or delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def sync(
