@@ -109,7 +109,12 @@ def compute_target_create(
                 workspace=workspace,
                 name=name,
                 capacity=_check_capacity(capacity),
-                description=check_text(description or "", field="description", max_length=255),
+                # None (or absent) is none; {} or 0 is a 400, not a silent "".
+                description=check_text(
+                    "" if description is None else description,
+                    field="description",
+                    max_length=255,
+                ),
             )
     except IntegrityError:
         raise Conflict(

@@ -98,7 +98,9 @@ def test_operations_are_unique_summarised_tagged_and_have_bodies(schema):
         for code in ok:
             if code != "204":
                 assert operation["responses"][code].get("content"), f"{where} {code}"
-        if method in ("post", "put", "patch") and not path.endswith(("/heartbeat", "/cancel")):
+        # Heartbeat, cancel and a new worker key take no body (the server makes the key).
+        bodiless = ("/heartbeat", "/cancel", "/worker-key")
+        if method in ("post", "put", "patch") and not path.endswith(bodiless):
             assert operation.get("requestBody"), where
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
     assert "workspace_list" in ids and "workspace_retrieve" in ids

@@ -747,7 +747,9 @@ class AlertRuleUpdateRequestSerializer(serializers.Serializer):
         help_text="E-mail addresses, for an e-mail rule (at least one).",
     )
     webhook_url = serializers.CharField(
-        required=False, help_text="An http:// or https:// URL, for a webhook rule."
+        required=False,
+        allow_null=True,
+        help_text="An http:// or https:// URL, for a webhook rule.",
     )
     enabled = serializers.BooleanField(required=False)
 

@@ -170,6 +170,13 @@ def _check_name(value) -> str:
 
 
 def _apply(rule: AlertRule, *, channel, recipients, webhook_url) -> None:
+    # The field the channel does not use is ignored, but not whatever its type: {} is a 400.
+    if not isinstance(webhook_url, str | None):
+        raise InvalidInput("webhook_url: must be a URL (a string).", field="webhook_url")
+    if not isinstance(recipients, str | list | tuple) or (
+        not isinstance(recipients, str) and not all(isinstance(a, str) for a in recipients)
+    ):
+        raise InvalidInput("recipients: give a list of e-mail addresses.", field="recipients")
     if channel not in AlertChannel.values:
         raise InvalidInput(
             f"channel: {channel!r} is not a channel; use one of {', '.join(AlertChannel.values)}.",

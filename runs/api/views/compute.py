@@ -1,6 +1,5 @@
 """Compute targets and their workers (docs/architecture.md, "Compute and execution")."""
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view
@@ -59,7 +58,7 @@ def compute_target_list(request, workspace: str):
             workspace=ws,
             name=data.get("name"),
             capacity=data.get("capacity", 1),
-            description=data.get("description") or "",
+            description=data.get("description"),
         )
         return Response(compute_target_json(target), status=status.HTTP_201_CREATED)
     ws, _ = workspace_for(user=request.user, name=workspace)
@@ -130,7 +129,7 @@ def compute_target_detail(request, workspace: str, name: str):
         "other. `local` has no key (409): the server's own workers serve it."
     ),
     tags=["compute"],
-    request=OpenApiTypes.OBJECT,  # ignored: the server makes the key
+    request=None,  # no body: the server makes the key (one sent is ignored)
     responses={
         201: s.ComputeTargetWorkerKeySerializer,
         **s.errors(401, 403, 404, 409, e409="`local`, which the server's own workers serve."),
