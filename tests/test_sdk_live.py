@@ -173,6 +173,15 @@ def test_create_children_in_one_call_and_query_the_tree(exp):
     parent_run.complete()
 
 
+def test_a_started_child_is_heartbeated_so_the_reaper_watches_it(exp):
+    parent = exp.start_logging()
+    [child] = parent.create_children(count=1)
+    child.start()
+    details = child.get_details()
+    assert details["status"] == "Running"
+    assert details["lastHeartbeatUtc"] > details["startTimeUtc"]  # the reaper's rule
+
+
 def test_display_name_description_and_portal_url(exp):
     run = exp.start_logging(display_name="first")
     assert run.display_name == "first"

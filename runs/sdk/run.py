@@ -636,8 +636,17 @@ class Run:
                 shutdown.open_runs.discard(self)
 
     def start(self) -> None:
-        """Mark a NotStarted run (e.g. from ``create_children``) as Running."""
+        """Mark a NotStarted run (e.g. from ``create_children``) as Running. From then on this
+        process heartbeats it and finishes it at exit, as it does a ``start_logging()`` run,
+        so the reaper notices if the process dies."""
         self._details = self._client.post(f"{self._path}/status", {"status": "Running"})
+        self._owned = True
+        self._finished = False
+        flusher = self._ensure_flusher(heartbeat=True)
+        try:
+            flusher.client.post(f"{self._path}/heartbeat", {})
+        except RunstudioError:
+            pass
 
     def complete(self) -> None:
         """Flush, then mark the run Completed. On a run already terminal (e.g. canceled)
