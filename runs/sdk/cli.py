@@ -68,7 +68,7 @@ def _key_value(text: str) -> tuple[str, str | None]:
     """``k=v`` → (k, v); a bare ``k`` → (k, None)."""
     key, sep, value = text.partition("=")
     if not key:
-        raise UsageError(f"expected KEY=VALUE or KEY, got {text!r}")
+        raise UsageError(f"expected KEY=VALUE or KEY (e.g. quality=good), got {text!r}")
     return key, value if sep else None
 
 
@@ -118,7 +118,9 @@ def _emit(args: argparse.Namespace, result: Any, columns: Sequence[str] | None =
         try:
             result = jmespath.search(query, result)
         except jmespath.exceptions.JMESPathError as e:
-            raise UsageError(f"invalid --query {query!r}: {e}") from e
+            raise UsageError(
+                f"invalid --query {query!r}: {e} (JMESPath; https://jmespath.org/tutorial.html)"
+            ) from e
         columns = None if query else columns
     if getattr(args, "output", "json") == "table":
         text = render_table(result, columns)
@@ -286,7 +288,10 @@ def _monitor(run: Any) -> Any:
     """Stream the driver log until the run ends; a Failed or Canceled run exits 1."""
     details = run.wait_for_completion(show_output=True, raise_on_error=False)
     if details.get("status") != "Completed":
-        raise RunstudioError(f"run {run.id} ended {details.get('status')}")
+        raise RunstudioError(
+            f"run {run.id} ended {details.get('status')}; `runstudio run show -r {run.id}` "
+            "shows its error"
+        )
     return None
 
 
