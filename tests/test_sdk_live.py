@@ -544,3 +544,40 @@ def test_every_point_arrives_exactly_once_in_order_through_refusals_and_lost_res
         history = _history(direct, run.id, name)
         assert history["values"] == [float(k) for k in range(n)], name
         assert history["steps"] == list(range(n)), name
+
+
+def test_tags_properties_and_files_set_while_the_server_is_away_arrive_when_it_is_back(
+    sdk_server, monkeypatch, tmp_path, capsys
+):
+    from runs.sdk import spool
+
+    monkeypatch.setattr(sdk_flusher, "BACKOFF_MAX", 0.5)
+    monkeypatch.setattr(spool, "_down_since", {})
+    proxy = FlakyProxy(sdk_server.url)
+    try:
+        ws = Workspace.get(sdk_server.workspace, url=proxy.url, token=sdk_server.token)
+        run = Experiment(ws, "away").start_logging()
+        proxy.mode = "refuse"
+        run.log("loss", 1.0)
+        run.tag("phase", "away")  # queued, not raised
+        run.add_properties({"seed": "7"})
+        note = tmp_path / "note.txt"
+        note.write_text("first")
+        assert run.upload_file("outputs/note.txt", note) is None  # copied aside
+        note.write_text("changed afterwards")  # the upload keeps what it was given
+        run.log("loss", 2.0)
+        proxy.mode = "forward"
+        run.complete()
+    finally:
+        proxy.close()
+    direct = Run.get(Workspace.get(sdk_server.workspace), run.id)
+    assert direct.get_status() == "Completed"
+    assert direct.get_tags() == {"phase": "away"}
+    assert direct.get_properties() == {"seed": "7"}
+    assert direct.get_metrics() == {"loss": [1.0, 2.0]}
+    direct.download_file("outputs/note.txt", tmp_path / "back.txt")
+    assert (tmp_path / "back.txt").read_text() == "first"
+    err = capsys.readouterr().err.splitlines()
+    # down, (waiting at complete(), if it came first,) back again: nothing else
+    assert len(err) <= 3 and "cannot reach" in err[0] and "again" in err[-1], err
+    assert not list((tmp_path.parent / "home").glob("spool/*"))  # nothing was spooled
