@@ -55,8 +55,8 @@ def experiment_list(request, workspace: str):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
     ws, _ = workspace_for(user=request.user, name=workspace)
-    experiments = experiments[: limits.LIST_MAX]  # every list answers a bounded number
     experiments = selectors.experiment_list(workspace=ws).select_related("workspace")
+    experiments = experiments[: limits.LIST_MAX]  # every list answers a bounded number
     return Response({"results": [experiment_json(e) for e in experiments], "next_cursor": None})
 
 
@@ -495,15 +495,15 @@ def run_submit(request, workspace: str, experiment: str):
 
     try:
         config = json.loads(request.data.get("config") or "{}")
-    except ValueError:
-        raise InvalidInput("config: not valid JSON.", field="config") from None
-    if not isinstance(config, dict):
-        raise InvalidInput("config: must be a JSON object.", field="config")
     except RecursionError:
         raise InvalidInput(
             f"config: nested deeper than {limits.JSON_MAX_DEPTH} levels (JSON_MAX_DEPTH).",
             field="config",
         ) from None
+    except ValueError:
+        raise InvalidInput("config: not valid JSON.", field="config") from None
+    if not isinstance(config, dict):
+        raise InvalidInput("config: must be a JSON object.", field="config")
     ws, _ = workspace_for(
         user=request.user,
         name=workspace,
