@@ -25,6 +25,11 @@ CHOSEN_RUN_ID_RE = re.compile(
     r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}~)?[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"
 )
 
+# A run's real start or end sent by a client (the SDK's spool), in unix seconds: 2000-01-01 to
+# 9999-12-31 (what datetime can hold); an earlier one is a broken clock, not history.
+CLIENT_TIME_MIN = 946_684_800
+CLIENT_TIME_MAX = 253_402_300_799
+
 MAX_POINTS_PER_BATCH = 100_000
 MAX_SERIES_PER_BATCH = 1_000
 MAX_BATCH_BYTES = 16 * 1024 * 1024

@@ -342,6 +342,13 @@ class RunListSerializer(serializers.Serializer):
     results = RunSerializer(many=True)
 
 
+@extend_schema_field(
+    {"type": "number", "minimum": limits.CLIENT_TIME_MIN, "maximum": limits.CLIENT_TIME_MAX}
+)
+class ClientTimeField(serializers.FloatField):
+    """A time the client saw, in unix seconds (runs.services.check_client_time)."""
+
+
 class RunSpecSerializer(serializers.Serializer):
     """A run to create; every field is optional (null: the same as absent)."""
 
@@ -391,6 +398,12 @@ class RunSpecSerializer(serializers.Serializer):
     )
     tags = _tags_field(required=False, allow_null=True)
     properties = _properties_field(required=False, allow_null=True)
+    started_at = ClientTimeField(
+        required=False,
+        allow_null=True,
+        help_text="When the run really started, in unix seconds (a run the SDK created offline "
+        "and sends late); a future time is taken as now. Default: now.",
+    )
 
 
 class RunUpdateRequestSerializer(serializers.Serializer):
@@ -413,6 +426,12 @@ class RunUpdateRequestSerializer(serializers.Serializer):
 class RunStatusRequestSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=RunStatus.choices)
     error = RunErrorSerializer(required=False, help_text="Why the run failed.")
+    ended_at = ClientTimeField(
+        required=False,
+        allow_null=True,
+        help_text="For a terminal status: when the run really ended, in unix seconds (e.g. sent "
+        "late from the SDK's spool); kept between the run's start and now. Default: now.",
+    )
 
 
 class HeartbeatSerializer(serializers.Serializer):

@@ -51,28 +51,22 @@ HEARTBEAT_TIMEOUT = "HeartbeatTimeout"
 
 
 def check_client_time(value: Any, *, field: str) -> datetime:
-    """A time a client reports (a run's real start or end, sent late from the SDK's spool):
-    unix seconds or ISO 8601. A time in the future is taken as now (clocks drift)."""
-    parsed: datetime | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        try:
-            parsed = datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            parsed = None
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-    if parsed is None:
+    """A time a client reports (a run's real start or end, sent late from the SDK's spool) in
+    unix seconds, from 2000 to 9999 (limits.CLIENT_TIME_MIN/MAX). A time in the future is
+    taken as now: clocks drift."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not limits.CLIENT_TIME_MIN <= value <= limits.CLIENT_TIME_MAX
+    ):
         raise InvalidInput(
-            f"{field}: {value!r} is not a time; send unix seconds or ISO 8601 "
-            "(e.g. 2026-11-30T12:00:00Z).",
+            f"{field}: {value!r} is not a time; send unix seconds between "
+            f"{limits.CLIENT_TIME_MIN} (2000-01-01) and {limits.CLIENT_TIME_MAX} (9999-12-31), "
+            "e.g. time.time().",
             field=field,
         )
-    return min(parsed, timezone.now())
+    return min(datetime.fromtimestamp(value, UTC), timezone.now())
 
 
 def _check_status(value: Any, *, field: str = "status") -> str:
