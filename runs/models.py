@@ -90,6 +90,9 @@ class Experiment(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="experiments")
     name = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
+    # MLflow's experiment tags and soft delete (the MLflow door, runs/mlflow/): key → value.
+    tags = models.JSONField(default=dict, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -143,6 +146,8 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
+    # Archived (MLflow's soft delete, services.run_archive): hidden, restorable; null = live.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -480,3 +485,36 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule} #{self.event_id} attempt {self.attempt}: {self.status}"
+
+
+class LoggedModelStatus(models.TextChoices):
+    PENDING = "PENDING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class LoggedModel(models.Model):
+    """An MLflow 3 logged model (`mlflow.<flavor>.log_model`). Its files live in its source
+    run's tree, under `outputs/models/<model_id>/`, so the studio's Outputs show them."""
+
+    model_id = models.CharField(max_length=64, unique=True)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="models")
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="models")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logged_models")
+    name = models.CharField(max_length=255)
+    model_type = models.CharField(max_length=255, blank=True)
+    status = models.CharField(
+        max_length=8, choices=LoggedModelStatus.choices, default=LoggedModelStatus.PENDING
+    )
+    status_message = models.TextField(blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model_id})"

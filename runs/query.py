@@ -298,9 +298,18 @@ def _number(token: Token, field: Field) -> float:
     return value
 
 
+# MLflow's status names (its filter_string says `status = 'FINISHED'`); RUNNING and FAILED
+# are ours already, matched case-insensitively.
+MLFLOW_STATUSES = {
+    "finished": RunStatus.COMPLETED,
+    "killed": RunStatus.CANCELED,
+    "scheduled": RunStatus.QUEUED,
+}
+
+
 def _status(token: Token) -> str:
     text = _unquote(token)
-    by_lower = {s.lower(): s for s in RunStatus.values}
+    by_lower = {s.lower(): s for s in RunStatus.values} | MLFLOW_STATUSES
     if text.lower() not in by_lower:
         raise QueryError(
             f"status at column {token.column}: {text!r} is not a run status "

@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/v1/", api_index, name="api-index"),
     path("api/v1/", include("runs.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("mlflow/", include("runs.mlflow.urls")),
     path("", include("runs.urls")),
 ]
 

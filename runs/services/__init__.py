@@ -18,6 +18,20 @@ from runs.services.accounts import (
     user_check_deletable,
     workspace_create,
 )
+from runs.services.archive import (
+    experiment_archive,
+    experiment_restore,
+    run_archive,
+    run_restore,
+)
+from runs.services.experiments import experiment_create, experiment_rename, experiment_set_tags
+from runs.services.logged_models import (
+    logged_model_archive,
+    logged_model_create,
+    logged_model_finalize,
+    logged_model_folder,
+    logged_model_update,
+)
 from runs.services.metrics import BatchResult, run_log_batch
 from runs.services.runs import (
     RunSpec,
@@ -68,6 +82,19 @@ __all__ = [
     "run_set_tags",
     "run_update",
     "transition_allowed",
+    # archive (MLflow's soft delete), experiments, MLflow 3 logged models
+    "experiment_archive",
+    "experiment_restore",
+    "run_archive",
+    "run_restore",
+    "experiment_create",
+    "experiment_rename",
+    "experiment_set_tags",
+    "logged_model_archive",
+    "logged_model_create",
+    "logged_model_finalize",
+    "logged_model_folder",
+    "logged_model_update",
     # metrics
     "BatchResult",
     "run_log_batch",

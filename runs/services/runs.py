@@ -3,6 +3,7 @@
 import math
 import secrets
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -89,6 +90,9 @@ class RunSpec:
     properties: dict | None = None
     run_id: str = ""  # chosen by the caller (Azure's child_run(run_id=…)); generated if empty
     started_at: datetime | None = None  # an offline-first run's real start (SDK spool)
+    # Generate a 32-hex id (128 random bits) like MLflow's instead of the Azure-style one: the
+    # MLflow door's runs keep the id shape MLflow tools expect. Never client-chosen.
+    hex_id: bool = False
 
     @classmethod
     def from_input(cls, data: dict, *, field: str = "", **defaults: Any) -> "RunSpec":
@@ -186,7 +190,7 @@ def _build_run(
 ) -> Run:
     now = timezone.now()
     return Run(
-        run_id=spec.run_id or _new_run_id(experiment),
+        run_id=spec.run_id or (uuid.uuid4().hex if spec.hex_id else _new_run_id(experiment)),
         workspace_id=experiment.workspace_id,
         experiment=experiment,
         parent=parent,

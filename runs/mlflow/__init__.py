@@ -1,0 +1,1 @@
+"""The MLflow-compatible door (docs/architecture.md, "The MLflow door")."""
