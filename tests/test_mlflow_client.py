@@ -51,3 +51,228 @@ def test_fluent_run_logs_params_metrics_and_tags_into_the_default_experiment(doo
     assert got.data.tags["team"] == "vision"
     assert got.info.status == "FINISHED"
     assert got.info.experiment_id == "0"
+
+
+# --- who may do what ---------------------------------------------------------------------------
+
+
+def _code(exc: pytest.ExceptionInfo) -> str:
+    return exc.value.error_code
+
+
+def test_a_reader_reads_but_a_write_is_permission_denied(door, cast, monkeypatch):
+    run_id = MlflowClient().create_run("0").info.run_id
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", cast.reader.token)
+    client = MlflowClient()
+    assert client.get_run(run_id).info.run_id == run_id
+    with pytest.raises(MlflowException) as refused:
+        client.log_metric(run_id, "loss", 1.0)
+    assert _code(refused) == "PERMISSION_DENIED"
+    with pytest.raises(MlflowException) as refused:
+        client.create_experiment("readers-cannot")
+    assert _code(refused) == "PERMISSION_DENIED"
+
+
+def test_an_outsider_gets_resource_does_not_exist(door, cast, monkeypatch):
+    run_id = MlflowClient().create_run("0").info.run_id
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", cast.outsider.token)
+    with pytest.raises(MlflowException) as hidden:
+        MlflowClient().get_run(run_id)
+    assert _code(hidden) == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(MlflowException) as hidden:
+        MlflowClient().get_experiment("0")
+    assert _code(hidden) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_no_credentials_is_unauthenticated(door, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient().get_experiment("0")
+    assert _code(refused) == "UNAUTHENTICATED"
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "rs_not-a-token")
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient().get_experiment("0")
+    assert _code(refused) == "UNAUTHENTICATED"
+
+
+def test_basic_auth_and_the_workspace_header_reach_the_workspace(
+    door, cast, live_server, monkeypatch
+):
+    from conftest import PASSWORD
+
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", cast.contributor.user.username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+    monkeypatch.setenv("MLFLOW_WORKSPACE", cast.workspace.name)
+    uri = f"{live_server.url}/mlflow"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_name="via-header") as active:
+        mlflow.log_metric("acc", 0.9)
+    from runs.models import Run
+
+    run = Run.objects.get(run_id=active.info.run_id)
+    assert (run.workspace.name, run.submitter.username) == ("lab", "carl")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient().get_run(active.info.run_id)
+    assert _code(refused) == "UNAUTHENTICATED"
+
+
+# --- experiments -------------------------------------------------------------------------------
+
+
+def test_experiments_create_get_search_rename_tag_delete_and_restore(door):
+    client = MlflowClient()
+    exp_id = client.create_experiment("vision-sweeps", tags={"owner": "carl"})
+    assert client.get_experiment(exp_id).name == "vision-sweeps"
+    assert client.get_experiment_by_name("vision-sweeps").experiment_id == exp_id
+    assert client.get_experiment_by_name("nothing-here") is None
+    with pytest.raises(MlflowException) as taken:
+        client.create_experiment("vision-sweeps")
+    assert _code(taken) == "RESOURCE_ALREADY_EXISTS"
+    client.set_experiment_tag(exp_id, "stage", "draft")
+    assert client.get_experiment(exp_id).tags == {"owner": "carl", "stage": "draft"}
+    client.rename_experiment(exp_id, "vision-sweeps-2")
+    names = [e.name for e in client.search_experiments()]
+    assert "vision-sweeps-2" in names
+    client.delete_experiment(exp_id)
+    assert client.get_experiment(exp_id).lifecycle_stage == "deleted"
+    assert "vision-sweeps-2" not in [e.name for e in client.search_experiments()]
+    client.restore_experiment(exp_id)
+    assert client.get_experiment(exp_id).lifecycle_stage == "active"
+
+
+def test_set_experiment_then_nested_runs_show_as_children(door):
+    from runs.models import Run
+
+    mlflow.set_experiment("nested-demo")
+    with mlflow.start_run(run_name="parent") as parent:
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_metric("x", 1)
+    stored = Run.objects.get(run_id=child.info.run_id)
+    assert stored.parent.run_id == parent.info.run_id
+    assert stored.experiment.name == "nested-demo"
+    tags = MlflowClient().get_run(child.info.run_id).data.tags
+    assert tags["mlflow.parentRunId"] == parent.info.run_id
+    assert tags["mlflow.runName"] == "child"
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def test_a_param_logged_again_with_another_value_is_invalid_parameter_value(door):
+    with mlflow.start_run():
+        mlflow.log_param("lr", 0.1)
+        mlflow.log_param("lr", 0.1)  # the same value again is fine
+        with pytest.raises(MlflowException) as conflict:
+            mlflow.log_param("lr", 0.2)
+    assert _code(conflict) == "INVALID_PARAMETER_VALUE"
+    assert "lr" in str(conflict.value)
+
+
+def test_note_and_run_name_tags_are_the_description_and_display_name(door):
+    from runs.models import Run
+
+    with mlflow.start_run() as active:
+        mlflow.set_tag("mlflow.note.content", "# Notes\nfirst try")
+        mlflow.set_tag("mlflow.runName", "renamed")
+    run = Run.objects.get(run_id=active.info.run_id)
+    assert (run.display_name, run.description) == ("renamed", "# Notes\nfirst try")
+    client = MlflowClient()
+    client.delete_tag(active.info.run_id, "mlflow.note.content")
+    assert Run.objects.get(run_id=active.info.run_id).description == ""
+
+
+def test_statuses_map_both_ways(door):
+    from runs.models import Run
+
+    client = MlflowClient()
+    for mlflow_status, studio in (
+        ("FINISHED", "Completed"),
+        ("FAILED", "Failed"),
+        ("KILLED", "Canceled"),
+    ):
+        run = client.create_run("0")
+        client.set_terminated(run.info.run_id, status=mlflow_status)
+        assert Run.objects.get(run_id=run.info.run_id).status == studio
+        assert client.get_run(run.info.run_id).info.status == mlflow_status
+    assert len(run.info.run_id) == 32 and int(run.info.run_id, 16) >= 0
+
+
+def test_delete_run_archives_it_and_restore_brings_it_back(door):
+    from runs.models import Run
+
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    client.delete_run(run_id)
+    assert Run.objects.get(run_id=run_id).archived_at is not None
+    assert client.get_run(run_id).info.lifecycle_stage == "deleted"
+    assert run_id not in [r.info.run_id for r in client.search_runs(["0"])]
+    deleted = client.search_runs(["0"], run_view_type=mlflow.entities.ViewType.DELETED_ONLY)
+    assert [r.info.run_id for r in deleted] == [run_id]
+    with pytest.raises(MlflowException) as refused:
+        client.log_metric(run_id, "x", 1)
+    assert _code(refused) == "INVALID_STATE"
+    client.restore_run(run_id)
+    assert client.get_run(run_id).info.lifecycle_stage == "active"
+
+
+def test_log_batch_and_metric_history_pages(door):
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    metrics = [Metric("loss", 1.0 / (i + 1), 1_700_000_000_000 + i, i) for i in range(1000)]
+    client.log_batch(
+        run_id,
+        metrics=metrics,
+        params=[Param(f"p{i}", str(i)) for i in range(100)],
+        tags=[RunTag(f"t{i}", "v") for i in range(100)],
+    )
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(1000))
+    assert history[10].value == pytest.approx(1 / 11)
+    assert history[10].timestamp == 1_700_000_000_010
+
+
+def test_log_batch_over_mlflows_limits_is_invalid_parameter_value(door, cast):
+    import requests
+
+    run_id = MlflowClient().create_run("0").info.run_id
+    point = {"key": "m", "value": 1.0, "timestamp": 0, "step": 0}
+    for body in (
+        {"metrics": [point] * 1001},
+        {"params": [{"key": f"p{i}", "value": "1"} for i in range(101)]},
+        {"tags": [{"key": f"t{i}", "value": "1"} for i in range(101)]},
+    ):
+        answer = requests.post(
+            f"{door}/api/2.0/mlflow/runs/log-batch",
+            json={"run_id": run_id, **body},
+            headers={"Authorization": f"Bearer {cast.contributor.token}"},
+            timeout=30,
+        )
+        assert answer.status_code == 400
+        assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert next(iter(body)) in answer.json()["message"]
+
+
+def test_a_retried_log_batch_stores_its_points_once(door, cast):
+    import requests
+
+    from runs.models import MetricSeries
+
+    run_id = MlflowClient().create_run("0").info.run_id
+    body = {
+        "run_id": run_id,
+        "metrics": [{"key": "m", "value": 1.5, "timestamp": "1700000000000", "step": "3"}],
+    }
+    for _ in range(2):
+        answer = requests.post(
+            f"{door}/api/2.0/mlflow/runs/log-batch",
+            json=body,
+            headers={"Authorization": f"Bearer {cast.contributor.token}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+    assert MetricSeries.objects.get(run__run_id=run_id, name="m").count == 1

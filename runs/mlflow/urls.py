@@ -11,7 +11,11 @@ app_name = "mlflow"
 _TRACKING = r"api/2\.0/mlflow/(?P<path>.+)$"
 _ARTIFACTS = r"api/2\.0/mlflow-artifacts/artifacts(?:/(?P<path>.*))?$"
 
+_INFO = r"api/3\.0/mlflow/server-(?:info|features)/?$"
+
 urlpatterns = [
+    re_path(rf"^{_INFO}", views.server_info, name="server-info-header"),
+    re_path(rf"^(?P<workspace>[^/]+)/{_INFO}", views.server_info, name="server-info"),
     re_path(rf"^{_TRACKING}", views.tracking_api, name="tracking-header"),
     re_path(rf"^{_ARTIFACTS}", views.artifacts_api, name="artifacts-header"),
     path("", views.run_link, name="link-header"),

@@ -786,6 +786,20 @@ def artifacts_api(request, path: str | None = None, workspace: str | None = None
         return _service_error(exc)
 
 
+def server_info(request, workspace: str | None = None) -> JsonResponse:
+    """What the client asks before using MLFLOW_WORKSPACE (and before multipart transfers).
+    Says nothing about any workspace, so it needs no credentials."""
+    return JsonResponse(
+        {
+            "store_type": "SqlStore",
+            "workspaces_enabled": True,
+            "multipart_uploads_enabled": False,
+            "multipart_downloads_enabled": False,
+            "features_enabled": [],
+        }
+    )
+
+
 # --- the "View run … at: <tracking uri>/#/experiments/<id>/runs/<run id>" link ---------------
 
 
