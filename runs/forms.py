@@ -63,6 +63,9 @@ class ListState:
             if column.key not in seen and len(columns) < VIEW_COLUMNS_MAX:
                 seen.add(column.key)
                 columns.append(column)
+        # The name column leads whatever the URL asks for: without it rows can't be told apart.
+        if "display_name" not in seen:
+            columns = [query.parse_field("display_name"), *columns[: VIEW_COLUMNS_MAX - 1]]
         if data.getlist("col"):
             data.setlist("col", [c.key for c in columns])
         sort = data.get("sort") or SORT_DEFAULT

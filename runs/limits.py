@@ -91,3 +91,6 @@ LIST_MAX = 10_000
 # The time one search may spend in the database before it is stopped with a 400
 # "query_too_expensive" (RUNSTUDIO_QUERY_BUDGET_SECONDS overrides it).
 QUERY_TIME_BUDGET_SECONDS = 1.0
+# The run list's tree (child runs included): child rows shown under one page of top-level runs,
+# all levels together; past it the page says so and the parent's Child runs tab has them all.
+TREE_DESCENDANTS_MAX = 1_000

@@ -15,12 +15,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
-from runs import selectors
+from runs import limits, selectors
 from runs.budget import query_budget
 from runs.errors import Forbidden, InvalidInput, NotFound
 from runs.forms import PAGE_SIZE, STANDARD_COLUMNS, ListState, ViewSaveForm
 from runs.models import TERMINAL_STATUSES, RunStatus
 from runs.query import ATTRIBUTES, Field
+from runs.run_tree import run_tree_page
 from runs.services import saved_views
 from runs.views.common import load_workspace
 
@@ -68,11 +69,23 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
     page = None
     if filterset.is_valid():
         try:
-            runs = selectors.run_sort(runs=filterset.qs, sort=state.sort)
             with query_budget():  # a search may not hold the worker (runs/budget.py)
-                page = selectors.run_page(
-                    runs=runs, columns=state.columns, offset=_offset(state), limit=PAGE_SIZE
-                )
+                if state.data.get("top_level") in ("0", "false"):
+                    # Child runs included: each sits under its parent (runs/run_tree.py).
+                    page = run_tree_page(
+                        runs=filterset.qs,
+                        sort=state.sort,
+                        columns=state.columns,
+                        offset=_offset(state),
+                        limit=PAGE_SIZE,
+                    )
+                else:
+                    page = selectors.run_page(
+                        runs=selectors.run_sort(runs=filterset.qs, sort=state.sort),
+                        columns=state.columns,
+                        offset=_offset(state),
+                        limit=PAGE_SIZE,
+                    )
         except InvalidInput as exc:
             state.errors.append(exc.message)
     context = {
@@ -111,14 +124,24 @@ def _compare_url(ws) -> str:
 
 def _table_context(state: ListState, page) -> dict:
     """What the template needs to draw the filters, the column picker, the rows and pager."""
+    depths = getattr(page, "depths", {})
+    child_counts = getattr(page, "child_counts", {})
     rows = (
-        [(run, list(zip(state.columns, values, strict=True))) for run, values in page.rows]
+        [
+            (
+                run,
+                list(zip(state.columns, values, strict=True)),
+                depths.get(run.pk, 0),
+                child_counts.get(run.pk, 0),
+            )
+            for run, values in page.rows
+        ]
         if page
         else []
     )
-    on_page = {run.run_id for run, _ in rows}
+    on_page = {run.run_id for run, *_ in rows}
     suggestions: dict[str, None] = {}
-    for run, _ in rows:
+    for run, *_ in rows:
         for tag in run.tags.all():
             suggestions[Field("tag", tag.key).key] = None
         for prop in run.properties.all():
@@ -129,6 +152,8 @@ def _table_context(state: ListState, page) -> dict:
     return {
         "page": page,
         "rows": rows,
+        "tree": hasattr(page, "depths"),
+        "tree_max": limits.TREE_DESCENDANTS_MAX,
         "sort_links": state.sort_links(),
         "first_index": _offset(state) + 1,
         "last_index": _offset(state) + len(rows),

@@ -216,6 +216,7 @@ def _viewer_page(request, run: Run, path: str) -> dict:
         "first_line": line,
         "next_line": next_line,
         "live": live,
+        "tail": bool(request.GET.get("tail")),
     }
 
 

@@ -20,7 +20,12 @@
   var PLOT_CONFIG = {
     responsive: true,
     displaylogo: false,
-    modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"],
+    // Nothing leaves the server: plotly.js 4 shows a "send to Plotly Cloud" button by default,
+    // which posts the chart's data to an external site.
+    showSendToCloud: false,
+    showEditInChartStudio: false,
+    plotlyServerURL: "",
+    modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d", "sendChartToCloud"],
   };
 
   function el(tag, attrs, children) {

@@ -147,9 +147,36 @@
       }
       log.dataset.nextOffset = body.dataset.nextOffset;
       if (body.dataset.nextLine) log.dataset.nextLine = body.dataset.nextLine;
+      showSize(body);
       if (atBottom && rows.length) scroller.scrollTop = scroller.scrollHeight;
+      // Behind by more than a page (64 KiB a read): catch up now, not one page per poll.
+      if (rows.length && Number(body.dataset.nextOffset) < Number(body.dataset.size)) {
+        return pollLog();
+      }
     });
   }
+
+  // The header follows the file as it grows: its size and the byte range shown.
+  function showSize(body) {
+    var size = document.querySelector("[data-log-size]");
+    if (size && body.dataset.sizeText) size.textContent = body.dataset.sizeText;
+    var range = document.querySelector("[data-log-range]");
+    if (range && body.dataset.size) {
+      range.textContent = "bytes " + range.dataset.start + "–" + body.dataset.nextOffset +
+        " of " + body.dataset.size;
+    }
+  }
+
+  // Tail (and a live log shown at its end) opens scrolled to the last line, not the page's top.
+  function scrollLogToEnd() {
+    var log = document.getElementById("log-view");
+    if (!log || log.dataset.scrollEnd !== "1") return;
+    var scroller = log.closest(".rd-log-scroll");
+    if (scroller) scroller.scrollTop = scroller.scrollHeight;
+    var rows = log.querySelectorAll("tbody tr");
+    if (rows.length) rows[rows.length - 1].scrollIntoView({ block: "end" });
+  }
+  scrollLogToEnd();
 
   function tick() {
     timer = null;

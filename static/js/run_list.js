@@ -102,6 +102,31 @@
     });
   });
 
+  // --- the run tree: collapse / expand a parent's rows ---------------------------------------
+
+  // A row is hidden when any ancestor is collapsed; rows come in tree order with data-depth.
+  function applyTree() {
+    var hideBelow = Infinity;
+    table.querySelectorAll("tbody tr[data-depth]").forEach(function (row) {
+      var depth = Number(row.dataset.depth);
+      if (depth <= hideBelow) hideBelow = Infinity;
+      row.hidden = depth > hideBelow;
+      if (!row.hidden && row.dataset.expanded === "0") hideBelow = depth;
+    });
+  }
+
+  table.addEventListener("click", function (event) {
+    var toggle = event.target.closest("button.tree-toggle");
+    if (!toggle) return;
+    var row = toggle.closest("tr");
+    var open = row.dataset.expanded !== "1";
+    row.dataset.expanded = open ? "1" : "0";
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    toggle.setAttribute("aria-label", toggle.getAttribute("aria-label").replace(
+      open ? /^Expand/ : /^Collapse/, open ? "Collapse" : "Expand"));
+    applyTree();
+  });
+
   // --- live statuses --------------------------------------------------------------------------
 
   var timer = null;

@@ -1,0 +1,75 @@
+"""The run list as a tree (selectors): with child runs included, a page is a page of the
+matching runs whose parent does not match (top-level runs, and children whose parent the search
+left out), each followed by its matching descendants in tree order, siblings in the list's sort.
+"""
+
+from dataclasses import dataclass, field
+
+from django.db.models import Q, QuerySet
+
+from runs import limits
+from runs.models import MetricKind, MetricSeries, Run
+from runs.selectors import RunPage, run_rows, run_sort, with_run_details
+
+
+@dataclass
+class TreePage(RunPage):
+    depths: dict[int, int] = field(default_factory=dict)  # run pk → 0 for a page root
+    child_counts: dict[int, int] = field(default_factory=dict)  # run pk → children shown
+    truncated: bool = False  # more descendants than TREE_DESCENDANTS_MAX
+
+
+def run_tree_page(
+    *, runs: QuerySet[Run], sort: str, columns: list, offset: int = 0, limit: int = 100
+) -> TreePage:
+    """`runs` is the unsorted matching set. Roots are paged like the flat list (limit+1 ids, no
+    COUNT); descendants are read one query per level, each level in the list's sort."""
+    roots = run_sort(
+        runs=runs.filter(Q(parent__isnull=True) | ~Q(parent_id__in=runs.values("pk"))), sort=sort
+    )
+    root_ids = list(roots.values_list("pk", flat=True)[offset : offset + limit + 1])
+    has_next = len(root_ids) > limit
+    root_ids = root_ids[:limit]
+    below: dict[int, list[int]] = {}
+    level, budget, truncated = root_ids, limits.TREE_DESCENDANTS_MAX, False
+    while level and budget > 0:
+        children = list(
+            run_sort(runs=runs.filter(parent_id__in=level), sort=sort).values_list(
+                "pk", "parent_id"
+            )[: budget + 1]
+        )
+        if len(children) > budget:
+            truncated, children = True, children[:budget]
+        budget -= len(children)
+        for pk, parent_id in children:
+            below.setdefault(parent_id, []).append(pk)
+        level = [pk for pk, _ in children]
+    if level and budget <= 0:
+        truncated = truncated or runs.filter(parent_id__in=level).exists()
+
+    ordered: list[tuple[int, int]] = []
+    stack = [(pk, 0) for pk in reversed(root_ids)]
+    while stack:
+        pk, depth = stack.pop()
+        ordered.append((pk, depth))
+        stack += [(child, depth + 1) for child in reversed(below.get(pk, []))]
+    by_id = {run.pk: run for run in with_run_details(Run.objects.filter(pk__in=dict(ordered)))}
+    found = [by_id[pk] for pk, _ in ordered if pk in by_id]
+    names = (
+        list(
+            MetricSeries.objects.filter(run__in=found, kind=MetricKind.SCALAR)
+            .order_by("name")
+            .values_list("name", flat=True)
+            .distinct()
+        )
+        if found
+        else []
+    )
+    return TreePage(
+        rows=run_rows(runs=found, columns=columns),
+        has_next=has_next,
+        metric_names=names,
+        depths=dict(ordered),
+        child_counts={pk: len(kids) for pk, kids in below.items()},
+        truncated=truncated,
+    )

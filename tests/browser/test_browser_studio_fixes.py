@@ -1,0 +1,160 @@
+"""Issue 10's "broken today" items in a real browser: a view saved on an experiment's page keeps
+its experiment, no chart offers to send its data to plotly's cloud, the log viewer's Tail shows
+the last line and the live header follows the file, child rows sit under their parent, URL
+columns keep the name, and a duration reads the same in the list and on the run page."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from runs import services, storage
+from runs.models import CustomView, Run, RunStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def names_on_page(page) -> list[str]:
+    return [t.strip() for t in page.locator("#run-table tbody td.name a").all_inner_texts()]
+
+
+def test_a_view_saved_on_an_experiments_page_keeps_the_experiment(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    make_run("resnet", display_name="resnet-a")
+    make_run("bert", display_name="bert-a")
+    sign_in(page, cast.contributor, "/w/lab/experiments/resnet/")
+    assert names_on_page(page) == ["resnet-a"]
+    page.click("details.save-view > summary")
+    page.fill(".save-view-form input[name=name]", "Only resnet")
+    page.click(".save-view-form button[type=submit]")
+    page.wait_for_load_state()
+    view = CustomView.objects.get()
+    assert view.params["filters"]["experiment"] == ["resnet"]
+
+    # A run of another experiment, made later, stays out of the view.
+    make_run("bert", display_name="bert-later")
+    page.goto(f"{live_server.url}/w/lab/views/{view.pk}/")
+    assert names_on_page(page) == ["resnet-a"]
+    assert page.locator("select[name=experiment]").input_value() == "resnet"
+    screenshot(page, "view_saved_on_experiment")
+
+
+def test_urls_columns_keep_the_name_column(page, live_server, cast, make_run, sign_in):
+    run = make_run("resnet", display_name="named-run")
+    services.run_log_batch(run=run, metrics=[{"name": "loss", "kind": "scalar", "values": [1.0]}])
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/?col=metrics.loss.last&col=status")
+    headers = page.locator("#run-table thead th a").all_inner_texts()
+    assert headers[0] == "Display name"
+    assert names_on_page(page) == ["named-run"]
+
+
+def test_child_rows_sit_under_their_parent_newest_first(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    # Created in this order: old parent, its children, then an unrelated newer run, then a
+    # child of the old parent made last (newest of all).
+    old = make_run("sweep", display_name="sweep-parent")
+    first = make_run("sweep", display_name="child-1", parent=old)
+    make_run("sweep", display_name="child-2", parent=old)
+    make_run("other", display_name="unrelated-newer")
+    make_run("sweep", display_name="grandchild", parent=first)
+    make_run("sweep", display_name="child-3", parent=old)
+    sign_in(page, cast.reader, "/w/lab/runs/?top_level=0")
+    assert names_on_page(page) == [
+        "unrelated-newer",
+        "sweep-parent",
+        "child-3",
+        "child-2",
+        "child-1",
+        "grandchild",
+    ]
+    # Collapse the parent: its whole subtree hides; expand: it is back.
+    parent_row = page.locator("#run-table tbody tr", has_text="sweep-parent")
+    parent_row.locator("button.tree-toggle").click()
+    visible = page.locator("#run-table tbody tr:visible td.name a").all_inner_texts()
+    assert [v.strip() for v in visible] == ["unrelated-newer", "sweep-parent"]
+    screenshot(page, "run_tree_collapsed")
+    parent_row.locator("button.tree-toggle").click()
+    visible = page.locator("#run-table tbody tr:visible td.name a").all_inner_texts()
+    assert len(visible) == 6
+    screenshot(page, "run_tree")
+
+
+def test_a_duration_reads_the_same_in_the_list_and_on_the_run_page(
+    page, live_server, cast, make_run, sign_in
+):
+    run = make_run("resnet", display_name="short")
+    started = timezone.now() - timedelta(minutes=5)
+    Run.objects.filter(pk=run.pk).update(
+        status=RunStatus.COMPLETED, started_at=started, ended_at=started + timedelta(seconds=0.5)
+    )
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/?col=display_name&col=duration")
+    in_list = page.locator("#run-table tbody td.num").first.inner_text().strip()
+    page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/")
+    details = page.locator("#run-details").inner_text()
+    assert in_list == "0.5s"
+    assert "0.5s" in details
+
+
+def test_no_chart_offers_to_send_its_data_to_plotlys_cloud(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    run = make_run("resnet", display_name="charted")
+    services.run_log_batch(
+        run=run, metrics=[{"name": "loss", "kind": "scalar", "values": [1.0, 0.5, 0.25]}]
+    )
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    sign_in(page, cast.reader, f"/w/lab/runs/{run.run_id}/?tab=metrics")
+    chart = page.locator(".rs-chart").first
+    chart.locator(".js-plotly-plot").wait_for()
+    chart.hover()
+    buttons = page.locator(".modebar-btn")
+    assert buttons.count() > 0
+    titles = [b.get_attribute("data-title") or "" for b in buttons.all()]
+    assert not [t for t in titles if "cloud" in t.lower() or "chart studio" in t.lower()]
+    page.goto(f"{live_server.url}/w/lab/compare/?run={run.run_id}")
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.locator(".js-plotly-plot").first.hover()
+    titles = [b.get_attribute("data-title") or "" for b in page.locator(".modebar-btn").all()]
+    assert titles and not [t for t in titles if "cloud" in t.lower() or "studio" in t.lower()]
+    assert all(url.startswith(live_server.url) for url in requests)
+
+
+def test_tail_shows_the_last_line_and_the_live_header_follows_the_file(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    run = make_run("resnet", display_name="logger")
+    services.run_set_status(run=run, status=RunStatus.RUNNING)
+    lines = "".join(f"line {i:06d} " + "x" * 60 + "\n" for i in range(20_000))
+    storage.run_file_write(run=run, path="logs/big.log", stream=io.BytesIO(lines.encode()))
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab=outputs&file=logs/big.log")
+    page.click("[data-pager=tail]")
+    page.wait_for_load_state()
+    last = page.locator("#log-view tbody tr").last
+    assert "line 019999" in last.inner_text()
+    assert last.is_visible()
+    box = last.bounding_box()
+    scroller = page.locator(".rd-log-scroll").bounding_box()
+    assert box["y"] + box["height"] <= scroller["y"] + scroller["height"] + 1
+    assert box["y"] + box["height"] <= page.viewport_size["height"] + 1
+    size_before = page.locator("[data-log-size]").inner_text()
+
+    # The file grows while the page follows it: new lines show and the header says so.
+    more = "".join(f"more {i:06d} " + "y" * 90 + "\n" for i in range(3_000))
+    storage.run_file_write(
+        run=run, path="logs/big.log", stream=io.BytesIO(more.encode()), append=True
+    )
+    page.locator("#log-view tbody tr", has_text="more 002999").wait_for(timeout=15_000)
+    newest = page.locator("#log-view tbody tr", has_text="more 002999").bounding_box()
+    scroller = page.locator(".rd-log-scroll").bounding_box()
+    assert scroller["y"] <= newest["y"] <= scroller["y"] + scroller["height"]  # followed
+    assert page.locator("[data-log-size]").inner_text() != size_before
+    total = len(lines.encode()) + len(more.encode())
+    assert f"of {total}" in page.locator("[data-log-range]").inner_text()
+    screenshot(page, "log_tail_live")
