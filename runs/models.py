@@ -518,3 +518,39 @@ class LoggedModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.model_id})"
+
+
+class RunAction(models.TextChoices):
+    ARCHIVE = "archive", "Archived"
+    RESTORE = "restore", "Restored"
+    DELETE = "delete", "Deleted for good"
+    TAG = "tag", "Tagged"
+    UNTAG = "untag", "Untagged"
+    CANCEL = "cancel", "Canceled"
+
+
+class RunActivity(models.Model):
+    """Who archived, restored, deleted, (un)tagged or canceled which run, from the studio's run
+    management (runs/services/run_management.py). Keyed by the run's public id, not a foreign
+    key, so the record of a deletion outlives the run."""
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="run_activity"
+    )
+    run_id = models.CharField(max_length=255)
+    action = models.CharField(max_length=16, choices=RunAction.choices)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    at = models.DateTimeField(auto_now_add=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["workspace", "-at"], name="activity_ws_at"),
+            models.Index(fields=["run_id", "-at"], name="activity_run_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}: {self.action}"
