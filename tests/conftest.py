@@ -139,6 +139,27 @@ def sdk_server(live_server, cast, monkeypatch, tmp_path) -> SdkServer:
     sdk_run.Run._context_run = None
 
 
+@pytest.fixture
+def door(live_server, cast, monkeypatch):
+    """The real MLflow client pointed at workspace "lab"'s MLflow door (tests/test_mlflow_*.py):
+    MLFLOW_TRACKING_URI = <live server>/mlflow/lab, the contributor's token."""
+    import mlflow
+
+    for name in list(os.environ):
+        if name.startswith("MLFLOW_") and name != "MLFLOW_DISABLE_TELEMETRY":
+            monkeypatch.delenv(name)
+    uri = f"{live_server.url}/mlflow/{cast.workspace.name}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", cast.contributor.token)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.tracking.fluent._active_experiment_id = None
+    mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """The cast's users are created per test; the real hasher would spend ~2 s on them."""

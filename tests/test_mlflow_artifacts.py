@@ -13,8 +13,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-from tests.test_mlflow_client import door  # noqa: E402, F401
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 

@@ -15,24 +15,6 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 
-@pytest.fixture
-def door(live_server, cast, monkeypatch):
-    """MLFLOW_TRACKING_URI = the workspace's door, the contributor's token."""
-    for name in list(os.environ):
-        if name.startswith("MLFLOW_") and name not in ("MLFLOW_DISABLE_TELEMETRY",):
-            monkeypatch.delenv(name)
-    uri = f"{live_server.url}/mlflow/{cast.workspace.name}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", cast.contributor.token)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.tracking.fluent._active_experiment_id = None
-    mlflow.set_tracking_uri(None)
-
-
 def test_fluent_run_logs_params_metrics_and_tags_into_the_default_experiment(door, cast):
     from runs.models import Run
 

@@ -12,8 +12,6 @@ import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from tests.test_mlflow_client import door  # noqa: E402, F401
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -64,7 +62,11 @@ def test_order_by_and_page_tokens(runs):
     by_loss = client.search_runs([exp], order_by=["metrics.loss DESC"])
     assert _names(by_loss) == ["r3", "r4", "r0", "r1", "r2"]
     assert _names(client.search_runs([exp], order_by=["params.lr ASC"])) == [
-        "r0", "r1", "r2", "r3", "r4"
+        "r0",
+        "r1",
+        "r2",
+        "r3",
+        "r4",
     ]
     first = client.search_runs([exp], order_by=["metrics.loss ASC"], max_results=2)
     assert _names(first) == ["r2", "r1"] and first.token
