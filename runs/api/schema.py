@@ -78,4 +78,31 @@ def state_limits(result, generator, request, public):
                 "properties": {"channel": {"const": "webhook"}, "webhook_url": url},
             },
         ]
+    if search := schemas.get("RunSearchRequest"):
+        _search_body(search)
     return result
+
+
+def _search_body(search: dict) -> None:
+    """POST …/runs/search takes each parameter of the GET list as a value or a list of values
+    (the CLI sends lists of strings), a number where a string is asked for being read as its
+    text, and nothing else (views/runs.py _search_params)."""
+    from runs.api.schemas import DAY
+
+    search["additionalProperties"] = False
+    for name, prop in list(search["properties"].items()):
+        item = dict(prop.get("items", prop))
+        item.pop("description", None)
+        if name in ("created_from", "created_to"):
+            item = DAY
+        elif name == "limit":
+            item = {"type": ["integer", "string"], "minimum": 1, "maximum": 1000}
+            item["pattern"] = "^([1-9][0-9]{0,2}|1000)?$"
+        elif name == "cursor":
+            item = {"type": ["integer", "string"], "minimum": 0, "pattern": "^[0-9]{0,18}$"}
+        elif item.get("type") == "string" and "enum" not in item and "format" not in item:
+            item["type"] = ["string", "integer"]
+        search["properties"][name] = {
+            "anyOf": [item, {"type": "array", "items": item, "maxItems": 1000}],
+            **({"description": prop["description"]} if "description" in prop else {}),
+        }
