@@ -370,6 +370,23 @@ def test_a_long_outage_moves_old_points_to_disk_and_spools_them_all_in_order(
     assert not list(tmp_path.glob("spool/.staging-*/*.pickle"))
 
 
+def test_an_idle_run_says_in_one_line_when_its_heartbeat_finds_the_server_gone(
+    capsys, monkeypatch
+):
+    from runs.sdk import spool
+
+    monkeypatch.setattr(spool, "_down_since", {})
+    client = FakeClient(always=ConnectionFailed("cannot reach http://fake (connection refused)"))
+    f = Flusher(client, "run-1", heartbeat=True)
+    import time
+
+    for _ in range(3):
+        f._last_heartbeat = time.monotonic() - 10_000  # due
+        f._maybe_heartbeat()
+    [line] = capsys.readouterr().err.splitlines()
+    assert "cannot reach http://fake (connection refused); retrying" in line
+
+
 def test_flush_sends_everything_through_the_background_thread():
     client = FakeClient()
     f = Flusher(client, "run-1")

@@ -294,6 +294,7 @@ class Flusher:
         self._last_heartbeat = now
         try:
             self.client.post(f"/runs/{self.run_id}/heartbeat", {})
+            self._answered()
         except (Conflict, NotFound) as e:
             # The server ended the run meanwhile (its reaper took a long silence for a dead
             # process). Say it once; metrics are still stored and the final status this
@@ -304,8 +305,11 @@ class Flusher:
                 "Logging goes on; raise the server's RUNSTUDIO_HEARTBEAT_TIMEOUT if runs "
                 "stall this long."
             )
-        except RunstudioError:
-            pass  # the next one may get through; the server tolerates gaps
+        except RunstudioError as e:
+            # The next one may get through (the server tolerates gaps); an idle script still
+            # learns at once that the server is gone.
+            if is_transient(e):
+                spool.report_down(self.client.url, e)
 
     # -- sending --------------------------------------------------------------------------
 
