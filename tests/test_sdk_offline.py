@@ -387,6 +387,23 @@ def test_an_idle_run_says_in_one_line_when_its_heartbeat_finds_the_server_gone(
     assert "cannot reach http://fake (connection refused); retrying" in line
 
 
+def test_a_spool_that_cannot_be_written_is_one_line_saying_what_to_set(
+    capsys, tmp_path, monkeypatch
+):
+    from runs.sdk import spool
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("RUNSTUDIO_SPOOL_DIR", str(blocker / "spool"))
+    monkeypatch.setattr(spool, "_down_since", {})
+    client = FakeClient(always=ConnectionFailed("cannot reach http://fake (connection refused)"))
+    f = Flusher(client, "run-1", sleep=lambda s: None)
+    f.buffer.extend(_points("loss", 3))
+    f.close(timeout=0.1)  # does not raise
+    err = capsys.readouterr().err.splitlines()
+    assert "RUNSTUDIO_SPOOL_DIR" in err[-1] and "could not be written" in err[-1]
+
+
 def test_flush_sends_everything_through_the_background_thread():
     client = FakeClient()
     f = Flusher(client, "run-1")

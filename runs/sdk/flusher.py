@@ -579,7 +579,14 @@ class Flusher:
                     final = None
         finally:
             if self.pending or final is not None or self.create:
-                self._spool(final)
+                try:
+                    self._spool(final)
+                except OSError as e:
+                    _warn(
+                        f"run {self.run_id}: the server did not answer and the spool could not "
+                        f"be written ({e}); what was unsent is lost. Point RUNSTUDIO_SPOOL_DIR "
+                        "at a writable folder."
+                    )
             elif self._staging is not None:  # files queued earlier went out: nothing to keep
                 shutil.rmtree(self._staging, ignore_errors=True)
             self._report_dropped()
