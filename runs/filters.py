@@ -101,6 +101,13 @@ def _day_start(day) -> datetime:
 
 
 TOP_LEVEL_CHOICES = [("1", "Top-level runs only"), ("0", "Include child runs")]
+ARCHIVED_CHOICES = [
+    ("0", "Live runs"),
+    ("1", "Archived runs only"),
+    ("all", "Live and archived"),
+    ("false", "no"),
+    ("true", "yes"),
+]
 
 
 class RunFilter(django_filters.FilterSet):
@@ -119,6 +126,11 @@ class RunFilter(django_filters.FilterSet):
         method="filter_top_level",
     )
     parent = django_filters.CharFilter(field_name="parent__run_id")
+    # Archived runs (run management's soft delete) are left out unless asked for: `1` lists
+    # only them (the Archived page), `all` both.
+    archived = django_filters.ChoiceFilter(
+        choices=ARCHIVED_CHOICES, method="filter_archived", empty_label=None
+    )
 
     class Meta:
         model = Run
@@ -132,6 +144,17 @@ class RunFilter(django_filters.FilterSet):
 
     def filter_top_level(self, qs: QuerySet, name: str, value) -> QuerySet:
         return qs.filter(parent__isnull=True) if value else qs
+
+    def filter_archived(self, qs: QuerySet, name: str, value) -> QuerySet:
+        return qs  # applied in filter_queryset, which also runs when the parameter is absent
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        archived = self.form.cleaned_data.get("archived") or "0"
+        if archived in ("0", "false"):
+            queryset = queryset.filter(archived_at__isnull=True)
+        elif archived in ("1", "true"):
+            queryset = queryset.filter(archived_at__isnull=False)
+        return super().filter_queryset(queryset)
 
 
 FILTER_NAMES = tuple(RunFilter.base_filters)

@@ -94,3 +94,7 @@ QUERY_TIME_BUDGET_SECONDS = 1.0
 # The run list's tree (child runs included): child rows shown under one page of top-level runs,
 # all levels together; past it the page says so and the parent's Child runs tab has them all.
 TREE_DESCENDANTS_MAX = 1_000
+# Run management (archive, restore, delete, tag, untag, cancel): runs named in one request.
+RUN_BULK_MAX = 1_000
+# ... and tag writes (tags × runs) in one bulk tag.
+RUN_BULK_TAGS_MAX = 10_000

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs.views import alerts, charts, compute, lists, run_detail
+from runs.views import alerts, charts, compute, lists, run_detail, run_management
 
 app_name = "runs"
 
@@ -11,6 +11,9 @@ urlpatterns = [
     path("w/<str:workspace>/runs/", lists.run_list_page, name="run-list"),
     path("w/<str:workspace>/runs.csv", lists.run_list_csv, name="run-list-csv"),
     path("w/<str:workspace>/run-statuses/", lists.run_statuses, name="run-statuses"),
+    # Run management: archive, restore, delete, tag, untag, cancel (runs/views/run_management.py)
+    path("w/<str:workspace>/archived/", run_management.archived_page, name="archived"),
+    path("w/<str:workspace>/runs-manage/", run_management.run_manage, name="run-manage"),
     path(
         "w/<str:workspace>/experiments/<str:experiment>/",
         lists.experiment_page,

@@ -31,6 +31,7 @@ urlpatterns = [
     ),
     path("workspaces/<str:workspace>/runs", views.run_list, name="run-list"),
     path("workspaces/<str:workspace>/runs/search", views.run_search, name="run-search"),
+    path("workspaces/<str:workspace>/runs/manage", views.run_manage, name="run-manage"),
     path("runs/<str:run_id>", views.run_detail, name="run-detail"),
     path("runs/<str:run_id>/status", views.run_status, name="run-status"),
     path("runs/<str:run_id>/cancel", views.run_cancel, name="run-cancel"),

@@ -19,7 +19,7 @@ from runs import limits, selectors
 from runs.budget import query_budget
 from runs.errors import Forbidden, InvalidInput, NotFound
 from runs.forms import PAGE_SIZE, STANDARD_COLUMNS, ListState, ViewSaveForm
-from runs.models import TERMINAL_STATUSES, RunStatus
+from runs.models import TERMINAL_STATUSES, Role, RunStatus
 from runs.query import ATTRIBUTES, Field
 from runs.run_tree import run_tree_page
 from runs.services import saved_views
@@ -64,7 +64,7 @@ def view_page(request, workspace: str, view_id: int):
     return _run_list(request, ws, membership, ListState.from_query(data), view=view)
 
 
-def _run_list(request, ws, membership, state: ListState, *, experiment=None, view=None):
+def _run_list(request, ws, membership, state: ListState, *, experiment=None, view=None, **extra):
     filterset = selectors.run_filterset(workspace=ws, params=state.data)
     page = None
     if filterset.is_valid():
@@ -102,7 +102,10 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
         "form_action": request.path,
         "terminal_statuses": sorted(TERMINAL_STATUSES),
         "compare_url": _compare_url(ws),
+        "can_manage": membership.allows(Role.CONTRIBUTOR),
+        "can_purge": membership.allows(Role.OWNER),
         **_table_context(state, page),
+        **extra,
     }
     # A search or filter that cannot run is the request's fault: the page still shows the
     # form with the error next to it, under a 400 like the API's and the CSV's.

@@ -51,6 +51,7 @@ def run_page(request, workspace: str, run_id: str):
         "workspace": run.workspace,
         "membership": membership,
         "can_edit": membership.allows(Role.CONTRIBUTOR),
+        "can_purge": membership.allows(Role.OWNER),
         "tab": tab,
         "nav_section": "runs",
         **_TAB_CONTEXT[tab](request, run, full=fragment != "live"),

@@ -66,7 +66,8 @@
   });
 
   root.addEventListener("submit", function (event) {
-    var message = event.target.dataset.confirm;
+    var message = event.target.dataset.confirm ||
+      (event.submitter && event.submitter.dataset.confirm);
     if (message && !window.confirm(message)) event.preventDefault();
   });
 

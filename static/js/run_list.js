@@ -102,6 +102,46 @@
     });
   });
 
+  // --- run management: the selection goes with the form, after a confirm in the page --------
+
+  var manage = document.getElementById("manage-form");
+
+  function refreshManage() {
+    if (!manage) return;
+    var count = selectedIds().length;
+    var summary = document.getElementById("manage-button");
+    if (summary) summary.querySelector("[data-selected-count]").textContent = count;
+    manage.querySelector("[data-manage-empty]").hidden = count > 0;
+    manage.querySelectorAll("button[name=action]").forEach(function (button) {
+      button.disabled = count === 0;
+    });
+  }
+
+  if (manage) {
+    manage.addEventListener("submit", function (event) {
+      var ids = selectedIds();
+      var button = event.submitter;
+      if (!ids.length || !button) { event.preventDefault(); return; }
+      var what = ids.length === 1 ? "1 run" : ids.length + " runs";
+      var message = (button.dataset.confirm || "").replace("{n}", what);
+      if (message && !window.confirm(message)) { event.preventDefault(); return; }
+      manage.querySelectorAll("input[data-selected-run]").forEach(function (input) {
+        input.remove();
+      });
+      ids.forEach(function (id) {
+        var input = document.createElement("input");
+        input.type = "hidden";
+        input.name = "run";
+        input.value = id;
+        input.dataset.selectedRun = "1";
+        manage.appendChild(input);
+      });
+    });
+    table.addEventListener("change", refreshManage);
+    if (selectAll) selectAll.addEventListener("change", refreshManage);
+    refreshManage();
+  }
+
   // --- the run tree: collapse / expand a parent's rows ---------------------------------------
 
   // A row is hidden when any ancestor is collapsed; rows come in tree order with data-depth.

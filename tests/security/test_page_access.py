@@ -63,9 +63,10 @@ class Page:
 
     def call(self, client: Client, ids: dict):
         url = self.url.format(**ids)
+        data = {k: v.format(**ids) if isinstance(v, str) else v for k, v in self.data.items()}
         if self.method == "GET":
-            return client.get(url, self.data)
-        return client.post(url, self.data)
+            return client.get(url, data)
+        return client.post(url, data)
 
 
 ALERT_FORM = {
@@ -94,6 +95,7 @@ PAGES = [
     Page("compute", "GET", WS + "/compute/", READER),
     Page("compute-live", "GET", WS + "/compute/live/", READER),
     Page("alerts", "GET", WS + "/alerts/", READER),
+    Page("archived", "GET", WS + "/archived/", READER),
     # Saved views: any member saves or copies one; only its owner (olivia) changes it.
     Page("view-create", "POST", WS + "/views/new/", READER, {"name": "mine"}, ok=302),
     Page("view-copy", "POST", WS + "/views/{view}/copy/", READER, ok=302),
@@ -111,6 +113,31 @@ PAGES = [
     ),
     Page("run-cancel", "POST", RUN + "/cancel/", CONTRIBUTOR, ok=302),
     Page("run-preview", "POST", RUN + "/preview/", CONTRIBUTOR, {"description": "**hi**"}),
+    # Run management: contributors archive, restore, tag, untag, cancel; owners delete for good.
+    Page(
+        "run-manage",
+        "POST",
+        WS + "/runs-manage/",
+        CONTRIBUTOR,
+        {"action": "archive", "run": "{run}"},
+        ok=302,
+    ),
+    Page(
+        "run-manage",
+        "POST",
+        WS + "/runs-manage/",
+        CONTRIBUTOR,
+        {"action": "tag", "tags": "k=v", "run": "{run}"},
+        ok=302,
+    ),
+    Page(
+        "run-manage",
+        "POST",
+        WS + "/runs-manage/",
+        OWNER,
+        {"action": "delete", "run": "{run}"},
+        ok=302,
+    ),
     # Compute and alerts: owners.
     Page(
         "compute-target-create",
@@ -176,7 +203,7 @@ def _state(workspace) -> tuple:
     """Everything a page could change in the workspace, in a comparable form."""
     runs = Run.objects.filter(experiment__workspace=workspace)
     return (
-        sorted(runs.values_list("run_id", "status", "display_name", "description")),
+        sorted(runs.values_list("run_id", "status", "display_name", "description", "archived_at")),
         sorted(RunTag.objects.filter(run__in=runs).values_list("run__run_id", "key", "value")),
         sorted(RunProperty.objects.filter(run__in=runs).values_list("run__run_id", "key")),
         sorted(RunFile.objects.filter(run__in=runs).values_list("run__run_id", "path", "size")),

@@ -28,6 +28,7 @@ from runs.api.views.metrics import (
     metric_series,
     metric_values,
 )
+from runs.api.views.run_management import run_manage
 from runs.api.views.runs import (
     experiment_detail,
     experiment_list,
@@ -64,6 +65,7 @@ __all__ = [
     "run_detail",
     "run_heartbeat",
     "run_list",
+    "run_manage",
     "run_properties",
     "run_search",
     "run_status",

@@ -128,6 +128,12 @@ def run_create(request, workspace: str, experiment: str):
             description="1: runs without a parent only.",
         ),
         OpenApiParameter("parent", str, description="The parent's run id: its children."),
+        OpenApiParameter(
+            "archived",
+            str,
+            enum=["0", "1", "all", "true", "false"],
+            description="Archived runs are left out by default; 1: only them; all: both.",
+        ),
     ],
     responses={200: s.RunPageSerializer, **s.errors(400, 401, 404)},
 )
@@ -165,6 +171,9 @@ def run_list(request, workspace: str):
             "created_to": drf_serializers.DateField(required=False),
             "top_level": drf_serializers.ChoiceField(["1", "0", "true", "false"], required=False),
             "parent": drf_serializers.CharField(required=False),
+            "archived": drf_serializers.ChoiceField(
+                ["0", "1", "all", "true", "false"], required=False
+            ),
             "limit": drf_serializers.IntegerField(
                 required=False, min_value=1, max_value=limits.PAGE_SIZE_MAX
             ),
