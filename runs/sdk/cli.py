@@ -382,6 +382,26 @@ def cmd_run_untag(args: argparse.Namespace) -> Any:
     return _client(args).patch(path, {"remove": list(args.keys)})["tags"]
 
 
+def cmd_run_manage(args: argparse.Namespace) -> Any:
+    """archive / restore / delete one or more runs (``-r`` repeated) in one request: all of
+    them or none. The workspace is ``-w`` (or the configured one), else the first run's."""
+    if args.manage_action == "delete" and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "run delete removes the runs, their child runs and their files for good; "
+                "add --yes to confirm"
+            )
+        answer = input(f"Delete {len(args.run_ids)} run(s) and their files for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise UsageError("run delete: not confirmed; nothing was deleted")
+    client = _client(args)
+    ws = _settings(args).workspace
+    if not ws:
+        ws = client.get(f"/runs/{quote_segment(args.run_ids[0])}")["workspace"]
+    path = f"/workspaces/{quote_segment(ws)}/runs/manage"
+    return client.post(path, {"action": args.manage_action, "runs": args.run_ids})
+
+
 def cmd_sync(args: argparse.Namespace) -> Any:
     """Send what scripts spooled while the server was unreachable (runs/sdk/spool.py)."""
     from pathlib import Path
@@ -756,6 +776,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = run_parser("untag", "remove tags")
     p.add_argument("keys", nargs="+", metavar="KEY")
     p.set_defaults(func=cmd_run_untag)
+    for action, help_text in (
+        ("archive", "archive runs and their child runs (hidden from lists until restored)"),
+        ("restore", "bring archived runs back"),
+        ("delete", "delete runs, their child runs and their files for good (owners)"),
+    ):
+        p = run.add_parser(action, parents=[with_ws], help=help_text)
+        p.add_argument(
+            "-r",
+            "--run",
+            "--run-id",
+            dest="run_ids",
+            action="append",
+            required=True,
+            help="repeat for several runs",
+        )
+        if action == "delete":
+            p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        p.set_defaults(func=cmd_run_manage, manage_action=action)
 
     p = exp.add_parser("show", parents=[with_ws], help="one experiment")
     p.add_argument("-e", "--experiment-name", "--name", dest="experiment_name", required=True)
