@@ -274,6 +274,8 @@ def page_token_encode(*, offset: int, ceiling: int) -> str:
 def page_token_decode(token: str | None) -> tuple[int, int | None]:
     if not token:
         return 0, None
+    if not isinstance(token, str):
+        raise InvalidInput("page_token: must be a string.", field="page_token")
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
         offset, ceiling = int(data["o"]), int(data["c"])

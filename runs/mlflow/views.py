@@ -165,7 +165,11 @@ def _experiment(door: Door, experiment_id: object) -> Experiment:
             workspace=door.workspace, name=t.DEFAULT_EXPERIMENT_NAME
         )[0]
     found = None
-    if isinstance(experiment_id, str | int) and str(experiment_id).isdigit():
+    if (
+        isinstance(experiment_id, str | int)
+        and str(experiment_id).isascii()
+        and str(experiment_id).isdecimal()
+    ):
         found = Experiment.objects.filter(
             workspace=door.workspace, pk=int(experiment_id) if len(str(experiment_id)) < 19 else -1
         ).first()
@@ -223,10 +227,12 @@ def experiments_search(door: Door, body: dict) -> dict:
         experiments = experiments.filter(archived_at__isnull=True)
     elif view == "DELETED_ONLY":
         experiments = experiments.filter(archived_at__isnull=False)
-    if body.get("filter"):
+    if _str(body, "filter", ""):
         # Only name filters, the ones MLflow's own clients send (`name = 'x'`, `name LIKE …`).
         experiments = experiments.filter(_experiment_filter(body["filter"]))
-    limit = min(t.parse_int(body.get("max_results"), field="max_results", default=1000), 1000)
+    limit = max(
+        1, min(t.parse_int(body.get("max_results"), field="max_results", default=1000), 1000)
+    )
     offset, _ = t.page_token_decode(body.get("page_token"))
     page = list(experiments.order_by("-created_at", "-id")[offset : offset + limit + 1])
     answer = {"experiments": [t.experiment_json(e) for e in page[:limit]]}
@@ -279,7 +285,7 @@ def experiments_set_tag(door: Door, body: dict) -> dict:
     door.require(Role.CONTRIBUTOR, "tagging an experiment")
     experiment = _experiment(door, body.get("experiment_id"))
     services.experiment_set_tags(
-        experiment=experiment, set_tags={body.get("key"): body.get("value")}
+        experiment=experiment, set_tags={_str(body, "key"): body.get("value")}
     )
     return {}
 
@@ -287,7 +293,7 @@ def experiments_set_tag(door: Door, body: dict) -> dict:
 def experiments_delete_tag(door: Door, body: dict) -> dict:
     door.require(Role.CONTRIBUTOR, "tagging an experiment")
     experiment = _experiment(door, body.get("experiment_id"))
-    services.experiment_set_tags(experiment=experiment, remove=[body.get("key")])
+    services.experiment_set_tags(experiment=experiment, remove=[_str(body, "key")])
     return {}
 
 
@@ -334,7 +340,7 @@ def runs_update(door: Door, body: dict) -> dict:
     run = _run(door, body.get("run_id") or body.get("run_uuid"), write=True)
     if body.get("run_name"):
         services.run_update(run=run, display_name=body["run_name"])
-    status = body.get("status")
+    status = _str(body, "status", "")
     if status:
         if status not in t.STATUS_IN:
             raise InvalidInput(
@@ -416,19 +422,19 @@ def runs_log_metric(door: Door, body: dict) -> dict:
 
 def runs_log_parameter(door: Door, body: dict) -> dict:
     run = _run(door, body.get("run_id") or body.get("run_uuid"), write=True)
-    services.run_add_properties(run=run, properties={body.get("key"): body.get("value")})
+    services.run_add_properties(run=run, properties={_str(body, "key"): body.get("value")})
     return {}
 
 
 def runs_set_tag(door: Door, body: dict) -> dict:
     run = _run(door, body.get("run_id") or body.get("run_uuid"), write=True)
-    _set_tags(run, [(body.get("key"), body.get("value"))])
+    _set_tags(run, [(_str(body, "key"), body.get("value"))])
     return {}
 
 
 def runs_delete_tag(door: Door, body: dict) -> dict:
     run = _run(door, body.get("run_id"), write=True)
-    key = body.get("key")
+    key = _str(body, "key")
     if key == t.RUN_NAME_TAG:
         services.run_update(run=run, display_name="")
     elif key == t.NOTE_TAG:
@@ -481,7 +487,7 @@ def runs_search(door: Door, body: dict) -> dict:
         runs = runs.filter(archived_at__isnull=True)
     elif view == "DELETED_ONLY":
         runs = runs.filter(archived_at__isnull=False)
-    runs = runs.filter(query.parse(t.filter_to_query(body.get("filter") or "")))
+    runs = runs.filter(query.parse(t.filter_to_query(_str(body, "filter", ""))))
     limit = t.parse_int(body.get("max_results"), field="max_results", default=1000)
     if not 1 <= limit <= 50_000:
         raise InvalidInput("max_results: between 1 and 50000.", field="max_results")
@@ -501,7 +507,7 @@ def runs_search(door: Door, body: dict) -> dict:
 
 def metrics_get_history(door: Door, body: dict) -> dict:
     run = _run(door, body.get("run_id") or body.get("run_uuid"))
-    key = body.get("metric_key")
+    key = _str(body, "metric_key")
     limit = t.parse_int(body.get("max_results"), field="max_results", default=25_000)
     limit = max(1, min(limit, limits.HISTORY_PAGE_MAX))
     after = -1
@@ -558,7 +564,7 @@ def models_detail(door: Door, body: dict, model_id: str, method: str) -> dict:
     if method == "DELETE":
         services.logged_model_archive(model=model)
         return {}
-    status = t.MODEL_STATUS_IN.get(body.get("status"))
+    status = t.MODEL_STATUS_IN.get(_str(body, "status", ""))
     if status is None:
         raise InvalidInput(f"status: one of {', '.join(t.MODEL_STATUS_IN)}.", field="status")
     model = services.logged_model_finalize(model=model, status=status)
@@ -593,7 +599,7 @@ def models_search(door: Door, body: dict) -> dict:
         experiment__in=[_experiment(door, i) for i in ids],
         archived_at__isnull=True,
     )
-    text = (body.get("filter") or "").strip()
+    text = _str(body, "filter", "").strip()
     if text:
         match = re.fullmatch(
             r"(?:attributes\.)?(name|source_run_id|model_id)\s*=\s*'([^']*)'", text
@@ -606,7 +612,9 @@ def models_search(door: Door, body: dict) -> dict:
             )
         field = {"name": "name", "source_run_id": "run__run_id", "model_id": "model_id"}
         models = models.filter(**{field[match.group(1)]: match.group(2)})
-    limit = min(t.parse_int(body.get("max_results"), field="max_results", default=100), 1000)
+    limit = max(
+        1, min(t.parse_int(body.get("max_results"), field="max_results", default=100), 1000)
+    )
     offset, _ = t.page_token_decode(body.get("page_token"))
     page = list(models.order_by("-created_at", "-id")[offset : offset + limit + 1])
     answer = {"models": [t.model_json(m) for m in page[:limit]]}
@@ -662,16 +670,15 @@ def artifacts(request, door: Door, path: str):
         return JsonResponse({"files": _list_files(run, folder)})
     if request.method == "PUT":
         run, tree_path = _artifact_target(door, path, write=True)
-        size = request.META.get("CONTENT_LENGTH")
-        if size in (None, ""):
+        size = request.META.get("CONTENT_LENGTH") or ""
+        if not (size.isascii() and size.isdecimal()):
             raise LengthRequired("body: send Content-Length.", field="body")
         storage.run_file_write(run=run, path=tree_path, stream=request, size=int(size))
         return JsonResponse({})
     if request.method == "DELETE":
         run, tree_path = _artifact_target(door, path, write=True)
-        raise MlflowError(
-            "NOT_IMPLEMENTED", "Deleting artifacts is not supported: run files are a record.", 501
-        )
+        storage.run_files_delete(run=run, path=tree_path)
+        return JsonResponse({})
     if request.method == "GET":
         run, tree_path = _artifact_target(door, path, write=False)
         storage.run_file_get(run=run, path=tree_path)
@@ -713,6 +720,19 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "logged-models"): models_create,
     ("POST", "logged-models/search"): models_search,
 }
+
+
+_REQUIRED = object()
+
+
+def _str(body: dict, name: str, default: object = _REQUIRED) -> str:
+    """A text field of the request; a number, list or object there is a 400 naming it."""
+    value = body.get(name)
+    if value is None and default is not _REQUIRED:
+        return default
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name}: required, as a string.", field=name)
+    return value
 
 
 def _body(request) -> dict:

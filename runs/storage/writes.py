@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs import limits
-from runs.errors import Conflict, InvalidInput, TooLarge
+from runs.errors import Conflict, InvalidInput, NotFound, TooLarge
 from runs.models import Run, RunFile
 from runs.storage.local import NotARegularFile, open_dir, storage_root
 from runs.storage.paths import CHUNK, INCOMING, check_path, storage_name
@@ -386,3 +386,35 @@ def run_files_delete_all(*, run: Run) -> int:
             default_storage.delete(storage_name(run, record.path))
     RunFile.objects.filter(run=run).delete()
     return count
+
+
+def run_files_delete(*, run: Run, path: str) -> int:
+    """Removes the file at `path`, or every file under the folder `path/`, from storage and
+    the index (MLflow's delete_artifacts); returns how many went. NotFound when nothing is
+    indexed there. Each file is unlinked through its folder's descriptor, opened without
+    following symlinks, so a link planted in the tree is removed, never followed."""
+    path = check_path(path)
+    records = list(
+        RunFile.objects.filter(run=run, path=path)
+        | RunFile.objects.filter(run=run, path__startswith=path.rstrip("/") + "/")
+    )
+    if not records:
+        raise NotFound(f"path: the run has no file or folder {path!r}.", field="path")
+    root = storage_root()
+    for record in records:
+        name = storage_name(run, record.path)
+        if root is None:
+            default_storage.delete(name)
+            continue
+        *folders, last = name.split("/")
+        try:
+            folder_fd = open_dir(root, folders)
+        except OSError:  # already gone, or a symlink in the way: nothing of ours to remove
+            continue
+        try:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(last, dir_fd=folder_fd)
+        finally:
+            os.close(folder_fd)
+    RunFile.objects.filter(pk__in=[r.pk for r in records]).delete()
+    return len(records)
