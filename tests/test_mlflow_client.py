@@ -258,3 +258,16 @@ def test_a_retried_log_batch_stores_its_points_once(door, cast):
         )
         assert answer.status_code == 200, answer.text
     assert MetricSeries.objects.get(run__run_id=run_id, name="m").count == 1
+
+
+def test_an_mlflow_run_is_never_reaped_for_missing_heartbeats(door):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.compute import runs_stale
+
+    run_id = MlflowClient().create_run("0", start_time=1_600_000_000_000).info.run_id
+    later = timezone.now() + timedelta(days=30)
+    assert run_id not in {r.run_id for r in runs_stale(now=later)}
+    assert MlflowClient().get_run(run_id).info.start_time == 1_600_000_000_000

@@ -327,6 +327,7 @@ def runs_create(door: Door, body: dict) -> dict:
             "started_at": start / 1000 if start is not None else None,
         },
         hex_id=True,
+        heartbeats=False,
     )
     run = services.run_create(experiment=experiment, spec=spec, submitter=door.user, parent=parent)
     return {"run": _run_json(run)}

@@ -93,6 +93,9 @@ class RunSpec:
     # Generate a 32-hex id (128 random bits) like MLflow's instead of the Azure-style one: the
     # MLflow door's runs keep the id shape MLflow tools expect. Never client-chosen.
     hex_id: bool = False
+    # False: the client promises no heartbeats (the MLflow door), so the reaper never watches
+    # the run (compute.runs_stale needs a heartbeat after the start).
+    heartbeats: bool = True
 
     @classmethod
     def from_input(cls, data: dict, *, field: str = "", **defaults: Any) -> "RunSpec":
@@ -201,7 +204,7 @@ def _build_run(
         compute_target=spec.compute_target,
         submitter=submitter,
         started_at=(spec.started_at or now) if spec.status == RunStatus.RUNNING else None,
-        heartbeat_at=now if spec.status == RunStatus.RUNNING else None,
+        heartbeat_at=now if spec.status == RunStatus.RUNNING and spec.heartbeats else None,
     )
 
 
