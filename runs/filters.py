@@ -63,6 +63,10 @@ class KeyValueField(forms.Field):
             raw = str(raw).strip()
             if not raw:
                 continue
+            # As Django's CharField does: PostgreSQL fails on a NUL (a POST search's body
+            # reaches here without runs/middleware.py's URL check).
+            if "\x00" in raw:
+                raise forms.ValidationError("Null characters are not allowed.", code="null")
             key, sep, val = raw.partition("=")
             if not key.strip():
                 raise forms.ValidationError(

@@ -15,6 +15,7 @@ times as long as its values. Every other check still runs on those operations.
 
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -90,14 +91,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env(data_dir: Path) -> dict:
+def _env(data_dir: Path, database_url: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNSTUDIO_", "DATABASE_"))}
     env.update(
         RUNSTUDIO_DATA_DIR=str(data_dir),
         DJANGO_SETTINGS_MODULE="studio.settings",
         RUNSTUDIO_STATIC_FINDERS="1",
     )
+    if database_url:
+        env["DATABASE_URL"] = database_url
     return env
+
+
+@pytest.fixture
+def database_url():
+    """On the PostgreSQL run of the suite (DATABASE_URL set), a fresh database on that server,
+    dropped afterwards: PostgreSQL refuses inputs SQLite takes (a NUL in a string), so the
+    fuzzer meets both. Otherwise None: SQLite in the server's own data directory."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        yield None
+        return
+    import psycopg
+
+    name = f"fuzz_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _seed(url: str) -> dict:
@@ -153,9 +175,9 @@ def _failures(output: str) -> str:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, database_url):
     data_dir = tmp_path / "data"
-    env = _env(data_dir)
+    env = _env(data_dir, database_url)
     django = [sys.executable, "-m", "django"]
     subprocess.run([*django, "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
     users = (
