@@ -271,3 +271,48 @@ def test_an_mlflow_run_is_never_reaped_for_missing_heartbeats(door):
     later = timezone.now() + timedelta(days=30)
     assert run_id not in {r.run_id for r in runs_stale(now=later)}
     assert MlflowClient().get_run(run_id).info.start_time == 1_600_000_000_000
+
+
+def test_async_logging_arrives_whole(door, monkeypatch):
+    from runs.models import MetricSeries
+
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "true")
+    with mlflow.start_run() as active:
+        for step in range(300):
+            mlflow.log_metric("loss", 1 / (step + 1), step=step, synchronous=False)
+        mlflow.log_param("optimizer", "adam", synchronous=False)
+        mlflow.set_tag("mode", "async", synchronous=False)
+        mlflow.flush_async_logging()
+    series = MetricSeries.objects.get(run__run_id=active.info.run_id, name="loss")
+    assert (series.count, series.last_step) == (300, 299)
+    got = MlflowClient().get_run(active.info.run_id)
+    assert got.data.params == {"optimizer": "adam"} and got.data.tags["mode"] == "async"
+
+
+def test_a_run_logged_with_the_sdk_reads_back_through_mlflow_and_the_other_way(door, sdk_server):
+    from runs.sdk import Experiment, Workspace
+    from runs.sdk import Run as SdkRun
+
+    ws = Workspace.get(sdk_server.workspace)
+    sdk_run = Experiment(workspace=ws, name="both-ways").start_logging(display_name="from sdk")
+    sdk_run.log("acc", 0.75)
+    sdk_run.add_properties({"seed": "7"})
+    sdk_run.tag("source", "sdk")
+    sdk_run.complete()
+
+    client = MlflowClient()
+    seen = client.get_run(sdk_run.id)
+    assert seen.info.run_name == "from sdk" and seen.info.status == "FINISHED"
+    assert seen.data.metrics == {"acc": 0.75} and seen.data.params == {"seed": "7"}
+    assert seen.data.tags["source"] == "sdk"
+    exp = client.get_experiment_by_name("both-ways").experiment_id
+    assert [r.info.run_id for r in client.search_runs([exp])] == [sdk_run.id]
+
+    with mlflow.start_run(experiment_id=exp, run_name="from mlflow") as active:
+        mlflow.log_metric("acc", 0.8)
+        mlflow.log_param("seed", "8")
+    back = SdkRun.get(ws, active.info.run_id)
+    assert back.display_name == "from mlflow"
+    assert back.get_metrics() == {"acc": [0.8]}
+    assert back.get_properties() == {"seed": "8"}
+    assert back.get_status() == "Completed"
