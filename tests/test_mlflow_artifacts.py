@@ -81,3 +81,16 @@ def test_an_artifact_shows_in_the_studio_api_file_list(door, cast, tmp_path):
         mlflow.log_text("line\n", "report.txt")
     listed = cast.contributor.client.get(f"/api/v1/runs/{run.info.run_id}/files").json()
     assert "outputs/report.txt" in json.dumps(listed)
+
+
+def test_delete_artifacts_removes_a_file_or_a_folder(door):
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    with mlflow.start_run() as run:
+        mlflow.log_text("a", "keep.txt")
+        mlflow.log_text("b", "tmp/one.txt")
+        mlflow.log_text("c", "tmp/deeper/two.txt")
+    repo = get_artifact_repository(run.info.artifact_uri)
+    repo.delete_artifacts("tmp")
+    assert set(_files(run.info.run_id)) == {"outputs/keep.txt"}
+    assert [f.path for f in MlflowClient().list_artifacts(run.info.run_id)] == ["keep.txt"]

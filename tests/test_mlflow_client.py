@@ -316,3 +316,23 @@ def test_a_run_logged_with_the_sdk_reads_back_through_mlflow_and_the_other_way(d
     assert back.get_metrics() == {"acc": [0.8]}
     assert back.get_properties() == {"seed": "8"}
     assert back.get_status() == "Completed"
+
+
+def test_the_view_run_link_page_sends_a_member_to_the_studio_and_others_to_404(cast, make_run):
+    from django.test import Client
+
+    run = make_run()
+    page = Client().get("/mlflow/lab/")
+    assert page.status_code == 200 and b"mlflow_link.js" in page.content
+    anonymous = Client().get(f"/mlflow/lab/?run={run.run_id}")
+    assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"]
+    member = Client()
+    member.force_login(cast.reader.user)
+    opened = member.get(f"/mlflow/lab/?run={run.run_id}")
+    assert opened.status_code == 302 and opened["Location"] == f"/w/lab/runs/{run.run_id}/"
+    by_header_link = member.get(f"/mlflow/?run={run.run_id}&workspace=lab")
+    assert by_header_link["Location"] == f"/w/lab/runs/{run.run_id}/"
+    outsider = Client()
+    outsider.force_login(cast.outsider.user)
+    assert outsider.get(f"/mlflow/lab/?run={run.run_id}").status_code == 404
+    assert outsider.get(f"/mlflow/elsewhere/?run={run.run_id}").status_code == 404
