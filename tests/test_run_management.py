@@ -47,11 +47,20 @@ def test_a_contributor_archives_a_run_with_its_children_and_lists_hide_them(cast
     assert sorted(archived) == sorted([parent.run_id, *(c.run_id for c in children)])
     assert len(listed(cast.reader.client, "top_level=0&archived=all")) == 4
     activity = RunActivity.objects.get()
+    assert activity.detail == {"with_descendants": 2}
     assert (activity.run_id, activity.action, activity.by) == (
         parent.run_id,
         "archive",
         cast.contributor.user,
     )
+
+
+def test_each_archived_run_records_its_own_children(cast, sweep):
+    parent, children, other = sweep
+    manage(cast.contributor, "archive", [other.run_id, parent.run_id, children[0].run_id])
+    detail = dict(RunActivity.objects.values_list("run_id", "detail__with_descendants"))
+    assert detail == {other.run_id: 0, parent.run_id: 1, children[0].run_id: 0}
+    assert Run.objects.filter(archived_at__isnull=False).count() == 4
 
 
 def test_restore_brings_back_what_was_archived_with_the_run_only(cast, sweep):

@@ -93,22 +93,30 @@ def _runs_of(workspace: Workspace, run_ids: list[str]) -> list[Run]:
     return [found[run_id] for run_id in run_ids]
 
 
-def _descendant_ids(pks: list[int]) -> list[int]:
-    """The pks below the given runs, one query per level."""
-    found: list[int] = []
-    level = pks
+def _descendants(pks: list[int]) -> dict[int, int]:
+    """{descendant pk: the given run it is under}, one query per level."""
+    found: dict[int, int] = {}
+    level = {pk: pk for pk in pks}
     while level:
-        level = list(Run.objects.filter(parent_id__in=level).values_list("pk", flat=True))
-        found += level
+        rows = Run.objects.filter(parent_id__in=list(level)).values_list("pk", "parent_id")
+        level = {pk: level[parent] for pk, parent in rows if pk not in found}
+        found |= level
     return found
 
 
 def _record(
-    workspace: Workspace, runs: list[Run], action: str, by: AbstractBaseUser, detail: dict
+    workspace: Workspace, runs: list[Run], action: str, by: AbstractBaseUser, detail: Any
 ) -> None:
+    """One row per named run; `detail` is a dict, or a function of the run giving one."""
     RunActivity.objects.bulk_create(
         [
-            RunActivity(workspace=workspace, run_id=r.run_id, action=action, by=by, detail=detail)
+            RunActivity(
+                workspace=workspace,
+                run_id=r.run_id,
+                action=action,
+                by=by,
+                detail=detail(r) if callable(detail) else detail,
+            )
             for r in runs
         ]
     )
@@ -152,10 +160,23 @@ def _archive(workspace: Workspace, runs: list[Run], by) -> BulkResult:
     now = timezone.now()
     live = [r for r in runs if r.archived_at is None]
     pks = [r.pk for r in live]
-    affected = Run.objects.filter(
-        pk__in=pks + _descendant_ids(pks), archived_at__isnull=True
-    ).update(archived_at=now)
-    _record(workspace, live, RunAction.ARCHIVE, by, {"with_descendants": affected - len(live)})
+    below = {
+        pk: root
+        for pk, root in _descendants(pks).items()
+        if pk not in pks  # a named run under another named run counts once, as itself
+    }
+    live_below = set(
+        Run.objects.filter(pk__in=list(below), archived_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    affected = Run.objects.filter(pk__in=pks + list(live_below), archived_at__isnull=True).update(
+        archived_at=now
+    )
+    counts = {pk: 0 for pk in pks}
+    for pk in live_below:
+        counts[below[pk]] += 1
+    _record(workspace, live, RunAction.ARCHIVE, by, lambda r: {"with_descendants": counts[r.pk]})
     skipped = [r.run_id for r in runs if r.archived_at is not None]
     return BulkResult(RunAction.ARCHIVE, [r.run_id for r in runs], affected, skipped)
 
@@ -166,7 +187,7 @@ def _restore(workspace: Workspace, runs: list[Run], by) -> BulkResult:
     affected = 0
     for run in archived:
         # Only what was archived with it: a child archived on its own earlier stays archived.
-        below = _descendant_ids([run.pk])
+        below = list(_descendants([run.pk]))
         affected += Run.objects.filter(pk__in=[run.pk, *below], archived_at=run.archived_at).update(
             archived_at=None
         )
