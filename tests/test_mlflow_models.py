@@ -54,3 +54,12 @@ def test_sklearn_autolog_logs_params_metrics_and_the_model(door):
     model = LoggedModel.objects.get(run=stored)
     loaded = mlflow.sklearn.load_model(f"models:/{model.model_id}")
     assert loaded.predict(X[:1]).shape == (1,)
+
+
+def test_a_model_loads_by_its_runs_uri_too(door):
+    from sklearn.linear_model import LinearRegression
+
+    with mlflow.start_run() as run:
+        mlflow.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0]), name="reg")
+    loaded = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/reg")
+    assert loaded.predict([[2.0]])[0] == pytest.approx(4.0)
