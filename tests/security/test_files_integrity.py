@@ -5,6 +5,7 @@ a large upload next to metric ingest) go through a real gunicorn started the way
 `runstudio serve` starts it, with raw http.client and socket requests; the rest use the
 Django test client, the live test server (Django's own WSGI server) and the storage."""
 
+import contextlib
 import http.client
 import io
 import json
@@ -408,12 +409,15 @@ def test_the_sdk_uploads_every_byte_of_a_stream_that_cannot_seek(sdk_server, run
 
     content = bytes(range(256)) * 4_000
     read_end, write_end = os.pipe()
-    with os.fdopen(write_end, "wb") as w:  # a pipe holds 64 KiB: write from a thread
-        feeder = threading.Thread(target=lambda: (w.write(content), w.close()), daemon=True)
-        feeder.start()
-        sdk_run = SdkRun.get(Workspace.from_config(), run.run_id)
-        with os.fdopen(read_end, "rb") as pipe:
-            from_pipe = sdk_run.upload_file("outputs/piped.bin", pipe)
+
+    def feed():  # a pipe holds 64 KiB: write from a thread, which owns the write end
+        with os.fdopen(write_end, "wb") as w, contextlib.suppress(BrokenPipeError):
+            w.write(content)
+
+    threading.Thread(target=feed, daemon=True).start()
+    sdk_run = SdkRun.get(Workspace.from_config(), run.run_id)
+    with os.fdopen(read_end, "rb") as pipe:  # closed on failure too, so the writer stops
+        from_pipe = sdk_run.upload_file("outputs/piped.bin", pipe)
     from_generator = sdk_run.upload_file("outputs/gen.bin", iter([b"ab", b"", b"cd"]))
     empty = sdk_run.upload_file("outputs/empty.bin", io.BytesIO(b""))
     half_read = io.BytesIO(b"0123456789")
