@@ -149,7 +149,8 @@ STORAGES = {
         "OPTIONS": {"location": FILES_DIR},
     },
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        # Hashed names once collected, cached for a year (runs/static_storage.py).
+        "BACKEND": "runs.static_storage.StudioStaticStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage",
     },

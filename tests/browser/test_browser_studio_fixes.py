@@ -158,3 +158,20 @@ def test_tail_shows_the_last_line_and_the_live_header_follows_the_file(
     total = len(lines.encode()) + len(more.encode())
     assert f"of {total}" in page.locator("[data-log-range]").inner_text()
     screenshot(page, "log_tail_live")
+
+
+def test_plotly_loads_only_on_the_tabs_that_draw_a_chart(
+    page, live_server, cast, make_run, sign_in
+):
+    run = make_run("resnet", display_name="charted")
+    services.run_log_batch(run=run, metrics=[{"name": "loss", "kind": "scalar", "values": [1.0]}])
+    scripts = []
+    page.on("request", lambda r: scripts.append(r.url) if "plotly" in r.url else None)
+    sign_in(page, cast.reader, "/w/lab/")
+    for tab in ("overview", "outputs", "events"):
+        page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab={tab}")
+        page.wait_for_load_state("load")
+    assert scripts == []
+    page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab=metrics")
+    page.locator(".rs-chart .js-plotly-plot").first.wait_for()
+    assert len(scripts) == 1
