@@ -339,13 +339,14 @@ def experiment_overview(*, workspace: Workspace) -> QuerySet[Experiment]:
         RunStatus.FINALIZING,
         RunStatus.CANCEL_REQUESTED,
     ]
+    live = Q(runs__archived_at__isnull=True)  # archived runs are counted nowhere but their page
     return workspace.experiments.annotate(
-        run_count=Count("runs"),
-        last_run_at=Max("runs__created_at"),
-        active_count=Count("runs", filter=Q(runs__status__in=active)),
-        completed_count=Count("runs", filter=Q(runs__status=RunStatus.COMPLETED)),
-        failed_count=Count("runs", filter=Q(runs__status=RunStatus.FAILED)),
-        canceled_count=Count("runs", filter=Q(runs__status=RunStatus.CANCELED)),
+        run_count=Count("runs", filter=live),
+        last_run_at=Max("runs__created_at", filter=live),
+        active_count=Count("runs", filter=live & Q(runs__status__in=active)),
+        completed_count=Count("runs", filter=live & Q(runs__status=RunStatus.COMPLETED)),
+        failed_count=Count("runs", filter=live & Q(runs__status=RunStatus.FAILED)),
+        canceled_count=Count("runs", filter=live & Q(runs__status=RunStatus.CANCELED)),
     ).order_by("name")
 
 

@@ -192,3 +192,11 @@ def test_deleting_a_run_a_worker_executes_is_a_409_and_nothing_goes(cast, make_r
     response = manage(cast.owner, "delete", [idle.run_id, busy.run_id])
     assert response.status_code == 409
     assert Run.objects.count() == 2
+
+
+def test_the_experiments_page_counts_no_archived_runs(cast, sweep, client):
+    parent, _, other = sweep
+    manage(cast.contributor, "archive", [other.run_id])
+    client.force_login(cast.reader.user)
+    experiments = {e.name: e.run_count for e in client.get("/w/lab/").context["experiments"]}
+    assert experiments == {"sweep": 3, "other": 0}
