@@ -537,59 +537,23 @@ def cmd_worker(args: argparse.Namespace) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> Any:
+    """Becomes `python -m django runstudio_serve` (exec: same process id, so signals and the
+    terminal reach the server itself). That command migrates only when a migration is
+    unapplied, builds static files only when they changed, starts gunicorn and runs the local
+    and alerts workers as threads (runs/management/commands/runstudio_serve.py)."""
     env = _django_env()
-    steps = [
-        [sys.executable, "-m", "django", "migrate", "--noinput"],
-        # Compressed copies for whitenoise to serve (see WHITENOISE_USE_FINDERS in settings).
-        [sys.executable, "-m", "django", "collectstatic", "--noinput", "--verbosity", "0"],
-    ]
+    # Serve the collected, hashed and compressed static files (see STORAGES in settings).
     env["RUNSTUDIO_STATIC_FINDERS"] = "0"
+    command = [sys.executable, "-m", "django", "runstudio_serve"]
+    command += ["--host", args.host, "--port", str(args.port)]
+    command += ["--workers", str(args.workers), "--local-workers", str(args.local_workers)]
     if args.demo:
-        steps.append([sys.executable, "-m", "django", "seed_demo"])
-    for step in steps:
-        done = subprocess.run(step, env=env, check=False)
-        if done.returncode != 0:
-            raise RunstudioError(f"`{' '.join(step[1:])}` failed (exit {done.returncode})")
+        command.append("--demo")
+    # The scripts the local workers start call this server back.
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-    print(f"Runstudio is serving at http://{shown_host}:{args.port}/", flush=True)
-    gunicorn = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "studio.wsgi:application",
-        "--bind",
-        f"{args.host}:{args.port}",
-        "--workers",
-        str(args.workers),
-        "--threads",
-        "4",
-        "--worker-class",
-        "gthread",
-        "--access-logfile",
-        "-",
-        # Its default path is shared by every gunicorn of the user: two servers would clash.
-        "--no-control-socket",
-    ]
-    if args.local_workers <= 0:
-        os.execve(sys.executable, gunicorn, env)
-    # The scripts the local worker starts call this server back.
     env.setdefault("RUNSTUDIO_SERVER_URL", f"http://{shown_host}:{args.port}")
-    processes = [subprocess.Popen(gunicorn, env=env)]
-    processes += [
-        subprocess.Popen(_worker_command("local"), env=env) for _ in range(args.local_workers)
-    ]
-    # Alert notifications (e-mail, webhooks) run as tasks on their own queue.
-    alerts_queue = env.get("RUNSTUDIO_ALERTS_QUEUE") or "_alerts"
-    processes.append(subprocess.Popen(_worker_command(alerts_queue), env=env))
-    print(
-        f"Started {args.local_workers} worker(s) for compute target 'local' and one for "
-        f"the {alerts_queue!r} queue.",
-        flush=True,
-    )
-    code = _supervise(processes)
-    if code:
-        raise RunstudioError(f"a server process exited with status {code}")
-    return None
+    sys.stdout.flush()
+    os.execve(sys.executable, command, env)
 
 
 # --- errors a person can act on ------------------------------------------------------------
@@ -842,16 +806,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-url", help="URL scripts call back (RUNSTUDIO_SERVER_URL)")
     p.set_defaults(func=cmd_worker)
 
-    p = commands.add_parser("serve", help="migrate the database and start the server")
+    p = commands.add_parser("serve", help="start the server (migrating the database if needed)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--workers", type=int, default=0, help="web processes (default: 1 on SQLite, else 2)"
+    )
     p.add_argument("--demo", action="store_true", help="seed demo data into an empty database")
     p.add_argument(
         "--local-workers",
         type=int,
         default=2,
-        help="worker processes for the 'local' target (0: none)",
+        help="workers (threads of the server) for the 'local' target (0: none)",
     )
     p.set_defaults(func=cmd_serve)
     return parser
