@@ -98,3 +98,5 @@ TREE_DESCENDANTS_MAX = 1_000
 RUN_BULK_MAX = 1_000
 # ... and tag writes (tags × runs) in one bulk tag.
 RUN_BULK_TAGS_MAX = 10_000
+# The run list's pager counts matching runs up to this many ("10,000+" past it).
+LIST_TOTAL_MAX = 10_000

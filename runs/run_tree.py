@@ -1,6 +1,7 @@
-"""The run list as a tree (selectors): with child runs included, a page is a page of the
-matching runs whose parent does not match (top-level runs, and children whose parent the search
-left out), each followed by its matching descendants in tree order, siblings in the list's sort.
+"""Run list selectors beyond selectors.py: the pager's total, and the list as a tree. With
+child runs included, a page is a page of the matching runs whose parent does not match
+(top-level runs, and children whose parent the search left out), each followed by its matching
+descendants in tree order, siblings in the list's sort.
 """
 
 from dataclasses import dataclass, field
@@ -19,14 +20,17 @@ class TreePage(RunPage):
     truncated: bool = False  # more descendants than TREE_DESCENDANTS_MAX
 
 
+def tree_roots(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """The matching runs whose parent does not match: the tree's page unit."""
+    return runs.filter(Q(parent__isnull=True) | ~Q(parent_id__in=runs.values("pk")))
+
+
 def run_tree_page(
     *, runs: QuerySet[Run], sort: str, columns: list, offset: int = 0, limit: int = 100
 ) -> TreePage:
     """`runs` is the unsorted matching set. Roots are paged like the flat list (limit+1 ids, no
     COUNT); descendants are read one query per level, each level in the list's sort."""
-    roots = run_sort(
-        runs=runs.filter(Q(parent__isnull=True) | ~Q(parent_id__in=runs.values("pk"))), sort=sort
-    )
+    roots = run_sort(runs=tree_roots(runs), sort=sort)
     root_ids = list(roots.values_list("pk", flat=True)[offset : offset + limit + 1])
     has_next = len(root_ids) > limit
     root_ids = root_ids[:limit]
@@ -73,3 +77,9 @@ def run_tree_page(
         child_counts={pk: len(kids) for pk, kids in below.items()},
         truncated=truncated,
     )
+
+
+def run_total(*, runs: QuerySet[Run], cap: int = limits.LIST_TOTAL_MAX) -> int:
+    """How many runs match, counted up to `cap` + 1 (the pager shows "10,000+" past it): a
+    bounded COUNT over a LIMIT subquery, so a huge workspace costs at most `cap` index rows."""
+    return runs.order_by()[: cap + 1].count()

@@ -21,7 +21,7 @@ from runs.errors import Forbidden, InvalidInput, NotFound
 from runs.forms import PAGE_SIZE, STANDARD_COLUMNS, ListState, ViewSaveForm
 from runs.models import TERMINAL_STATUSES, Role, RunStatus
 from runs.query import ATTRIBUTES, Field
-from runs.run_tree import run_tree_page
+from runs.run_tree import run_total, run_tree_page, tree_roots
 from runs.services import saved_views
 from runs.views.common import load_workspace
 
@@ -66,7 +66,7 @@ def view_page(request, workspace: str, view_id: int):
 
 def _run_list(request, ws, membership, state: ListState, *, experiment=None, view=None, **extra):
     filterset = selectors.run_filterset(workspace=ws, params=state.data)
-    page = None
+    page, total = None, None
     if filterset.is_valid():
         try:
             with query_budget():  # a search may not hold the worker (runs/budget.py)
@@ -79,7 +79,9 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
                         offset=_offset(state),
                         limit=PAGE_SIZE,
                     )
+                    total = run_total(runs=tree_roots(filterset.qs))
                 else:
+                    total = run_total(runs=filterset.qs)
                     page = selectors.run_page(
                         runs=selectors.run_sort(runs=filterset.qs, sort=state.sort),
                         columns=state.columns,
@@ -102,6 +104,8 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
         "form_action": request.path,
         "terminal_statuses": sorted(TERMINAL_STATUSES),
         "compare_url": _compare_url(ws),
+        "total": total,
+        "total_capped": total is not None and total > limits.LIST_TOTAL_MAX,
         "can_manage": membership.allows(Role.CONTRIBUTOR),
         "can_purge": membership.allows(Role.OWNER),
         **_table_context(state, page),

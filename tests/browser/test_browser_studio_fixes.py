@@ -175,3 +175,29 @@ def test_plotly_loads_only_on_the_tabs_that_draw_a_chart(
     page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab=metrics")
     page.locator(".rs-chart .js-plotly-plot").first.wait_for()
     assert len(scripts) == 1
+
+
+def test_a_wide_list_keeps_the_name_in_view_ids_whole_and_shows_the_total(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    for i in range(3):
+        run = make_run(
+            "resnet",
+            display_name=f"wide-{i}",
+            tags={f"t{k}": "v" * 20 for k in range(12)},
+        )
+    sign_in(page, cast.reader, "/w/lab/")
+    page.set_viewport_size({"width": 900, "height": 700})
+    cols = "&".join(f"col=tags.t{k}" for k in range(12))
+    page.goto(f"{live_server.url}/w/lab/runs/?col=display_name&col=run_id&{cols}")
+    assert "of 3" in page.locator("#run-range").inner_text()
+    assert "3 runs" in page.locator("#pager-total").inner_text()
+    id_cell = page.locator("#run-table tbody tr").first.locator("td code").first
+    name_cell = page.locator("#run-table tbody td.name").first
+    assert id_cell.bounding_box()["height"] <= name_cell.bounding_box()["height"] + 1
+    before = name_cell.bounding_box()["x"]
+    page.locator(".table-wrap").evaluate("el => { el.scrollLeft = 600; }")
+    assert page.locator(".table-wrap").evaluate("el => el.scrollLeft") > 0
+    assert abs(name_cell.bounding_box()["x"] - before) < 2  # stuck to the left edge
+    assert run.run_id  # the last run made, listed first
+    screenshot(page, "run_list_wide_scrolled")
