@@ -80,7 +80,30 @@ def state_limits(result, generator, request, public):
         ]
     if search := schemas.get("RunSearchRequest"):
         _search_body(search)
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            _no_nul_in_url(operation)
     return result
+
+
+def _no_nul_in_url(operation: dict) -> None:
+    """runs/middleware.py answers 400 to a NUL anywhere in the URL: every path and query
+    string parameter says it, and every operation that has one lists the 400."""
+    strings = []
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") not in ("path", "query"):
+            continue
+        schema = parameter.get("schema", {})
+        schema = schema.get("items", schema) if schema.get("type") == "array" else schema
+        if "string" in str(schema.get("type")) and not {"enum", "pattern", "format"} & set(schema):
+            schema["pattern"] = "^[^\\u0000]*$"
+        strings.append(parameter)
+    responses = operation.get("responses", {})
+    if strings and "400" not in responses:
+        responses["400"] = {
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "description": "A NUL in the URL; `field` names the parameter.",
+        }
 
 
 def _search_body(search: dict) -> None:
