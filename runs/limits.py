@@ -100,3 +100,7 @@ RUN_BULK_MAX = 1_000
 RUN_BULK_TAGS_MAX = 10_000
 # The run list's pager counts matching runs up to this many ("10,000+" past it).
 LIST_TOTAL_MAX = 10_000
+# Searching a run's text file in the log viewer: bytes scanned per request (a "Continue" link
+# goes on from there) and the longest text searched for.
+LOG_SEARCH_SCAN_BYTES = 64 * 1024 * 1024
+LOG_SEARCH_TEXT_MAX = 200

@@ -17,9 +17,10 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from runs import run_forms, selectors, services, storage
-from runs.errors import ServiceError
+from runs.errors import InvalidInput, ServiceError
 from runs.models import MetricKind, Role, Run
 from runs.rich_text import render_markdown
+from runs.storage.search import run_file_find
 from runs.views.common import load_run
 
 TABS = {
@@ -195,7 +196,17 @@ def _viewer_page(request, run: Run, path: str) -> dict:
         return viewer | {"kind": "image"}
     live = not run.is_terminal
     before = _int(request.GET.get("before"))
-    if request.GET.get("tail"):
+    find = _find(request, run, path)
+    if find and find["line_start"] is not None:
+        # The page starts at the matching line; "Next match" searches from the line after.
+        page = storage.run_file_page(
+            run=run, path=path, offset=find["line_start"], complete_lines=live
+        )
+        offset = page.start
+    elif find:
+        offset = max(0, record.size - storage.TEXT_PAGE_BYTES) if find["exhausted"] else 0
+        page = storage.run_file_page(run=run, path=path, offset=offset, complete_lines=live)
+    elif request.GET.get("tail"):
         offset = max(0, record.size - storage.TEXT_PAGE_BYTES)
         page = storage.run_file_page(run=run, path=path, offset=offset, complete_lines=live)
     elif before is not None:
@@ -218,7 +229,44 @@ def _viewer_page(request, run: Run, path: str) -> dict:
         "next_line": next_line,
         "live": live,
         "tail": bool(request.GET.get("tail")),
+        "find": find,
+        "rows": _marked(page.lines, find["text"]) if find else None,
     }
+
+
+def _find(request, run: Run, path: str) -> dict | None:
+    """The viewer's Find: `find=TEXT` (+ `from=OFFSET`), searched on the server by streaming
+    the file from the offset (runs/storage/search.py)."""
+    text = request.GET.get("find", "")
+    if not text:
+        return None
+    start = _int(request.GET.get("from"), 0)
+    try:
+        found = run_file_find(run=run, path=path, text=text, start=start)
+    except InvalidInput as exc:
+        return {"text": text, "error": exc.message, "line_start": None, "exhausted": False}
+    return {
+        "text": text,
+        "from": start,
+        "line_start": found.line_start,
+        "scanned_to": found.scanned_to,
+        "exhausted": found.exhausted,
+        "next_from": None if found.line_start is None else found.line_start + 1,
+    }
+
+
+def _marked(lines: list[str], text: str) -> list[list[tuple[str, bool]]]:
+    """Each line cut into (text, is a match) pieces, ignoring case, for <mark>."""
+    needle = text.lower()
+    rows = []
+    for line in lines:
+        lower, pieces, at = line.lower(), [], 0
+        while needle and (hit := lower.find(needle, at)) >= 0:
+            pieces += [(line[at:hit], False), (line[hit : hit + len(text)], True)]
+            at = hit + len(text)
+        pieces.append((line[at:], False))
+        rows.append([p for p in pieces if p[0]])
+    return rows
 
 
 def _log_fragment(request, run: Run):

@@ -201,3 +201,31 @@ def test_a_wide_list_keeps_the_name_in_view_ids_whole_and_shows_the_total(
     assert abs(name_cell.bounding_box()["x"] - before) < 2  # stuck to the left edge
     assert run.run_id  # the last run made, listed first
     screenshot(page, "run_list_wide_scrolled")
+
+
+def test_find_in_a_big_log_jumps_to_each_match_on_the_server(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    run = make_run("resnet", display_name="searchable")
+    lines = [f"line {i:06d} " + "x" * 60 for i in range(30_000)]
+    lines[12_345] = "line 012345 CUDA Error: out of memory"
+    lines[27_000] = "line 027000 cuda error again"
+    text = "\n".join(lines) + "\n"
+    storage.run_file_write(run=run, path="logs/big.log", stream=io.BytesIO(text.encode()))
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab=outputs&file=logs/big.log")
+    page.fill(".rd-find input[name=find]", "cuda error")
+    page.press(".rd-find input[name=find]", "Enter")
+    page.wait_for_load_state()
+    match = page.locator("#log-match")
+    assert "CUDA Error: out of memory" in match.inner_text()
+    assert match.locator("mark").inner_text() == "CUDA Error"
+    assert match.locator("td.ln").get_attribute("data-n") == "12346"
+    assert "line 12346" in page.locator("[data-find-status]").inner_text()
+    screenshot(page, "log_find")
+    page.click("[data-find-next]")
+    page.wait_for_load_state()
+    assert "027000 cuda error again" in page.locator("#log-match").inner_text()
+    page.click("[data-find-next]")
+    page.wait_for_load_state()
+    assert "No more matches" in page.locator("[data-find-status]").inner_text()
