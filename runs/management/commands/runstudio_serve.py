@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, connection
 from django_tasks_db.management.commands.db_worker import Worker
 
-from runs import compute, sandbox, serving
+from runs import sandbox, selectors, services, serving
 from runs.management.commands.runstudio_worker import _Liveness, worker_id_for
 
 # How long the workers get to finish what they run after the first signal (seconds).
@@ -54,7 +54,7 @@ class _WorkerThread(threading.Thread):
     def run(self) -> None:
         liveness = _Liveness(worker_id=self.worker_id, queue_name=self.queue_name)
         try:
-            compute.worker_register(
+            services.worker_register(
                 worker_id=self.worker_id,
                 queue_name=self.queue_name,
                 workspace=None,
@@ -72,7 +72,7 @@ class _WorkerThread(threading.Thread):
                 liveness.join(timeout=5)
             try:
                 close_old_connections()
-                compute.worker_stop(worker_id=self.worker_id)
+                services.worker_stop(worker_id=self.worker_id)
             except Exception:  # noqa: S110 - the reaper tells a stopped worker by its silence
                 pass
             connection.close()
@@ -187,7 +187,8 @@ class Command(BaseCommand):
                     "bootstrap as root does) and start again, or serve with --local-workers 0."
                 )
             threads += [
-                _WorkerThread(compute.LOCAL, isolated=status.isolated) for _ in range(local_workers)
+                _WorkerThread(selectors.LOCAL, isolated=status.isolated)
+                for _ in range(local_workers)
             ]
             # Alert notifications (e-mail, webhooks) run as tasks on their own queue.
             threads.append(_WorkerThread(settings.RUNSTUDIO_ALERTS_QUEUE, isolated=False))
