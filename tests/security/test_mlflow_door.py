@@ -275,11 +275,8 @@ def test_junk_of_any_type_is_a_4xx_in_mlflows_shape(cast, make_run, value):
             "key",
             "value",
             "status",
-            "run_name",
             "start_time",
-            "end_time",
             "timestamp",
-            "step",
             "metrics",
             "params",
             "tags",
@@ -288,9 +285,7 @@ def test_junk_of_any_type_is_a_4xx_in_mlflows_shape(cast, make_run, value):
             "max_results",
             "page_token",
             "metric_key",
-            "new_name",
             "run_view_type",
-            "view_type",
             "source_run_id",
         ):
             body = {
