@@ -27,7 +27,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
-from runs import limits
+from runs import limits, summary
 from runs.errors import InvalidInput, NotFound
 from runs.models import MetricKind, MetricPoint, MetricSeries
 
@@ -40,6 +40,8 @@ CACHE_SECONDS = 300
 _TABLE = MetricPoint._meta.db_table
 _BUCKET_TABLE = "rs_chart_buckets"
 _PK_INDEX = f"sqlite_autoindex_{_TABLE}_1"  # SQLite's index of the (series, seq) key
+# Off only in tests, to check the pyramid's buckets against the same buckets over raw points.
+USE_SUMMARY = True
 
 
 @dataclass
@@ -128,8 +130,26 @@ def _downsample(
         where += f" AND p.{column} <= %s"
         params.append(_bound(x_max + offset, column, up=False))
 
+    summarized = series.steps_sorted is not None
+    sorted_column = series.steps_sorted if column == "step" else series.times_sorted
     with connection.cursor() as cursor:
-        if where:
+        if where and sorted_column:
+            # The column never goes down, so the window is one seq range: found by binary search
+            # on the primary key instead of a scan of the series.
+            seq_lo, seq_hi = 0, series.count - 1
+            if x_min is not None:
+                seq_lo = summary.seq_bound(
+                    cursor, series_id=series.pk, column=column, count=series.count,
+                    value=params[0], up=True,
+                )  # fmt: skip
+            if x_max is not None:
+                seq_hi = summary.seq_bound(
+                    cursor, series_id=series.pk, column=column, count=series.count,
+                    value=params[-1], up=False,
+                )  # fmt: skip
+            in_range = max(0, seq_hi - seq_lo + 1)
+            where, params = "", []
+        elif where:
             cursor.execute(
                 f"SELECT COUNT(*), MIN(p.seq), MAX(p.seq) FROM {_TABLE} p "
                 f"WHERE p.series_id = %s{where}",
@@ -149,8 +169,15 @@ def _downsample(
             )
             _raw(result, cursor.fetchall(), x=x, offset=offset)
             return result
-        width = -(-(seq_hi - seq_lo + 1) // buckets)  # ceil: every seq falls in a bucket
-        aggregates = _aggregate(cursor, series.pk, seq_lo, seq_hi, width, where, params)
+        level, width, origin = summary.layout(
+            count=series.count, lo=seq_lo, hi=seq_hi, buckets=buckets
+        )
+        if level and summarized and not where and USE_SUMMARY:
+            aggregates = summary.aggregate(
+                cursor, series_id=series.pk, lo=seq_lo, hi=seq_hi, level=level, bucket_width=width
+            )
+        else:
+            aggregates = _aggregate(cursor, series.pk, seq_lo, seq_hi, width, where, params, origin)
         ends = sorted({s for row in aggregates for s in (row[5], row[6])})
         by_seq = {}
         for chunk in range(0, len(ends), 500):
@@ -167,8 +194,10 @@ def _downsample(
     return result
 
 
-def _aggregate(cursor, series_id, seq_lo, seq_hi, width, where, params) -> list[tuple]:
-    """(bucket, count, non-NaN count, min, max, first seq, last seq) per non-empty bucket."""
+def _aggregate(cursor, series_id, seq_lo, seq_hi, width, where, params, origin) -> list[tuple]:
+    """(bucket, count, non-NaN count, min, max, first seq, last seq) per non-empty bucket; bucket
+    i holds seqs [origin + i × width, origin + (i + 1) × width) within [seq_lo, seq_hi]."""
+    origin += (seq_lo - origin) // width * width  # the first bucket's start: i counts from 0
     columns = "COUNT(*), COUNT(p.value), MIN(p.value), MAX(p.value), MIN(p.seq), MAX(p.seq)"
     if connection.vendor == "sqlite" and _bucket_table(cursor):
         # SQLite sorts every row for a GROUP BY on an expression (~2× the scan). Driving the
@@ -176,7 +205,7 @@ def _aggregate(cursor, series_id, seq_lo, seq_hi, width, where, params) -> list[
         # per bucket, and needs no sort. The table is TEMP: private to this connection. The
         # join order and index are pinned: with ANALYZE statistics the planner otherwise builds
         # an automatic index over the whole table (measured: 8 s instead of 40 ms).
-        count = (seq_hi - seq_lo) // width + 1
+        count = (seq_hi - origin) // width + 1
         if not where:
             # Unfiltered, a bucket's seqs are exactly its range (seq counts 0, 1, 2… per
             # series): its size and ends need no aggregate, which saves a third of the time.
@@ -184,22 +213,22 @@ def _aggregate(cursor, series_id, seq_lo, seq_hi, width, where, params) -> list[
                 f"SELECT b.i, COUNT(p.value), MIN(p.value), MAX(p.value) "
                 f"FROM temp.{_BUCKET_TABLE} b CROSS JOIN {_TABLE} p INDEXED BY {_PK_INDEX} "
                 f"ON p.series_id = %s AND p.seq >= %s + b.i * %s AND p.seq < %s + (b.i + 1) * %s "
-                f"AND p.seq <= %s WHERE b.i < %s GROUP BY b.i ORDER BY b.i",
-                [series_id, seq_lo, width, seq_lo, width, seq_hi, count],
+                f"AND p.seq >= %s AND p.seq <= %s WHERE b.i < %s GROUP BY b.i ORDER BY b.i",
+                [series_id, origin, width, origin, width, seq_lo, seq_hi, count],
             )
             rows = []
             for i, finite, low, high in cursor.fetchall():
-                first = seq_lo + i * width
-                last = min(first + width - 1, seq_hi)
+                first = max(seq_lo, origin + i * width)
+                last = min(origin + (i + 1) * width - 1, seq_hi)
                 rows.append((i, last - first + 1, finite, low, high, first, last))
             return rows
         cursor.execute(
             f"SELECT b.i, {columns} FROM temp.{_BUCKET_TABLE} b CROSS JOIN {_TABLE} p "
             f"INDEXED BY {_PK_INDEX} "
             f"ON p.series_id = %s AND p.seq >= %s + b.i * %s AND p.seq < %s + (b.i + 1) * %s "
-            f"AND p.seq <= %s "
+            f"AND p.seq >= %s AND p.seq <= %s "
             f"WHERE b.i < %s{where} GROUP BY b.i ORDER BY b.i",
-            [series_id, seq_lo, width, seq_lo, width, seq_hi, count, *params],
+            [series_id, origin, width, origin, width, seq_lo, seq_hi, count, *params],
         )
     else:
         # Integer division of non-negative bigints truncates (= floors) on every backend.
@@ -207,7 +236,7 @@ def _aggregate(cursor, series_id, seq_lo, seq_hi, width, where, params) -> list[
             f"SELECT (p.seq - %s) / %s AS b, {columns} FROM {_TABLE} p "
             f"WHERE p.series_id = %s AND p.seq >= %s AND p.seq <= %s{where} "
             f"GROUP BY 1 ORDER BY 1",
-            [seq_lo, width, series_id, seq_lo, seq_hi, *params],
+            [origin, width, series_id, seq_lo, seq_hi, *params],
         )
     return cursor.fetchall()
 

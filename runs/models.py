@@ -213,6 +213,12 @@ class MetricSeries(models.Model):
     min_value = models.FloatField(null=True, blank=True)
     max_value = models.FloatField(null=True, blank=True)
     last_step = models.BigIntegerField(null=True, blank=True)
+    # The chart pyramid (MetricSummary) needs these: a window by step or time maps to one seq
+    # range only while that column never goes down. None = a series from before the pyramid,
+    # not summarized yet (`manage.py metrics_summarize`); charts then scan its points.
+    last_time = models.FloatField(null=True, blank=True)
+    steps_sorted = models.BooleanField(null=True, blank=True)
+    times_sorted = models.BooleanField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -250,6 +256,27 @@ class MetricPoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.series_id}#{self.seq}"
+
+
+class MetricSummary(models.Model):
+    """One block of a scalar series' min/max pyramid (runs/summary.py): the points whose seq lies
+    in [bucket × width, (bucket + 1) × width), width = SUMMARY_BASE × SUMMARY_FANOUT^(level-1).
+    Charts aggregate these instead of points, so a draw reads O(buckets) rows."""
+
+    pk = models.CompositePrimaryKey("series", "level", "bucket")
+    # No database constraint, like MetricPoint: run_log_batch is the only writer.
+    series = models.ForeignKey(
+        MetricSeries, on_delete=models.CASCADE, db_index=False, db_constraint=False
+    )
+    level = models.SmallIntegerField()
+    bucket = models.BigIntegerField()
+    count = models.IntegerField()
+    non_nan = models.IntegerField()  # points whose value is not NaN (±inf count)
+    min_value = models.FloatField(null=True)  # over non-NaN values, ±inf included (SQL MIN)
+    max_value = models.FloatField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.series_id}@{self.level}#{self.bucket}"
 
 
 class MetricEntry(models.Model):

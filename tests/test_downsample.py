@@ -41,7 +41,8 @@ def test_a_single_spike_in_200k_points_survives_downsampling(make_run):
 
     assert result.downsampled
     assert result.count == n and result.in_range == n
-    assert result.buckets == 1000
+    # Buckets are whole blocks of the pyramid: at most the count asked for, at least half.
+    assert 500 <= result.buckets <= 1000
     assert len(result.points["x"]) <= RAW_FACTOR * 1000
     assert max(result.points["y"]) == 50.0
     assert min(result.points["y"]) == -40.0
@@ -58,7 +59,7 @@ def test_buckets_split_the_series_evenly_and_keep_order(make_run):
 
     result = series_downsample(series=series, buckets=100)
 
-    assert result.buckets == 100
+    assert 50 <= result.buckets <= 100
     assert result.points["x"] == sorted(result.points["x"])
     assert min(result.points["y"]) == 0.0 and max(result.points["y"]) == 6.0
 
@@ -95,18 +96,19 @@ def test_nan_points_are_gaps_and_are_counted(make_run):
 def test_nan_is_counted_per_bucket_and_an_all_nan_bucket_breaks_the_line(make_run):
     run = make_run()
     values = [float(i) for i in range(1000)]
-    for i in range(100, 200):
-        values[i] = "NaN"  # bucket 1 (of 10) is all NaN
-    values[555] = "NaN"  # one NaN inside bucket 5
+    # 10 buckets of 1,000 points are 8 buckets of two 64-point pyramid blocks (128 points).
+    for i in range(128, 256):
+        values[i] = "NaN"  # bucket 1 is all NaN
+    values[555] = "NaN"  # one NaN inside bucket 4
     series = log(run, "loss", values)
 
     result = series_downsample(series=series, buckets=10)
 
-    assert result.downsampled
-    assert result.nan["count"] == [100, 1]
+    assert result.downsampled and result.buckets == 8
+    assert result.nan["count"] == [128, 1]
     assert None in result.points["y"]
     gap = result.points["y"].index(None)
-    assert 100 <= result.points["x"][gap] <= 199
+    assert 128 <= result.points["x"][gap] <= 255
     assert all(y is None or math.isfinite(y) for y in result.points["y"])
 
 
@@ -180,7 +182,7 @@ def test_series_endpoint_downsamples_for_a_reader(cast, make_run):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["name"] == "loss" and body["downsampled"] is True
-    assert body["count"] == 20_000 and body["buckets"] == 200
+    assert body["count"] == 20_000 and 100 <= body["buckets"] <= 200
     assert max(body["points"]["y"]) == 5.0
     assert len(body["points"]["x"]) <= 800
 
@@ -224,5 +226,5 @@ def test_the_group_by_path_gives_the_same_points_as_the_bucket_table_path(make_r
     second = series_downsample(series=series, buckets=300, x_min=50, x_max=29_000)
     assert series_downsample(series=series, buckets=300).points == whole.points
     assert first.points == second.points and first.nan == second.nan
-    assert first.buckets == second.buckets and 290 <= first.buckets <= 300
+    assert first.buckets == second.buckets and 150 <= first.buckets <= 300
     assert max(first.points["y"]) == pytest.approx(7.0 + math.cos(4321 / 300))

@@ -32,7 +32,7 @@ from runs.services.logged_models import (
     logged_model_folder,
     logged_model_update,
 )
-from runs.services.metrics import BatchResult, run_log_batch
+from runs.services.metrics import BatchResult, run_log_batch, series_summarize
 from runs.services.runs import (
     RunSpec,
     check_client_time,
@@ -96,6 +96,7 @@ __all__ = [
     "logged_model_folder",
     "logged_model_update",
     # metrics
+    "series_summarize",
     "BatchResult",
     "run_log_batch",
     # submission

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from runs import limits
+from runs import limits, summary
 from runs.errors import Conflict, InvalidInput
 from runs.models import MetricBatch, MetricEntry, MetricKind, MetricSeries, Run, RunStatus
 from runs.validation import CONTROL_CHARACTERS as _CONTROL
@@ -232,7 +232,9 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
                 code="kind_mismatch",
             )
     new = [
-        MetricSeries(run=run, name=b.name, kind=b.kind) for b in batches if b.name not in existing
+        MetricSeries(run=run, name=b.name, kind=b.kind, steps_sorted=True, times_sorted=True)
+        for b in batches
+        if b.name not in existing
     ]
     if new:
         MetricSeries.objects.bulk_create(new)
@@ -241,7 +243,9 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         existing.update({s.name: s for s in new})
 
     now = time.time()
+    cursor = connection.cursor()
     rows: list[tuple] = []
+    summary_rows: list[tuple] = []
     entries: list[MetricEntry] = []
     for b in batches:
         series = existing[b.name]
@@ -257,6 +261,22 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         if b.kind == MetricKind.SCALAR:
             sid = series.pk
             rows.extend(zip([sid] * n, seqs, steps, b.values, times, strict=True))
+            if series.steps_sorted is not None:  # None: from before the pyramid, not rebuilt yet
+                summary_rows += summary.batch_rows(
+                    cursor, series_id=sid, old_count=start, values=b.values
+                )
+                # Windows by step or time read the pyramid only while the column never goes down.
+                series.steps_sorted = (
+                    series.steps_sorted
+                    and summary.nondecreasing(steps)
+                    and (not start or series.last_step is None or steps[0] >= series.last_step)
+                )
+                series.times_sorted = (
+                    series.times_sorted
+                    and summary.nondecreasing(times)
+                    and (not start or series.last_time is None or times[0] >= series.last_time)
+                )
+            series.last_time = times[-1]
             finite = [v for v in b.values if v is not None]
             if finite:
                 low, high = min(finite), max(finite)
@@ -272,9 +292,10 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         series.count = start + n
         series.last_step = steps[-1]
     if rows:
-        with connection.cursor() as cursor:
-            # One executemany, not bulk_create: building a model per point costs ~5× the insert.
-            cursor.executemany(_INSERT_POINTS, rows)
+        # One executemany, not bulk_create: building a model per point costs ~5× the insert.
+        cursor.executemany(_INSERT_POINTS, rows)
+        summary.write(cursor, summary_rows)
+    cursor.close()
     if entries:
         MetricEntry.objects.bulk_create(entries)
     for b in batches:
@@ -287,5 +308,32 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
             min_value=series.min_value,
             max_value=series.max_value,
             last_step=series.last_step,
+            last_time=series.last_time,
+            steps_sorted=series.steps_sorted,
+            times_sorted=series.times_sorted,
             updated_at=timezone.now(),
         )
+
+
+def series_summarize(*, series_ids: list[int] | None = None, force: bool = False) -> int:
+    """Builds the chart pyramid of scalar series logged before it existed (steps_sorted NULL),
+    or of the given series (`force` rebuilds those already built). One transaction per series,
+    under its row lock, so a batch logged meanwhile waits and then extends the new pyramid.
+    Returns the number of series built."""
+    todo = MetricSeries.objects.filter(kind=MetricKind.SCALAR)
+    if series_ids is not None:
+        todo = todo.filter(pk__in=series_ids)
+    if not force:
+        todo = todo.filter(steps_sorted__isnull=True)
+    built = 0
+    for pk in todo.order_by("pk").values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            MetricSeries.objects.select_for_update().filter(pk=pk).values_list("pk").get()
+            _, steps_sorted, times_sorted, last_time = summary.rebuild(series_id=pk)
+            MetricSeries.objects.filter(pk=pk).update(
+                steps_sorted=steps_sorted,
+                times_sorted=times_sorted,
+                last_time=last_time,
+            )
+        built += 1
+    return built
