@@ -1,7 +1,6 @@
-"""The admin for staff. It is one more door, so it writes only through runs/services/ (or
-runs/compute.py's services) and is read-only where an invariant forbids change: properties,
-status history, metric summaries, batches and the file index. See docs/architecture.md,
-"One door"."""
+"""The admin for staff. It is one more door, so it writes only through runs/services/ and is
+read-only where an invariant forbids change: properties, status history, metric summaries,
+batches and the file index. See docs/architecture.md, "One door"."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.shortcuts import redirect
 
-from runs import compute, services
+from runs import services
 from runs.errors import ServiceError
 from runs.models import (
     AlertChannel,
@@ -387,7 +386,7 @@ class CustomViewAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(ComputeTarget)
 class ComputeTargetAdmin(admin.ModelAdmin):
-    """Writes go through runs.compute's services, so the admin keeps their rules: names are
+    """Writes go through runs.services.compute, so the admin keeps their rules: names are
     checked, `local` and targets with queued or running runs are not deleted."""
 
     list_display = ["name", "workspace", "capacity", "description", "updated_at"]
@@ -399,11 +398,11 @@ class ComputeTargetAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
-            compute.compute_target_update(
+            services.compute_target_update(
                 target=obj, capacity=obj.capacity, description=obj.description
             )
         else:
-            created = compute.compute_target_create(
+            created = services.compute_target_create(
                 workspace=obj.workspace,
                 name=obj.name,
                 capacity=obj.capacity,
@@ -413,7 +412,7 @@ class ComputeTargetAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj) -> None:
         try:
-            compute.compute_target_delete(target=obj)
+            services.compute_target_delete(target=obj)
         except ServiceError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
 

@@ -31,9 +31,12 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from runs import compute, sandbox, services, snapshot, storage
+from runs import sandbox, selectors, snapshot, storage
 from runs.errors import Conflict, ServiceError
 from runs.models import ApiToken, ComputeTarget, Run, RunStatus
+from runs.services.accounts import token_create, token_revoke
+from runs.services.compute import worker_heartbeat, worker_set_current_run
+from runs.services.runs import run_heartbeat, run_set_status
 
 PREP_LOG = "logs/65_job_prep.txt"
 DRIVER_LOG = "logs/70_driver_log.txt"
@@ -48,6 +51,11 @@ STDERR_TAIL_BYTES = 4000  # the end of stderr that becomes a failed run's error 
 COMPLETED, FAILED, CANCELED = "completed", "failed", "canceled"
 SKIPPED, DEFERRED = "skipped", "deferred"
 REFUSED = "refused"  # the task sat on a queue that is not the run's target's
+
+# The run properties run_submit writes and the worker reads: the script's path in the snapshot
+# and its arguments (a JSON list of strings).
+SCRIPT_PROPERTY = "runstudio.script"
+ARGUMENTS_PROPERTY = "runstudio.arguments"
 
 
 def execute(*, run_pk: int, worker_id: str, queue_name: str) -> str:
@@ -70,26 +78,26 @@ def claim(*, run_pk: int, queue_name: str) -> tuple[Run | None, str]:
         run = Run.objects.filter(pk=run_pk).first()
         if run is None:
             return None, SKIPPED
-        if run.compute_target == compute.LOCAL:
-            compute.compute_target_ensure_local(workspace=run.workspace)
+        if run.compute_target == selectors.LOCAL:
+            selectors.compute_target_ensure_local(workspace=run.workspace)
         target = (
             ComputeTarget.objects.select_for_update()
             .filter(workspace_id=run.workspace_id, name=run.compute_target)
             .first()
         )
-        own_queue = compute.target_queue_name(target) if target is not None else compute.LOCAL
+        own_queue = selectors.target_queue_name(target) if target is not None else selectors.LOCAL
         if queue_name != own_queue:
             return None, REFUSED
         run = Run.objects.select_for_update().get(pk=run_pk)
         if run.status == RunStatus.CANCEL_REQUESTED and run.heartbeat_at is None:
-            services.run_set_status(
+            run_set_status(
                 run=run, status=RunStatus.CANCELED, reason="canceled before a worker started it"
             )
             return None, CANCELED
         if run.status != RunStatus.QUEUED:
             return None, SKIPPED
         if target is None:
-            services.run_set_status(
+            run_set_status(
                 run=run,
                 status=RunStatus.FAILED,
                 error_code="ComputeTargetNotFound",
@@ -98,7 +106,7 @@ def claim(*, run_pk: int, queue_name: str) -> tuple[Run | None, str]:
             return None, FAILED
         busy = (
             Run.objects.filter(workspace_id=run.workspace_id, compute_target=run.compute_target)
-            .filter(status__in=compute.EXECUTING_STATUSES)
+            .filter(status__in=selectors.EXECUTING_STATUSES)
             .count()
             + Run.objects.filter(
                 workspace_id=run.workspace_id,
@@ -109,8 +117,8 @@ def claim(*, run_pk: int, queue_name: str) -> tuple[Run | None, str]:
         )
         if busy >= target.capacity:
             return None, DEFERRED
-        run = services.run_set_status(run=run, status=RunStatus.PREPARING, reason="claimed")
-        services.run_heartbeat(run=run)
+        run = run_set_status(run=run, status=RunStatus.PREPARING, reason="claimed")
+        run_heartbeat(run=run)
     return run, "claimed"
 
 
@@ -193,7 +201,7 @@ class _Execution:
     def set_status(self, status: str, **kwargs) -> bool:
         """Moves the run on; False when it is already final (e.g. the script ended it itself)."""
         try:
-            self.run_obj = services.run_set_status(run=self.run_obj, status=status, **kwargs)
+            self.run_obj = run_set_status(run=self.run_obj, status=status, **kwargs)
         except Conflict:
             self.run_obj.refresh_from_db()
             return False
@@ -205,16 +213,14 @@ class _Execution:
     def beat(self, force: bool = False) -> None:
         if force or time.monotonic() - self.last_beat >= settings.RUNSTUDIO_HEARTBEAT_INTERVAL:
             self.last_beat = time.monotonic()
-            services.run_heartbeat(run=self.run_obj)
-            compute.worker_heartbeat(worker_id=self.worker_id, queue_name=self.queue_name)
+            run_heartbeat(run=self.run_obj)
+            worker_heartbeat(worker_id=self.worker_id, queue_name=self.queue_name)
 
     # -- the phases ---------------------------------------------------------------------------
 
     def run(self) -> str:
         run = self.run_obj
-        compute.worker_set_current_run(
-            worker_id=self.worker_id, queue_name=self.queue_name, run=run
-        )
+        worker_set_current_run(worker_id=self.worker_id, queue_name=self.queue_name, run=run)
         try:
             return self._run()
         except BaseException as e:  # the worker itself failed, or was told to stop
@@ -237,7 +243,7 @@ class _Execution:
         finally:
             self._release()
             try:
-                compute.worker_set_current_run(
+                worker_set_current_run(
                     worker_id=self.worker_id, queue_name=self.queue_name, run=None
                 )
             except Exception:  # noqa: S110 - liveness bookkeeping must not hide the outcome
@@ -273,9 +279,7 @@ class _Execution:
             self.note(PREP_LOG, f"Sandbox: {status.reason}; working directory {sandbox.WORKDIR}.")
         else:
             self.note(PREP_LOG, f"NOT ISOLATED: {status.reason}. The script runs unsandboxed.")
-        self.token, key = services.token_create(
-            user=run.submitter, name=f"run {run.run_id}"[:100], run=run
-        )
+        self.token, key = token_create(user=run.submitter, name=f"run {run.run_id}"[:100], run=run)
         self.note(
             PREP_LOG,
             f"Minted a token for {run.submitter} scoped to this run and its children "
@@ -323,8 +327,8 @@ class _Execution:
 
     def _command(self) -> tuple[str, list[str]]:
         props = dict(self.run_obj.properties.values_list("key", "value"))
-        script = props.get(services.SCRIPT_PROPERTY, "")
-        arguments = json.loads(props.get(services.ARGUMENTS_PROPERTY) or "[]")
+        script = props.get(SCRIPT_PROPERTY, "")
+        arguments = json.loads(props.get(ARGUMENTS_PROPERTY) or "[]")
         return script, [str(a) for a in arguments]
 
     def _environment(self, key: str) -> dict[str, str]:
@@ -375,7 +379,7 @@ class _Execution:
             "command": command,
             "cwd": sandbox.WORKDIR if self.sandboxed else str(self.workdir),
             "sandbox": "bubblewrap" if self.sandboxed else None,
-            "hostname": compute.worker_identity()[0],
+            "hostname": selectors.worker_identity()[0],
             "worker_id": self.worker_id,
             "started_at": started,
         }
@@ -469,7 +473,7 @@ class _Execution:
 
     def _release(self) -> None:
         if self.token is not None:
-            services.token_revoke(token=self.token)
+            token_revoke(token=self.token)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         try:

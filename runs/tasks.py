@@ -1,6 +1,7 @@
 """Background tasks on Django's Tasks framework (`django.tasks`), stored by django-tasks-db.
 
-A run waits on its target's queue (runs.compute.target_queue_name: `local`, or `t<target pk>`).
+A run waits on its target's queue (runs.selectors.compute.target_queue_name: `local`, or
+`t<target pk>`).
 Workers: `runstudio worker -w <workspace> -c <target> --key <worker key>` (= `manage.py
 runstudio_worker` with the same options, which checks the key, derives the queue, records
 worker liveness and runs the reaper); `runstudio serve` starts the `local` ones. See
@@ -12,7 +13,7 @@ from datetime import timedelta
 from django.tasks import TaskContext, task
 from django.utils import timezone
 
-from runs import compute
+from runs import selectors
 from runs.models import Run
 
 # A run that would exceed its target's capacity is queued again this much later (seconds).
@@ -43,7 +44,7 @@ def execute_run(context: TaskContext, run_pk: int) -> str:
 
 def run_enqueue(*, run: Run, delay: float | None = None) -> None:
     """Puts a queued run on its compute target's queue (inside the caller's transaction)."""
-    runner = execute_run.using(queue_name=compute.run_queue_name(run))
+    runner = execute_run.using(queue_name=selectors.run_queue_name(run))
     if delay:
         runner = runner.using(run_after=timezone.now() + timedelta(seconds=delay))
     runner.enqueue(run_pk=run.pk)

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from runs import compute, services, storage, tasks
+from runs import services, storage, tasks
 from runs.models import AlertDelivery
 from runs.services import alerts, saved_views
 
@@ -46,11 +46,11 @@ def admin_client_with_data(cast, make_run, django_user_model):
     saved_views.view_save(
         workspace=cast.workspace, owner=cast.reader.user, name="mine", params={"q": "x"}
     )
-    compute.compute_target_create(workspace=cast.workspace, name="cpu-cluster", capacity=2)
+    services.compute_target_create(workspace=cast.workspace, name="cpu-cluster", capacity=2)
     services.membership_invite(
         workspace=cast.workspace, username="newcomer", role="reader", by=cast.owner.user
     )
-    compute.worker_register(worker_id="host-1:local", queue_name="local")
+    services.worker_register(worker_id="host-1:local", queue_name="local")
     client = Client()
     client.force_login(superuser)
     return client

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern
 from rest_framework.test import APIClient
 
-from runs import compute, services, storage
+from runs import services, storage
 from runs.api import urls as api_urls
 from runs.models import ApiToken, Membership, Role, Run
 from runs.services import alerts
@@ -144,7 +144,7 @@ def run_id(cast, make_run):
     run = make_run("exp")
     services.run_log_batch(run=run, metrics=[{"name": "loss", "values": [1.0, 0.5]}])
     storage.run_file_write(run=run, path="logs/out.txt", stream=BytesIO(b"line 1\n"))
-    compute.compute_target_create(workspace=cast.workspace, name="spare")
+    services.compute_target_create(workspace=cast.workspace, name="spare")
     alerts.alert_rule_create(
         workspace=cast.workspace,
         user=cast.owner.user,

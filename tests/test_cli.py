@@ -209,9 +209,9 @@ def test_run_cancel_cancels_a_running_run_and_is_final(signed_in, cli, sdk_serve
 def test_an_owner_gets_a_worker_key_and_a_contributor_is_told_no(
     cli, sdk_server, cast, monkeypatch
 ):
-    from runs import compute
+    from runs import selectors, services
 
-    target = compute.compute_target_create(workspace=cast.workspace, name="gpu-a")
+    target = services.compute_target_create(workspace=cast.workspace, name="gpu-a")
     monkeypatch.setenv("RUNSTUDIO_PASSWORD", PASSWORD)
     cli("login", "--url", sdk_server.url, "--username", "carl")
     status, _, err = cli("compute", "worker-key", "-w", "lab", "-c", "gpu-a")
@@ -222,7 +222,7 @@ def test_an_owner_gets_a_worker_key_and_a_contributor_is_told_no(
 
     assert status == 0, err
     assert out["worker_command"] == f"runstudio worker -w lab -c gpu-a --key {out['worker_key']}"
-    assert compute.compute_target_for_worker(workspace="lab", name="gpu-a", key=out["worker_key"])
+    assert selectors.compute_target_for_worker(workspace="lab", name="gpu-a", key=out["worker_key"])
     status, listed, _ = cli("compute", "list", "-w", "lab", "--query", "[].queue_name")
     assert sorted(listed) == sorted(["local", f"t{target.pk}"])
 

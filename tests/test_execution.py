@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from runs import compute, execution
+from runs import execution, selectors, services
 from runs.models import Run, RunStatus, StatusEvent, Worker
 from runs.sdk import (
     ActivityFailedException,
@@ -328,16 +328,16 @@ def test_a_killed_workers_run_fails_by_heartbeat(workers, source, exp, cast, set
     # The script dies with its worker (PR_SET_PDEATHSIG), and nobody heartbeats the run.
     wait_for(lambda: _gone(pid), what="the script to die with its worker")
     settings.RUNSTUDIO_HEARTBEAT_TIMEOUT = 60
-    assert compute.runs_reap_stale() == []  # heartbeated within the timeout: not yet
+    assert services.runs_reap_stale() == []  # heartbeated within the timeout: not yet
     settings.RUNSTUDIO_HEARTBEAT_TIMEOUT = 1
-    reaped = wait_for(compute.runs_reap_stale, timeout=5, what="the reaper")
+    reaped = wait_for(services.runs_reap_stale, timeout=5, what="the reaper")
     assert [r.run_id for r in reaped] == [run.id]
     stored = Run.objects.get(run_id=run.id)
     assert stored.status == "Failed" and stored.error_code == "HeartbeatTimeout"
     assert stored.error_message.startswith("No heartbeat since 20")
     assert "the process or its worker died" in stored.error_message
     dead = Worker.objects.get(pid=worker.pid)
-    assert not compute.worker_is_alive(dead)
+    assert not selectors.worker_is_alive(dead)
 
 
 def _gone(pid: int) -> bool:
@@ -437,8 +437,8 @@ def test_a_claimed_run_cannot_be_claimed_again(make_run):
 
 
 def test_a_target_at_capacity_defers_the_next_run(make_run, cast):
-    target = compute.compute_target_create(workspace=cast.workspace, name="one", capacity=1)
-    queue = compute.target_queue_name(target)
+    target = services.compute_target_create(workspace=cast.workspace, name="one", capacity=1)
+    queue = selectors.target_queue_name(target)
     first = make_run(status=RunStatus.QUEUED, compute_target="one")
     second = make_run(status=RunStatus.QUEUED, compute_target="one")
     assert execution.claim(run_pk=first.pk, queue_name=queue)[1] == "claimed"

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from runs import compute, limits
+from runs import limits, selectors, services
 from runs.models import ComputeTarget, Run
 from runs.sdk import (
     ComputeTarget as SdkComputeTarget,
@@ -148,7 +148,7 @@ def test_every_workspace_has_a_local_target_and_owners_manage_the_others(cast):
 
 
 def test_a_target_with_queued_runs_cannot_be_deleted(cast, make_run):
-    compute.compute_target_create(workspace=cast.workspace, name="busy")
+    services.compute_target_create(workspace=cast.workspace, name="busy")
     make_run(status="Queued", compute_target="busy")
 
     response = cast.owner.client.delete("/api/v1/workspaces/lab/compute/busy")
@@ -158,12 +158,12 @@ def test_a_target_with_queued_runs_cannot_be_deleted(cast, make_run):
 
 
 def test_the_compute_overview_lists_workers_and_active_and_queued_runs(cast, make_run):
-    compute.worker_register(worker_id="host-1-abcd", queue_name="local")
+    services.worker_register(worker_id="host-1-abcd", queue_name="local")
     running = make_run(status="Running", compute_target="local")
     make_run(status="Queued", compute_target="local")
     make_run(status="Completed", compute_target="local")
 
-    (local,) = compute.compute_target_overview(workspace=cast.workspace)
+    (local,) = selectors.compute_target_overview(workspace=cast.workspace)
 
     assert [w.worker_id for w in local.alive_workers] == ["host-1-abcd"]
     assert [r.run_id for r in local.active_runs] == [running.run_id]

@@ -80,7 +80,7 @@ def token_json(token: ApiToken) -> dict[str, Any]:
 
 
 def compute_target_json(target, *, active: int | None = None, queued: int | None = None) -> dict:
-    from runs.compute import target_queue_name
+    from runs.selectors.compute import target_queue_name
 
     return {
         "name": target.name,
@@ -96,7 +96,7 @@ def compute_target_json(target, *, active: int | None = None, queued: int | None
 
 
 def worker_json(worker) -> dict:
-    from runs.compute import worker_is_alive
+    from runs.selectors.compute import worker_is_alive
 
     return {
         "worker_id": worker.worker_id,

@@ -45,6 +45,30 @@ from runs.models import (
     StatusEvent,
     Workspace,
 )
+from runs.selectors.compute import (  # noqa: F401 (re-exported: callers use `selectors.<name>`)
+    EXECUTING_STATUSES,
+    LIVE_STATUSES,
+    LOCAL,
+    TargetOverview,
+    compute_target_ensure_local,
+    compute_target_for_submit,
+    compute_target_for_worker,
+    compute_target_get,
+    compute_target_key_current,
+    compute_target_list,
+    compute_target_overview,
+    queue_target,
+    run_queue_name,
+    runs_stale,
+    target_queue_name,
+    target_runs,
+    worker_alive_since,
+    worker_command,
+    worker_identity,
+    worker_is_alive,
+    worker_key_digest,
+    worker_list,
+)
 
 
 def membership_list(*, user: AbstractBaseUser) -> QuerySet[Membership]:
@@ -139,7 +163,6 @@ def metric_values(*, run: Run, names: list[str] | None = None) -> dict[str, Any]
     if names:
         series = series.filter(name__in=names)
     series = list(series)
-    scalar_ids = [s.pk for s in series if s.kind == MetricKind.SCALAR]
     total = sum(s.count for s in series)
     if total > limits.METRIC_VALUES_MAX:
         # Checked on the summaries before a point is read: the answer stays bounded.
@@ -149,6 +172,7 @@ def metric_values(*, run: Run, names: list[str] | None = None) -> dict[str, Any]
             "through metrics/history.",
             field="name",
         )
+    scalar_ids = [s.pk for s in series if s.kind == MetricKind.SCALAR]
     other_ids = [s.pk for s in series if s.kind != MetricKind.SCALAR]
     points: dict[int, list] = defaultdict(list)
     if scalar_ids:

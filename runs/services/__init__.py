@@ -24,6 +24,18 @@ from runs.services.archive import (
     run_archive,
     run_restore,
 )
+from runs.services.compute import (
+    WORKER_KEY_PREFIX,
+    compute_target_create,
+    compute_target_delete,
+    compute_target_update,
+    compute_target_worker_key_rotate,
+    runs_reap_stale,
+    worker_heartbeat,
+    worker_register,
+    worker_set_current_run,
+    worker_stop,
+)
 from runs.services.experiments import experiment_create, experiment_rename, experiment_set_tags
 from runs.services.logged_models import (
     logged_model_archive,
@@ -95,6 +107,17 @@ __all__ = [
     "logged_model_finalize",
     "logged_model_folder",
     "logged_model_update",
+    # compute targets, workers, the reaper
+    "WORKER_KEY_PREFIX",
+    "compute_target_create",
+    "compute_target_delete",
+    "compute_target_update",
+    "compute_target_worker_key_rotate",
+    "runs_reap_stale",
+    "worker_heartbeat",
+    "worker_register",
+    "worker_set_current_run",
+    "worker_stop",
     # metrics
     "series_summarize",
     "BatchResult",

@@ -9,11 +9,12 @@ from django.db import transaction
 
 from runs import limits
 from runs.errors import InvalidInput
+
+# The property names are the worker's (runs/execution.py reads them); it may not import this
+# module, which reaches it through tasks: the import circle stays open.
+from runs.execution import ARGUMENTS_PROPERTY, SCRIPT_PROPERTY
 from runs.models import Experiment, Run, RunStatus
 from runs.services.runs import RunSpec, run_create
-
-SCRIPT_PROPERTY = "runstudio.script"
-ARGUMENTS_PROPERTY = "runstudio.arguments"  # a JSON list of strings
 
 
 def _check_arguments(arguments: Any) -> list[str]:
@@ -55,11 +56,11 @@ def run_submit(
     (status Queued), its snapshot files and its django.tasks task are created in one
     transaction, so a worker never sees a queued run without its snapshot."""
     # Imported here: these modules import this one.
-    from runs import compute, storage, tasks
+    from runs import selectors, storage, tasks
     from runs import snapshot as snapshots
 
     workspace = experiment.workspace
-    target = compute.compute_target_for_submit(workspace=workspace, name=compute_target)
+    target = selectors.compute_target_for_submit(workspace=workspace, name=compute_target)
     storage.check_path(script or "", field="script")
     args = _check_arguments(arguments)
     if parent is not None and parent.workspace_id != workspace.id:

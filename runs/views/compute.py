@@ -1,6 +1,6 @@
 """The compute page: each target of a workspace with its workers and its running and queued
 runs (a live fragment polled by static/js/compute.js); owners add, resize and delete targets
-through runs/compute.py."""
+through runs/services/compute.py."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -8,7 +8,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from runs import compute
+from runs import selectors, services
 from runs.errors import ServiceError
 from runs.models import Role
 from runs.views.common import load_workspace
@@ -22,7 +22,7 @@ def _context(ws, membership) -> dict:
         "membership": membership,
         "nav_section": "compute",
         "is_owner": membership.allows(Role.OWNER),
-        "overview": compute.compute_target_overview(workspace=ws),
+        "overview": selectors.compute_target_overview(workspace=ws),
         "live_interval": LIVE_INTERVAL_SECONDS,
     }
 
@@ -53,7 +53,7 @@ def target_create(request, workspace: str):
     ws, _ = load_workspace(request, workspace, role=Role.OWNER)
     name = request.POST.get("name", "").strip()
     try:
-        compute.compute_target_create(
+        services.compute_target_create(
             workspace=ws,
             name=name,
             capacity=_capacity(request.POST.get("capacity", "1")),
@@ -68,7 +68,7 @@ def target_create(request, workspace: str):
 
 def _target(ws, name: str):
     try:
-        return compute.compute_target_get(workspace=ws, name=name)
+        return selectors.compute_target_get(workspace=ws, name=name)
     except ServiceError:
         raise Http404(f"No compute target named {name!r}.") from None
 
@@ -79,7 +79,7 @@ def target_update(request, workspace: str, name: str):
     ws, _ = load_workspace(request, workspace, role=Role.OWNER)
     target = _target(ws, name)
     try:
-        compute.compute_target_update(
+        services.compute_target_update(
             target=target,
             capacity=_capacity(request.POST.get("capacity", target.capacity)),
             description=request.POST.get("description"),
@@ -99,7 +99,7 @@ def target_worker_key(request, workspace: str, name: str):
     ws, membership = load_workspace(request, workspace, role=Role.OWNER)
     target = _target(ws, name)
     try:
-        key = compute.compute_target_worker_key_rotate(target=target)
+        key = services.compute_target_worker_key_rotate(target=target)
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("runs:compute", ws.name)
@@ -107,7 +107,7 @@ def target_worker_key(request, workspace: str, name: str):
     context["new_key"] = {
         "target": target.name,
         "key": key,
-        "command": compute.worker_command(target=target, key=key),
+        "command": selectors.worker_command(target=target, key=key),
     }
     response = render(request, "runs/compute.html", context)
     response["Cache-Control"] = "no-store"  # the key must not linger in a cache
@@ -120,7 +120,7 @@ def target_delete(request, workspace: str, name: str):
     ws, _ = load_workspace(request, workspace, role=Role.OWNER)
     target = _target(ws, name)
     try:
-        compute.compute_target_delete(target=target)
+        services.compute_target_delete(target=target)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import compute, services
+from runs import selectors, services
 from runs.models import AlertDelivery, ComputeTarget, RunStatus, StatusEvent, Worker
 from runs.services import alerts
 from runs.views import compute as compute_views
@@ -20,7 +20,7 @@ def cluster(cast, make_run):
     target = ComputeTarget.objects.create(
         workspace=cast.workspace, name="gpu-cluster", capacity=4, description="4 × A100"
     )
-    queue = f"t{target.pk}"  # the target's own queue (compute.target_queue_name)
+    queue = f"t{target.pk}"  # the target's own queue (selectors.target_queue_name)
     running = make_run("imagenet", display_name="resnet-152 lr=0.1", compute_target="gpu-cluster")
     make_run("imagenet", display_name="vit-b16", compute_target="gpu-cluster")
     for name in ("vit-l16", "convnext"):
@@ -134,7 +134,7 @@ def test_an_owner_makes_a_worker_key_and_sees_it_once_with_the_worker_command(
     assert key.startswith("rsw_")
     command = panel.locator(".worker-command").inner_text().strip()
     assert command == f"runstudio worker -w lab -c gpu-cluster --key {key}"
-    assert compute.compute_target_for_worker(workspace="lab", name="gpu-cluster", key=key)
+    assert selectors.compute_target_for_worker(workspace="lab", name="gpu-cluster", key=key)
     screenshot(page, "compute-worker-key")
     page.goto(f"{live_server.url}/w/lab/compute/")
     assert key not in page.content()

@@ -25,7 +25,7 @@ from django.db import connection
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
-from runs import compute, services, tasks
+from runs import selectors, services, tasks
 from runs.models import ComputeTarget, Run, RunStatus, Worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -290,7 +290,7 @@ def test_a_worker_cannot_name_a_queue_itself(cast, gpu_a, workers):
     said = workers.refused("-w", B, "-c", "gpu-b", key=gpu_a[A]["worker_key"])
     assert "Workspace 'elsewhere' has no compute target named 'gpu-b'" in said
     assert "no worker key yet" in workers.refused(
-        "-w", A, "-c", compute.compute_target_create(workspace=cast.workspace, name="new").name
+        "-w", A, "-c", services.compute_target_create(workspace=cast.workspace, name="new").name
     )
     assert not Worker.objects.exists()
 
@@ -354,7 +354,7 @@ def test_workspace_bs_compute_page_and_api_never_show_as_runs_or_workers(cast, g
     [("owner", 201), ("contributor", 403), ("reader", 403), ("outsider", 404), ("anonymous", 401)],
 )
 def test_only_an_owner_makes_a_worker_key(cast, role, expected):
-    compute.compute_target_create(workspace=cast.workspace, name="gpu-a")
+    services.compute_target_create(workspace=cast.workspace, name="gpu-a")
     client = cast.anonymous if role == "anonymous" else cast.by_role(role).client
 
     response = client.post(f"/api/v1/workspaces/{A}/compute/gpu-a/worker-key")
@@ -379,7 +379,7 @@ def test_the_local_target_has_no_worker_key(cast):
 
 
 def test_the_compute_page_shows_a_new_key_once_to_an_owner_only(cast):
-    compute.compute_target_create(workspace=cast.workspace, name="gpu-a")
+    services.compute_target_create(workspace=cast.workspace, name="gpu-a")
     owner, contributor = Client(), Client()
     owner.force_login(cast.owner.user)
     contributor.force_login(cast.contributor.user)
@@ -391,6 +391,6 @@ def test_the_compute_page_shows_a_new_key_once_to_an_owner_only(cast):
     html = page.content.decode()
     target = ComputeTarget.objects.get(workspace=cast.workspace, name="gpu-a")
     key = f"{target.worker_key_prefix}{html.split(target.worker_key_prefix, 1)[1][:35]}"
-    assert compute.compute_target_for_worker(workspace=A, name="gpu-a", key=key) == target
+    assert selectors.compute_target_for_worker(workspace=A, name="gpu-a", key=key) == target
     assert f"runstudio worker -w lab -c gpu-a --key {key}" in html
     assert key not in owner.get(f"/w/{A}/compute/").content.decode()  # shown once

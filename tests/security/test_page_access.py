@@ -20,7 +20,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern
 
-from runs import compute, services, storage, urls
+from runs import services, storage, urls
 from runs.models import (
     AlertRule,
     ComputeTarget,
@@ -181,7 +181,7 @@ def ids(cast, make_run) -> dict:
     view = saved_views.view_save(
         workspace=cast.workspace, owner=cast.owner.user, name="Best", shared=True, params={}
     )
-    compute.compute_target_create(workspace=cast.workspace, name="spare")
+    services.compute_target_create(workspace=cast.workspace, name="spare")
     rule = alerts.alert_rule_create(
         workspace=cast.workspace,
         user=cast.owner.user,

@@ -46,7 +46,7 @@ def _target_overview_json(overview) -> dict:
 )
 @api_view(["GET", "POST"])
 def compute_target_list(request, workspace: str):
-    from runs import compute
+    from runs import selectors, services
     from runs.api.serializers import compute_target_json
 
     if request.method == "POST":
@@ -54,7 +54,7 @@ def compute_target_list(request, workspace: str):
             user=request.user, name=workspace, role=Role.OWNER, what="managing compute targets"
         )
         data = _object(request)
-        target = compute.compute_target_create(
+        target = services.compute_target_create(
             workspace=ws,
             name=data.get("name"),
             capacity=data.get("capacity", 1),
@@ -62,7 +62,7 @@ def compute_target_list(request, workspace: str):
         )
         return Response(compute_target_json(target), status=status.HTTP_201_CREATED)
     ws, _ = workspace_for(user=request.user, name=workspace)
-    overviews = compute.compute_target_overview(workspace=ws)
+    overviews = selectors.compute_target_overview(workspace=ws)
     return Response({"results": [_target_overview_json(o) for o in overviews]})
 
 
@@ -95,25 +95,25 @@ def compute_target_list(request, workspace: str):
 )
 @api_view(["GET", "PATCH", "DELETE"])
 def compute_target_detail(request, workspace: str, name: str):
-    from runs import compute
+    from runs import selectors, services
     from runs.api.serializers import compute_target_json
 
     if request.method == "GET":
         ws, _ = workspace_for(user=request.user, name=workspace)
-        compute.compute_target_get(workspace=ws, name=name)
+        selectors.compute_target_get(workspace=ws, name=name)
         overview = next(
-            o for o in compute.compute_target_overview(workspace=ws) if o.target.name == name
+            o for o in selectors.compute_target_overview(workspace=ws) if o.target.name == name
         )
         return Response(_target_overview_json(overview))
     ws, _ = workspace_for(
         user=request.user, name=workspace, role=Role.OWNER, what="managing compute targets"
     )
-    target = compute.compute_target_get(workspace=ws, name=name)
+    target = selectors.compute_target_get(workspace=ws, name=name)
     if request.method == "DELETE":
-        compute.compute_target_delete(target=target)
+        services.compute_target_delete(target=target)
         return Response(status=status.HTTP_204_NO_CONTENT)
     data = _object(request)
-    target = compute.compute_target_update(
+    target = services.compute_target_update(
         target=target, capacity=data.get("capacity"), description=data.get("description")
     )
     return Response(compute_target_json(target))
@@ -137,19 +137,19 @@ def compute_target_detail(request, workspace: str, name: str):
 )
 @api_view(["POST"])
 def compute_target_worker_key(request, workspace: str, name: str):
-    from runs import compute
+    from runs import selectors, services
     from runs.api.serializers import compute_target_json
 
     ws, _ = workspace_for(
         user=request.user, name=workspace, role=Role.OWNER, what="making worker keys"
     )
-    target = compute.compute_target_get(workspace=ws, name=name)
-    key = compute.compute_target_worker_key_rotate(target=target)
+    target = selectors.compute_target_get(workspace=ws, name=name)
+    key = services.compute_target_worker_key_rotate(target=target)
     return Response(
         {
             **compute_target_json(target),
             "worker_key": key,
-            "worker_command": compute.worker_command(target=target, key=key),
+            "worker_command": selectors.worker_command(target=target, key=key),
         },
         status=status.HTTP_201_CREATED,
     )

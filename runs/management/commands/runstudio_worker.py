@@ -2,13 +2,13 @@
 `db_worker` for one workspace's compute target, plus liveness. What `runstudio worker` runs.
 
 The worker checks the target's worker key (--key, else RUNSTUDIO_WORKER_KEY) before it takes
-anything, derives the target's queue itself (runs.compute.target_queue_name) and records the
+anything, derives the target's queue itself (selectors.target_queue_name) and records the
 workspace on its `Worker` row; a wrong, missing or rotated key is a one-line error. Without
 -w/-c it serves only the server's own queues: `--queue-name local` (every workspace's `local`
 target) or the alerts queue, which `runstudio serve` starts.
 
 It registers a `Worker` row, and a background thread stamps it every
-RUNSTUDIO_HEARTBEAT_INTERVAL seconds and runs the reaper (runs.compute.runs_reap_stale) every
+RUNSTUDIO_HEARTBEAT_INTERVAL seconds and runs the reaper (services.runs_reap_stale) every
 RUNSTUDIO_REAPER_INTERVAL seconds, so any live worker also keeps dead runs from staying
 Running. The row is marked stopped when the worker exits. Every db_worker option works.
 """
@@ -23,13 +23,13 @@ from django.core.management.base import CommandError
 from django.db import close_old_connections, connection
 from django_tasks_db.management.commands import db_worker
 
-from runs import compute, sandbox
+from runs import sandbox, selectors, services
 from runs.errors import ServiceError
 from runs.models import ComputeTarget, Workspace
 
 
 def worker_id_for(queue_name: str) -> str:
-    hostname, pid = compute.worker_identity()
+    hostname, pid = selectors.worker_identity()
     return f"{hostname[:40]}-{pid}-{secrets.token_hex(2)}"
 
 
@@ -44,7 +44,7 @@ class _Liveness(threading.Thread):
     def _key_revoked(self) -> bool:
         """An owner replaced the key this worker started with (or deleted the target): the
         worker asks itself to stop (SIGTERM: it finishes its current run first)."""
-        if self.target is None or compute.compute_target_key_current(target=self.target):
+        if self.target is None or selectors.compute_target_key_current(target=self.target):
             return False
         print(
             f"The worker key of compute target {self.target.name!r} was replaced or the target "
@@ -61,12 +61,12 @@ class _Liveness(threading.Thread):
         while not self.stop.is_set():
             try:
                 close_old_connections()
-                compute.worker_heartbeat(worker_id=self.worker_id, queue_name=self.queue_name)
+                services.worker_heartbeat(worker_id=self.worker_id, queue_name=self.queue_name)
                 if self._key_revoked():
                     return
                 if since_reap >= reap_every:
                     since_reap = 0.0
-                    for run in compute.runs_reap_stale():
+                    for run in services.runs_reap_stale():
                         print(f"reaper: {run.run_id} → {run.status}", flush=True)
             except Exception as e:  # the database may be briefly away; try again next beat
                 print(f"worker liveness: {type(e).__name__}: {e}", flush=True)
@@ -94,20 +94,22 @@ class Command(db_worker.Command):
         self.served: ComputeTarget | None = None
         name, workspace = options.pop("compute_target"), options.pop("workspace")
         key = options.pop("key") or os.environ.get("RUNSTUDIO_WORKER_KEY", "")
-        if (name and name != compute.LOCAL) or workspace:
+        if (name and name != selectors.LOCAL) or workspace:
             if not (name and workspace):
                 raise CommandError(
                     "A worker serves one workspace's compute target: pass both -w WORKSPACE "
                     "and -c TARGET (and --key or RUNSTUDIO_WORKER_KEY)."
                 )
             try:
-                target = compute.compute_target_for_worker(workspace=workspace, name=name, key=key)
+                target = selectors.compute_target_for_worker(
+                    workspace=workspace, name=name, key=key
+                )
             except ServiceError as e:
                 raise CommandError(e.message) from None
             self.served = target
-            return compute.target_queue_name(target), target.workspace
-        queue_name = compute.LOCAL if name else options["queue_name"]
-        if queue_name not in (compute.LOCAL, settings.RUNSTUDIO_ALERTS_QUEUE):
+            return selectors.target_queue_name(target), target.workspace
+        queue_name = selectors.LOCAL if name else options["queue_name"]
+        if queue_name not in (selectors.LOCAL, settings.RUNSTUDIO_ALERTS_QUEUE):
             raise CommandError(
                 f"Queue {queue_name!r} is not one of the server's own queues ('local', "
                 f"{settings.RUNSTUDIO_ALERTS_QUEUE!r}). To serve a compute target: "
@@ -135,7 +137,7 @@ class Command(db_worker.Command):
         options["queue_name"] = queue_name
         worker_id = options["worker_id"] = options["worker_id"] or worker_id_for(queue_name)
         isolated = self._sandbox(queue_name)
-        compute.worker_register(
+        services.worker_register(
             worker_id=worker_id, queue_name=queue_name, workspace=workspace, isolated=isolated
         )
         liveness = _Liveness(worker_id=worker_id, queue_name=queue_name, target=self.served)
@@ -146,4 +148,4 @@ class Command(db_worker.Command):
             liveness.stop.set()
             liveness.join(timeout=5)
             close_old_connections()
-            compute.worker_stop(worker_id=worker_id)
+            services.worker_stop(worker_id=worker_id)
