@@ -265,7 +265,7 @@ def test_an_mlflow_run_is_never_reaped_for_missing_heartbeats(door):
 
     from django.utils import timezone
 
-    from runs.compute import runs_stale
+    from runs.selectors.compute import runs_stale
 
     run_id = MlflowClient().create_run("0", start_time=1_600_000_000_000).info.run_id
     later = timezone.now() + timedelta(days=30)
