@@ -336,3 +336,18 @@ def test_the_view_run_link_page_sends_a_member_to_the_studio_and_others_to_404(c
     outsider.force_login(cast.outsider.user)
     assert outsider.get(f"/mlflow/lab/?run={run.run_id}").status_code == 404
     assert outsider.get(f"/mlflow/elsewhere/?run={run.run_id}").status_code == 404
+
+
+def test_search_experiments_by_name_pattern(door):
+    client = MlflowClient()
+    for name in ("cv.resnet", "cv-vit", "nlp.bert"):
+        client.create_experiment(name)
+    found = client.search_experiments(filter_string="name LIKE 'cv%'")
+    assert sorted(e.name for e in found) == ["cv-vit", "cv.resnet"]
+    assert [e.name for e in client.search_experiments(filter_string="name = 'nlp.bert'")] == [
+        "nlp.bert"
+    ]
+    assert client.search_experiments(filter_string="name LIKE '(cv'") == []
+    with pytest.raises(MlflowException) as bad:
+        client.search_experiments(filter_string="tags.x = 'y'")
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE"

@@ -261,7 +261,8 @@ def _experiment_filter(text: object) -> Q:
         return Q(name=value)
     if op == "!=":
         return ~Q(name=value)
-    pattern = value.replace("%", ".*").replace("_", ".")
+    # Escaped first: a name may hold regex characters ('a.b', '(x)'); then MLflow's wildcards.
+    pattern = re.escape(value).replace("%", ".*").replace("_", ".")
     return Q(name__iregex=f"^{pattern}$") if op == "ILIKE" else Q(name__regex=f"^{pattern}$")
 
 
@@ -376,19 +377,31 @@ def runs_restore(door: Door, body: dict) -> dict:
 
 
 def _metric_batches(metrics: list[dict]) -> list[dict]:
-    """MLflow's metric list (any order, keys repeating) → one series entry per key, in order."""
+    """MLflow's metric list (any order, keys repeating) → one series entry per key, in order.
+
+    The hot path of log-batch (1,000 points a request): plain numbers and protobuf's int64
+    strings are taken directly; anything else goes through the checks that name the field."""
     series: dict[str, dict] = {}
     for index, metric in enumerate(metrics):
-        field = f"metrics[{index}]"
-        if not isinstance(metric, dict) or not isinstance(metric.get("key"), str):
+        if type(metric) is not dict or type(key := metric.get("key")) is not str:
+            field = f"metrics[{index}]"
             raise InvalidInput(f"{field}: must be an object with a string 'key'.", field=field)
-        entry = series.setdefault(
-            metric["key"], {"name": metric["key"], "values": [], "steps": [], "times": []}
-        )
-        entry["values"].append(t.parse_number(metric.get("value"), field=f"{field}.value"))
-        entry["steps"].append(t.parse_int(metric.get("step"), field=f"{field}.step", default=0))
-        timestamp = t.parse_int(metric.get("timestamp"), field=f"{field}.timestamp")
-        entry["times"].append(None if timestamp is None else timestamp / 1000)
+        entry = series.get(key)
+        if entry is None:
+            entry = series[key] = {"name": key, "values": [], "steps": [], "times": []}
+        value, step, stamp = metric.get("value"), metric.get("step", 0), metric.get("timestamp")
+        if type(value) is not float and type(value) is not int:
+            value = t.parse_number(value, field=f"metrics[{index}].value")
+        # int() reads every isdecimal() string; others (signs, junk) go to the checks below.
+        step = int(step) if type(step) is str and step.isdecimal() else step
+        stamp = int(stamp) if type(stamp) is str and stamp.isdecimal() else stamp
+        if type(step) is not int or not 0 <= step < 2**63:
+            step = t.parse_int(step, field=f"metrics[{index}].step", default=0)
+        if stamp is not None and (type(stamp) is not int or not 0 <= stamp < 2**63):
+            stamp = t.parse_int(stamp, field=f"metrics[{index}].timestamp")
+        entry["values"].append(value)
+        entry["steps"].append(step)
+        entry["times"].append(None if stamp is None else stamp / 1000)
     return list(series.values())
 
 
@@ -680,11 +693,11 @@ def artifacts(request, door: Door, path: str):
         size = request.META.get("CONTENT_LENGTH") or ""
         if not (size.isascii() and size.isdecimal()):
             raise LengthRequired("body: send Content-Length.", field="body")
-        storage.run_file_write(run=run, path=tree_path, stream=request, size=int(size))
+        services.run_file_write(run=run, path=tree_path, stream=request, size=int(size))
         return _json({})
     if request.method == "DELETE":
         run, tree_path = _artifact_target(door, path, write=True)
-        storage.run_files_delete(run=run, path=tree_path)
+        services.run_files_delete(run=run, path=tree_path)
         return _json({})
     if request.method == "GET":
         run, tree_path = _artifact_target(door, path, write=False)
