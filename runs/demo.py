@@ -8,7 +8,7 @@ import random
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from runs import services, storage
+from runs import services
 from runs.models import Run, RunStatus, Workspace
 from runs.services import RunSpec
 
@@ -37,8 +37,8 @@ def _log_training(run: Run, rng: random.Random, *, steps: int, lr: float) -> Non
         ],
     )
     log = "".join(f"step {s}: loss={v:.4f}\n" for s, v in enumerate(loss[:200]))
-    storage.run_file_write(run=run, path="logs/70_driver_log.txt", stream=io.BytesIO(log.encode()))
-    storage.run_file_write(
+    services.run_file_write(run=run, path="logs/70_driver_log.txt", stream=io.BytesIO(log.encode()))
+    services.run_file_write(
         run=run, path="outputs/model.txt", stream=io.BytesIO(f"lr={lr}\n".encode())
     )
 

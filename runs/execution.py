@@ -36,6 +36,7 @@ from runs.errors import Conflict, ServiceError
 from runs.models import ApiToken, ComputeTarget, Run, RunStatus
 from runs.services.accounts import token_create, token_revoke
 from runs.services.compute import worker_heartbeat, worker_set_current_run
+from runs.services.files import run_file_write
 from runs.services.runs import run_heartbeat, run_set_status
 
 PREP_LOG = "logs/65_job_prep.txt"
@@ -188,7 +189,7 @@ class _Execution:
         if isinstance(data, str):
             data = data.encode()
         if data:
-            storage.run_file_write(run=self.run_obj, path=path, stream=BytesIO(data), append=True)
+            run_file_write(run=self.run_obj, path=path, stream=BytesIO(data), append=True)
 
     def note(self, path: str, text: str) -> None:
         stamp = timezone.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -196,7 +197,7 @@ class _Execution:
 
     def write_json(self, path: str, value: dict) -> None:
         data = json.dumps(value, indent=2, default=str).encode()
-        storage.run_file_write(run=self.run_obj, path=path, stream=BytesIO(data))
+        run_file_write(run=self.run_obj, path=path, stream=BytesIO(data))
 
     def set_status(self, status: str, **kwargs) -> bool:
         """Moves the run on; False when it is already final (e.g. the script ended it itself)."""
@@ -466,7 +467,7 @@ class _Execution:
             name = "outputs/" + path.relative_to(outputs).as_posix()
             try:
                 with storage.local_open_regular(root=str(self.workdir), path=name) as f:
-                    storage.run_file_write(run=self.run_obj, path=name, stream=f)
+                    run_file_write(run=self.run_obj, path=name, stream=f)
             except (OSError, ServiceError) as e:
                 self.note(RELEASE_LOG, f"Could not upload {name}: {e}")
         self.note(RELEASE_LOG, f"Uploaded {len(files)} file(s) from ./outputs.")

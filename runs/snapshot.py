@@ -16,6 +16,7 @@ from typing import BinaryIO
 from runs import limits, storage
 from runs.errors import InvalidInput, TooLarge
 from runs.models import Run, RunFile
+from runs.services.files import StagedTree, run_files_place_tree, tree_staged
 
 PREFIX = "snapshot/"
 
@@ -62,8 +63,8 @@ def snapshot_check(*, archive: BinaryIO) -> list[zipfile.ZipInfo]:
 
 
 @contextlib.contextmanager
-def snapshot_staged(*, archive: BinaryIO) -> Iterator[storage.StagedTree]:
-    """Checks the zip, then unpacks every member aside (storage.tree_staged), each checked
+def snapshot_staged(*, archive: BinaryIO) -> Iterator[StagedTree]:
+    """Checks the zip, then unpacks every member aside (tree_staged), each checked
     against the size its entry declares and its CRC, before any run exists: call it outside
     the transaction that creates the run."""
     entries = snapshot_check(archive=archive)
@@ -77,7 +78,7 @@ def snapshot_staged(*, archive: BinaryIO) -> Iterator[storage.StagedTree]:
                     yield path[len(PREFIX) :], member, info.file_size
 
         try:
-            with storage.tree_staged(members()) as staged:
+            with tree_staged(members()) as staged:
                 yield staged
         except zipfile.BadZipFile as exc:
             raise InvalidInput(f"snapshot: the zip is damaged ({exc}).", field="snapshot") from None
@@ -85,9 +86,9 @@ def snapshot_staged(*, archive: BinaryIO) -> Iterator[storage.StagedTree]:
             raise InvalidInput(f"snapshot: {exc.message}", field="snapshot") from None
 
 
-def snapshot_place(*, run: Run, staged: storage.StagedTree) -> list[str]:
+def snapshot_place(*, run: Run, staged: StagedTree) -> list[str]:
     """The staged snapshot becomes the run's `snapshot/` tree: one rename and one insert."""
-    storage.run_files_place_tree(run=run, folder=PREFIX.rstrip("/"), staged=staged)
+    run_files_place_tree(run=run, folder=PREFIX.rstrip("/"), staged=staged)
     return [path for path, _ in staged.files]
 
 

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from runs import services, storage, tasks
+from runs import services, tasks
 from runs.models import AlertDelivery
 from runs.services import alerts, saved_views
 
@@ -30,7 +30,7 @@ def admin_client_with_data(cast, make_run, django_user_model):
         idempotency_key="k",
     )
     services.run_set_status(run=run, status="Completed", by=cast.owner.user)
-    storage.run_file_write(run=run, path="out.txt", stream=io.BytesIO(b"x"))
+    services.run_file_write(run=run, path="out.txt", stream=io.BytesIO(b"x"))
     rule = alerts.alert_rule_create(
         workspace=cast.workspace,
         user=cast.owner.user,

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern
 from rest_framework.test import APIClient
 
-from runs import services, storage
+from runs import services
 from runs.api import urls as api_urls
 from runs.models import ApiToken, Membership, Role, Run
 from runs.services import alerts
@@ -143,7 +143,7 @@ def run_id(cast, make_run):
     """A live run in `lab` with a metric and a file, so every read door has something to show."""
     run = make_run("exp")
     services.run_log_batch(run=run, metrics=[{"name": "loss", "values": [1.0, 0.5]}])
-    storage.run_file_write(run=run, path="logs/out.txt", stream=BytesIO(b"line 1\n"))
+    services.run_file_write(run=run, path="logs/out.txt", stream=BytesIO(b"line 1\n"))
     services.compute_target_create(workspace=cast.workspace, name="spare")
     alerts.alert_rule_create(
         workspace=cast.workspace,

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from runs import storage
+from runs import services
 from runs.errors import InvalidInput
 from runs.storage import CHUNK
 from runs.storage.search import run_file_find
@@ -18,7 +18,7 @@ def log(make_run):
     # The needle straddles the first chunk boundary; another sits on the last line.
     head = b"a" * (CHUNK - 3) + b"\n"
     body = b"xxNEEDLExx\n" + b"b" * 100 + b"\n" + b"tail needle\n"
-    storage.run_file_write(run=run, path="logs/x.log", stream=io.BytesIO(head[:-4] + b"\n" + body))
+    services.run_file_write(run=run, path="logs/x.log", stream=io.BytesIO(head[:-4] + b"\n" + body))
     return run, len(head[:-4]) + 1
 
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from runs import services, storage
+from runs import services
 from runs.models import CustomView, Run, RunActivity, RunStatus, RunTag
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +90,7 @@ def test_a_saved_view_leaves_archived_runs_out(cast, sweep, client):
 
 def test_only_an_owner_deletes_for_good_and_the_files_go(cast, sweep, tmp_path):
     parent, children, other = sweep
-    storage.run_file_write(run=children[0], path="logs/a.log", stream=io.BytesIO(b"hello\n"))
+    services.run_file_write(run=children[0], path="logs/a.log", stream=io.BytesIO(b"hello\n"))
     on_disk = tmp_path / "files" / "runs" / children[0].run_id / "logs" / "a.log"
     assert on_disk.read_bytes() == b"hello\n"
     for member in (cast.contributor, cast.reader):

@@ -426,8 +426,8 @@ def test_a_path_inside_the_tree_is_accepted(path):
 def test_a_file_is_written_appended_and_read_in_parts(cast, make_run):
     run = make_run()
 
-    storage.run_file_write(run=run, path="log", stream=io.BytesIO(b"hello "))
-    record = storage.run_file_write(run=run, path="log", stream=io.BytesIO(b"world"), append=True)
+    services.run_file_write(run=run, path="log", stream=io.BytesIO(b"hello "))
+    record = services.run_file_write(run=run, path="log", stream=io.BytesIO(b"world"), append=True)
 
     assert record.size == 11
     assert storage.run_file_read(run=run, path="log", offset=6, length=3) == (b"wor", 11)
@@ -446,7 +446,7 @@ def test_an_upload_over_the_limit_is_refused(cast, make_run, monkeypatch):
     monkeypatch.setattr(limits, "MAX_FILE_UPLOAD_BYTES", 10)
 
     with pytest.raises(TooLarge):
-        storage.run_file_write(run=run, path="big", stream=io.BytesIO(b"x" * 11))
+        services.run_file_write(run=run, path="big", stream=io.BytesIO(b"x" * 11))
 
     assert not run.files.exists()
 

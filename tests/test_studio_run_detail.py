@@ -40,7 +40,7 @@ def page_url(run, suffix: str = "") -> str:
 
 
 def write(run, path: str, data: bytes, append: bool = False):
-    return storage.run_file_write(run=run, path=path, stream=io.BytesIO(data), append=append)
+    return services.run_file_write(run=run, path=path, stream=io.BytesIO(data), append=append)
 
 
 def body(response) -> bytes:

@@ -37,6 +37,15 @@ from runs.services.compute import (
     worker_stop,
 )
 from runs.services.experiments import experiment_create, experiment_rename, experiment_set_tags
+from runs.services.files import (
+    INCOMING_STALE_SECONDS,
+    StagedTree,
+    run_file_write,
+    run_files_delete,
+    run_files_delete_all,
+    run_files_place_tree,
+    tree_staged,
+)
 from runs.services.logged_models import (
     logged_model_archive,
     logged_model_create,
@@ -118,6 +127,14 @@ __all__ = [
     "worker_register",
     "worker_set_current_run",
     "worker_stop",
+    # run files
+    "INCOMING_STALE_SECONDS",
+    "StagedTree",
+    "run_file_write",
+    "run_files_delete",
+    "run_files_delete_all",
+    "run_files_place_tree",
+    "tree_staged",
     # metrics
     "series_summarize",
     "BatchResult",

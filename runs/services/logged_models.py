@@ -1,5 +1,5 @@
 """MLflow 3 logged models (`mlflow.<flavor>.log_model`): a model's record; its files are run
-files of its source run, under `outputs/models/<model_id>/` (storage.run_file_write)."""
+files of its source run, under `outputs/models/<model_id>/` (run_file_write)."""
 
 import uuid
 

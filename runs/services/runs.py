@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runs import limits, storage
+from runs import limits
 from runs.errors import Conflict, InvalidInput
 from runs.models import (
     TERMINAL_STATUSES,
@@ -26,6 +26,7 @@ from runs.models import (
     Workspace,
 )
 from runs.services import alerts
+from runs.services.files import run_files_delete_all
 from runs.validation import check_line, check_mapping, check_name, check_pattern, check_text
 
 
@@ -498,7 +499,7 @@ def run_delete(*, run: Run) -> int:
     # rows to know the names. A failure after this leaves a run without files, never files
     # without a run.
     for member in tree:
-        storage.run_files_delete_all(run=member)
+        run_files_delete_all(run=member)
     with transaction.atomic():
         Run.objects.filter(pk__in=[r.pk for r in tree]).delete()
     return len(tree)

@@ -14,6 +14,7 @@ from runs.errors import InvalidInput
 # module, which reaches it through tasks: the import circle stays open.
 from runs.execution import ARGUMENTS_PROPERTY, SCRIPT_PROPERTY
 from runs.models import Experiment, Run, RunStatus
+from runs.services.files import run_files_delete_all
 from runs.services.runs import RunSpec, run_create
 
 
@@ -96,6 +97,6 @@ def run_submit(
             tasks.run_enqueue(run=run)
     except BaseException:
         if placed is not None:  # the run was rolled back: its files go too
-            storage.run_files_delete_all(run=placed)
+            run_files_delete_all(run=placed)
         raise
     return run

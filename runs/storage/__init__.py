@@ -1,9 +1,10 @@
 """Run files on Django storage: a tree per run under `runs/<run_id>/`.
 
 The `RunFile` table indexes the tree so listings never walk the storage (which may be a
-bucket). A file is written complete or not at all (writes.py: aside, checked, then moved into
-place and indexed). On the filesystem backend no symlink below the storage root is ever
-followed and only regular files are read (local.py). Paths are checked and NFC-normalised
+bucket). Writes are services (runs/services/files.py: a file is written complete or not at
+all — aside, checked, then moved into place and indexed); this package is the low level both
+sides use. On the filesystem backend no symlink below the storage root is ever followed and
+only regular files are read (local.py). Paths are checked and NFC-normalised
 (paths.py); reads go by range, text page, listing and zip (reads.py). docs/architecture.md,
 "Run files: complete or untouched", has the rules.
 """
@@ -24,25 +25,14 @@ from runs.storage.reads import (
     run_files_servable,
     run_files_zip,
 )
-from runs.storage.writes import (
-    INCOMING_STALE_SECONDS,
-    StagedTree,
-    run_file_write,
-    run_files_delete,
-    run_files_delete_all,
-    run_files_place_tree,
-    tree_staged,
-)
 
 __all__ = [
     "CHUNK",
     "INCOMING",
-    "INCOMING_STALE_SECONDS",
     "LINE_COUNT_MAX_BYTES",
     "TEXT_PAGE_BYTES",
     "ZIP64_FROM_BYTES",
     "NotARegularFile",
-    "StagedTree",
     "TextPage",
     "check_path",
     "local_open_regular",
@@ -52,12 +42,7 @@ __all__ = [
     "run_file_open",
     "run_file_page",
     "run_file_read",
-    "run_file_write",
-    "run_files_delete",
-    "run_files_delete_all",
-    "run_files_place_tree",
     "run_files_servable",
     "run_files_zip",
     "storage_name",
-    "tree_staged",
 ]

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from runs import services, storage
+from runs import services
 from runs.models import RunStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -68,7 +68,7 @@ def seeded(cast, make_run):
         ],
     )
     for path, data in FILES.items():
-        storage.run_file_write(run=run, path=path, stream=io.BytesIO(data))
+        services.run_file_write(run=run, path=path, stream=io.BytesIO(data))
     for index, lr in enumerate((0.1, 0.01, 0.001)):
         child = make_run("mnist", parent=run, display_name=f"lr={lr}", run_type="child")
         services.run_log_batch(
@@ -173,7 +173,7 @@ def test_open_a_log_page_it_and_follow_it_live(
     assert log.locator("tr").nth(9).locator(".ln").get_attribute("data-n") == "10"
     screenshot(page, "run_outputs_log")
 
-    storage.run_file_write(
+    services.run_file_write(
         run=seeded, path="logs/driver.log", stream=io.BytesIO(b"epoch 4 live line\n"), append=True
     )
     last = log.locator("tr").last

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from runs import services, storage
+from runs import services
 from runs.models import AlertRule, Membership, Role, Run, RunProperty, StatusEvent
 
 
@@ -254,7 +254,7 @@ def test_deleting_a_run_in_the_admin_removes_its_files(staff, make_run):
     parent = make_run()
     child = make_run(parent=parent)
     for run in (parent, child):
-        storage.run_file_write(run=run, path="logs/out.txt", stream=io.BytesIO(b"x" * 100))
+        services.run_file_write(run=run, path="logs/out.txt", stream=io.BytesIO(b"x" * 100))
         assert _files_folder(run).is_dir()
 
     response = staff.post(reverse("admin:runs_run_delete", args=[parent.pk]), {"post": "yes"})
@@ -268,7 +268,7 @@ def test_deleting_a_run_in_the_admin_removes_its_files(staff, make_run):
 def test_the_bulk_delete_action_removes_every_selected_runs_files(staff, make_run):
     runs = [make_run() for _ in range(3)]
     for run in runs:
-        storage.run_file_write(run=run, path="out.bin", stream=io.BytesIO(b"y"))
+        services.run_file_write(run=run, path="out.bin", stream=io.BytesIO(b"y"))
 
     staff.post(
         reverse("admin:runs_run_changelist"),
@@ -352,7 +352,7 @@ def test_the_admin_changes_a_members_role_through_the_service(staff, cast):
 
 def test_a_run_a_worker_still_executes_is_not_deleted_under_it(staff, make_run):
     run = make_run(status="Queued", compute_target="local")
-    storage.run_file_write(run=run, path="logs/out.txt", stream=io.BytesIO(b"x"))
+    services.run_file_write(run=run, path="logs/out.txt", stream=io.BytesIO(b"x"))
 
     response = staff.post(
         reverse("admin:runs_run_delete", args=[run.pk]), {"post": "yes"}, follow=True

@@ -25,7 +25,7 @@ import requests
 from django.core.files.storage import default_storage
 from django.db import connection
 
-from runs import limits, snapshot, storage
+from runs import limits, services, snapshot, storage
 from runs.errors import InvalidInput, TooLarge
 from runs.models import RunFile
 from runs.storage import storage_name
@@ -181,7 +181,7 @@ def test_deleting_all_files_of_a_run_removes_its_tree_and_never_follows_a_link(
     plant_file_symlink(cast, run, secret, "outputs/model.bin")
     on_disk(run, "linked").symlink_to(secret.parent, target_is_directory=True)
 
-    deleted = storage.run_files_delete_all(run=run)
+    deleted = services.run_files_delete_all(run=run)
 
     assert deleted == 2
     assert not RunFile.objects.filter(run=run).exists()
@@ -286,9 +286,9 @@ def test_an_oversized_stream_changes_nothing_for_put_and_append(cast, run, monke
             yield b"B" * 1_000
 
     with pytest.raises(TooLarge):
-        storage.run_file_write(run=run, path="model.bin", stream=body())
+        services.run_file_write(run=run, path="model.bin", stream=body())
     with pytest.raises(TooLarge):
-        storage.run_file_write(run=run, path="log.txt", stream=body(), append=True)
+        services.run_file_write(run=run, path="log.txt", stream=body(), append=True)
 
     assert stored(run, "model.bin") == b"A" * 17_000
     assert stored(run, "log.txt") == b"line 1\n"
@@ -312,7 +312,7 @@ def test_a_body_shorter_than_announced_changes_nothing(cast, run):
     put(cast.contributor.client, run, "model.bin", b"A" * 17_000)
 
     with pytest.raises(InvalidInput, match="700 of the 1000000 bytes"):
-        storage.run_file_write(
+        services.run_file_write(
             run=run, path="model.bin", stream=io.BytesIO(b"B" * 700), size=1_000_000
         )
 

@@ -211,9 +211,9 @@ def test_listing_and_reading_cannot_climb_out_of_the_run(cast, make_run):
     run, other = make_run(), make_run()
     from io import BytesIO
 
-    from runs import storage
+    from runs import services
 
-    storage.run_file_write(run=other, path="outputs/secret.txt", stream=BytesIO(b"s"), size=1)
+    services.run_file_write(run=other, path="outputs/secret.txt", stream=BytesIO(b"s"), size=1)
     listing = _call(
         cast.contributor,
         "get",
@@ -232,10 +232,10 @@ def test_listing_and_reading_cannot_climb_out_of_the_run(cast, make_run):
 def test_a_reader_cannot_upload_or_delete_artifacts(cast, make_run):
     from io import BytesIO
 
-    from runs import storage
+    from runs import services
 
     run = make_run()
-    storage.run_file_write(run=run, path="outputs/keep.txt", stream=BytesIO(b"k"), size=1)
+    services.run_file_write(run=run, path="outputs/keep.txt", stream=BytesIO(b"k"), size=1)
     url = f"/mlflow/lab/api/2.0/mlflow-artifacts/artifacts/runs/{run.run_id}/outputs/keep.txt"
     for method in ("put", "delete"):
         answer = _call(cast.reader, method, url, b"overwritten")

@@ -20,7 +20,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern
 
-from runs import services, storage, urls
+from runs import services, urls
 from runs.models import (
     AlertRule,
     ComputeTarget,
@@ -176,7 +176,7 @@ def ids(cast, make_run) -> dict:
     target; a webhook alert rule — so that every page has something to show or change."""
     run = make_run("exp", display_name="original")
     services.run_log_batch(run=run, metrics=[{"name": "loss", "values": [1.0, 0.5]}])
-    storage.run_file_write(run=run, path="logs/out.txt", stream=BytesIO(b"line 1\n"))
+    services.run_file_write(run=run, path="logs/out.txt", stream=BytesIO(b"line 1\n"))
     make_run("exp", parent=run)
     view = saved_views.view_save(
         workspace=cast.workspace, owner=cast.owner.user, name="Best", shared=True, params={}

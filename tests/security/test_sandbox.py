@@ -240,7 +240,7 @@ os.symlink(os.path.dirname(targets["other_run_file"]), "outputs/other-folder")
 
 def test_a_submitted_script_reads_nothing_of_the_server(workers, cast, make_run):
     other = make_run(experiment="private")
-    storage.run_file_write(
+    services.run_file_write(
         run=other, path="outputs/secret.txt", stream=BytesIO(b"another run's secret")
     )
     other_file = default_storage.path(storage.storage_name(other, "outputs/secret.txt"))

@@ -10,7 +10,7 @@ from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
-from runs import limits, selectors, storage
+from runs import limits, selectors, services, storage
 from runs.access import run_for
 from runs.api import schemas as s
 from runs.api.views.common import _int_param
@@ -172,7 +172,9 @@ def file_detail(request, run_id: str, path: str):
                 "append: POST appends and needs ?append=1; use PUT to replace.", field="append"
             )
         stream, size = _body(request._request)
-        record = storage.run_file_write(run=run, path=path, stream=stream, append=append, size=size)
+        record = services.run_file_write(
+            run=run, path=path, stream=stream, append=append, size=size
+        )
         return Response(
             {"path": record.path, "size": record.size},
             status=status.HTTP_200_OK if append else status.HTTP_201_CREATED,

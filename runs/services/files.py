@@ -1,4 +1,5 @@
-"""Writing run files: aside first, checked, then moved into place and indexed.
+"""Writing run files: aside first, checked, then moved into place and indexed. The low-level
+helpers (paths, the no-symlink local opens) and the reads stay in runs/storage/.
 
 A file is written complete or not at all: the body goes to a temporary file, outside any
 database transaction, is checked against its announced size and the limit, and only then is
