@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import services, storage
+from runs import services
 from runs.models import CustomView, Run, RunStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,7 +131,7 @@ def test_tail_shows_the_last_line_and_the_live_header_follows_the_file(
     run = make_run("resnet", display_name="logger")
     services.run_set_status(run=run, status=RunStatus.RUNNING)
     lines = "".join(f"line {i:06d} " + "x" * 60 + "\n" for i in range(20_000))
-    storage.run_file_write(run=run, path="logs/big.log", stream=io.BytesIO(lines.encode()))
+    services.run_file_write(run=run, path="logs/big.log", stream=io.BytesIO(lines.encode()))
     sign_in(page, cast.reader, "/w/lab/")
     page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab=outputs&file=logs/big.log")
     page.click("[data-pager=tail]")
@@ -147,7 +147,7 @@ def test_tail_shows_the_last_line_and_the_live_header_follows_the_file(
 
     # The file grows while the page follows it: new lines show and the header says so.
     more = "".join(f"more {i:06d} " + "y" * 90 + "\n" for i in range(3_000))
-    storage.run_file_write(
+    services.run_file_write(
         run=run, path="logs/big.log", stream=io.BytesIO(more.encode()), append=True
     )
     page.locator("#log-view tbody tr", has_text="more 002999").wait_for(timeout=15_000)
@@ -211,7 +211,7 @@ def test_find_in_a_big_log_jumps_to_each_match_on_the_server(
     lines[12_345] = "line 012345 CUDA Error: out of memory"
     lines[27_000] = "line 027000 cuda error again"
     text = "\n".join(lines) + "\n"
-    storage.run_file_write(run=run, path="logs/big.log", stream=io.BytesIO(text.encode()))
+    services.run_file_write(run=run, path="logs/big.log", stream=io.BytesIO(text.encode()))
     sign_in(page, cast.reader, "/w/lab/")
     page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab=outputs&file=logs/big.log")
     page.fill(".rd-find input[name=find]", "cuda error")
