@@ -30,12 +30,13 @@
 
   // --- select all and Compare ---------------------------------------------------------------
 
-  var selectAll = table.querySelector("[data-select-all]");
   var compare = document.getElementById("compare-button");
 
   function refreshSelection() {
     var ids = selectedIds();
     var all = boxes();
+    // Looked up each time: the table's head is swapped when columns change.
+    var selectAll = table.querySelector("[data-select-all]");
     if (selectAll) {
       var checked = all.filter(function (b) { return b.checked; }).length;
       selectAll.checked = all.length > 0 && checked === all.length;
@@ -50,14 +51,13 @@
     }
   }
 
-  if (selectAll) {
-    selectAll.addEventListener("change", function () {
-      boxes().forEach(function (box) { box.checked = selectAll.checked; });
-      refreshSelection();
-    });
-  }
   table.addEventListener("change", function (event) {
-    if (event.target.name === "run") refreshSelection();
+    if (event.target.matches("[data-select-all]")) {
+      boxes().forEach(function (box) { box.checked = event.target.checked; });
+    }
+    if (event.target.name === "run" || event.target.matches("[data-select-all]")) {
+      refreshSelection();
+    }
   });
   if (compare) {
     compare.addEventListener("click", function (event) {
@@ -138,8 +138,68 @@
       });
     });
     table.addEventListener("change", refreshManage);
-    if (selectAll) selectAll.addEventListener("change", refreshManage);
     refreshManage();
+  }
+
+  // --- columns: adding or removing one redraws the table in place, no page load ------------
+
+  var columnsMenu = document.querySelector("details.columns-menu");
+
+  function listUrl() {
+    var params = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) {
+      if (key !== "page" && value !== "") params.append(key, value);
+    });
+    return form.getAttribute("action") + "?" + params.toString();
+  }
+
+  function swap(fresh, selector, inner) {
+    var now = document.querySelector(selector);
+    var next = fresh.querySelector(selector);
+    if (!now || !next) return;
+    if (inner) now.innerHTML = next.innerHTML; // rendered and escaped by the server
+    else now.replaceWith(next);
+  }
+
+  function redrawColumns() {
+    var url = listUrl();
+    get(url).then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      var freshTable = fresh.getElementById("run-table");
+      if (!freshTable) throw new Error("no table");
+      table.tHead.innerHTML = freshTable.tHead.innerHTML;
+      table.tBodies[0].innerHTML = freshTable.tBodies[0].innerHTML;
+      swap(fresh, "details.columns-menu > .menu", true);
+      swap(fresh, "details.columns-menu > summary", true);
+      swap(fresh, "#run-range", false);
+      swap(fresh, "nav.pager", false);
+      swap(fresh, "a[download][href*='.csv']", false);
+      window.history.replaceState(null, "", url);
+      applyTree();
+      refreshSelection();
+      refreshManage();
+      schedule();
+    }).catch(function () { window.location.href = url; });
+  }
+
+  function get(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error(String(response.status));
+        return response.text();
+      });
+  }
+
+  if (columnsMenu) {
+    columnsMenu.addEventListener("change", function (event) {
+      if (event.target.name === "col" && event.target.type === "checkbox") redrawColumns();
+    });
+    form.addEventListener("submit", function (event) {
+      if (event.submitter && event.submitter.closest("details.columns-menu")) {
+        event.preventDefault();
+        redrawColumns();
+      }
+    });
   }
 
   // --- the run tree: collapse / expand a parent's rows ---------------------------------------

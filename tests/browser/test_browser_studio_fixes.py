@@ -229,3 +229,32 @@ def test_find_in_a_big_log_jumps_to_each_match_on_the_server(
     page.click("[data-find-next]")
     page.wait_for_load_state()
     assert "No more matches" in page.locator("[data-find-status]").inner_text()
+
+
+def test_adding_and_removing_a_column_redraws_the_table_without_a_page_load(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    run = make_run("resnet", display_name="cols", tags={"team": "vision"})
+    services.run_log_batch(run=run, metrics=[{"name": "loss", "kind": "scalar", "values": [0.5]}])
+    sign_in(page, cast.reader, "/w/lab/runs/")
+    page.evaluate("window.__sameDocument = true")
+    page.click("details.columns-menu > summary")
+    page.check("details.columns-menu input[value=run_id]")
+    page.locator("#run-table thead th", has_text="Run id").wait_for()
+    assert page.evaluate("window.__sameDocument === true")
+    assert "col=run_id" in page.url
+    assert run.run_id in page.locator("#run-table tbody").inner_text()
+
+    page.fill(".add-column input", "tags.team")
+    page.click("details.columns-menu button[type=submit]")
+    page.locator("#run-table thead th", has_text="team").wait_for()
+    assert page.locator("#run-table tbody td.kv").first.inner_text() == "vision"
+    page.uncheck("details.columns-menu input[value=experiment]")
+    page.wait_for_function(
+        "!document.querySelector('#run-table thead').innerText.includes('Experiment')"
+    )
+    assert page.evaluate("window.__sameDocument === true")
+    assert "Columns (7)" in page.locator("details.columns-menu > summary").inner_text()
+    resize = page.locator("#run-table thead th .col-resize").first
+    assert resize.evaluate("el => getComputedStyle(el).resize") == "horizontal"
+    screenshot(page, "run_list_columns")
