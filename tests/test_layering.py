@@ -89,3 +89,68 @@ def test_the_check_catches_an_import_of_a_door(tmp_path, monkeypatch):
 
     found = {module for _, module in _imports(module)}
     assert {"runs.api.serializers", "runs.views.common", "runs.views"} <= found
+
+
+def _import_graph(paths: list[Path]) -> dict[str, set[str]]:
+    """Module → the domain modules it imports, at module level or inside a function.
+
+    `from runs.services import files` is an edge to runs.services.files, not to the package:
+    a package's __init__ re-exporting its modules does not make each of them import it."""
+    names = {_module_name(p): p for p in paths}
+    graph = {}
+    for name, path in names.items():
+        targets = {m for _, m in _imports(path) if m in names and m != name}
+        graph[name] = {m for m in targets if not any(t.startswith(m + ".") for t in targets)}
+    return graph
+
+
+def _a_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as [a, b, …, a], or None (a depth-first walk)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_domain_modules_import_one_another_without_a_circle():
+    """services → selectors → models, never back: a circle (services → alerts → … → services,
+    submission → tasks → execution → services) means an import order that works by luck and
+    modules that cannot be understood one at a time. docs/architecture.md, "One door"."""
+    circle = _a_cycle(_import_graph(DOMAIN))
+    assert circle is None, "an import circle: " + " → ".join(circle or [])
+
+
+def test_the_circle_check_catches_a_circle_through_a_function_level_import(tmp_path, monkeypatch):
+    package = tmp_path / "runs"
+    (package / "services").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "services" / "__init__.py").write_text("from runs.services.submit import go\n")
+    (package / "services" / "submit.py").write_text("def go():\n    from runs import tasks\n")
+    (package / "tasks.py").write_text("from runs import execution\n")
+    (package / "execution.py").write_text("from runs.services.submit import go\n")
+    monkeypatch.setattr(sys.modules[__name__], "RUNS", package)
+
+    graph = _import_graph(sorted(package.rglob("*.py")))
+    assert _a_cycle(graph) == [
+        "runs.execution",
+        "runs.services.submit",
+        "runs.tasks",
+        "runs.execution",
+    ]
+    graph["runs.services.submit"].clear()  # the function-level import gone: no circle
+    assert _a_cycle(graph) is None
