@@ -7,13 +7,16 @@
    services): 3 tags (`team`, `model`, `seed`), 2 properties (`lr`, `batch_size`) and 5 scalar
    metrics per run with their summaries (count, last, min, max, last step). Only the summaries
    are seeded for the ordinary runs (the run list reads summaries, never points); `--big` runs
-   (default 3) get a `loss` series of `--big-points` (default 1,000,000) points.
+   (default 3) get a `loss` series of `--big-points` (default 1,000,000) points, and one more
+   run a `loss` series of `--huge-points` (default 10,000,000; 0 skips it). Points seeded by SQL
+   have no chart pyramid yet, as after an upgrade: `manage.py metrics_summarize` builds it
+   (timed), as an operator would.
 2. **Serve** it the way a user does — `runstudio serve` (migrate, then gunicorn) — sign in through
    the login form and time, on one keep-alive connection, `--reps` requests each (median, p95):
    the run list's first page filtered by a tag and sorted by a metric's max, the same page
-   filtered by a search with OR, the run detail page, and a 1,000,000-point chart (the
+   filtered by a search with OR, the run detail page, and the 1M- and 10M-point charts (the
    downsampled series endpoint; its cache is bypassed with a fresh `buckets` value per request,
-   so every request really aggregates the million points).
+   so every request really reads the series, cold).
 3. **MLflow** (if importable, unless `--skip-mlflow`): the same shape for `--mlflow-runs` runs
    (default 20,000, because seeding MLflow is slow) plus one run with the big metric, written
    straight into the tables of a store that MLflow's own SqlAlchemyStore created (its migrations),
@@ -149,7 +152,9 @@ def django_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def seed_runstudio(data_dir: Path, runs: int, big: int, big_points: int) -> tuple[list, float]:
+def seed_runstudio(
+    data_dir: Path, runs: int, big: int, big_points: int, huge_points: int = 0
+) -> tuple[list, str | None, float, float]:
     env = django_env(data_dir)
     subprocess.run([PYTHON, "-m", "django", "migrate", "--noinput", "-v", "0"], env=env, check=True)
     # The user, the workspace and its membership through the services (password hashing etc.).
@@ -175,8 +180,8 @@ def seed_runstudio(data_dir: Path, runs: int, big: int, big_points: int) -> tupl
     (user_id,) = db.execute("SELECT id FROM auth_user WHERE username = ?", (USER,)).fetchone()
     now = "2026-01-01 00:00:00"
     db.execute(
-        "INSERT INTO runs_experiment (name, created_at, workspace_id) VALUES (?, ?, ?)",
-        ("bench", now, ws_id),
+        "INSERT INTO runs_experiment (name, created_at, workspace_id, tags) VALUES (?, ?, ?, ?)",
+        ("bench", now, ws_id, "{}"),
     )
     (exp_id,) = db.execute("SELECT id FROM runs_experiment WHERE name = 'bench'").fetchone()
     rng = random.Random(1)
@@ -230,10 +235,38 @@ def seed_runstudio(data_dir: Path, runs: int, big: int, big_points: int) -> tupl
             (big_points, points[-1][1], min(finite), max(finite), points[-1][0], series_id),
         )
         big_runs.append(run_ids[pk - 1])
+    del points, finite
+    huge_run = None
+    if huge_points:
+        pk = runs - big  # the next newest run
+        (series_id,) = db.execute(
+            "SELECT id FROM runs_metricseries WHERE run_id = ? AND name = ?", (pk, BIG_METRIC)
+        ).fetchone()
+        points = big_series(huge_points)
+        db.executemany(
+            "INSERT INTO runs_metricpoint (series_id, seq, step, value, time) VALUES (?,?,?,?,?)",
+            ((series_id, seq, s, None if math.isnan(v) else v, t)
+             for seq, (s, v, t) in enumerate(points)),
+        )  # fmt: skip
+        finite = [v for _, v, _ in points if not math.isnan(v)]
+        db.execute(
+            "UPDATE runs_metricseries SET count = ?, last_value = ?, min_value = ?, "
+            "max_value = ?, last_step = ? WHERE id = ?",
+            (huge_points, points[-1][1], min(finite), max(finite), points[-1][0], series_id),
+        )
+        del points, finite
+        huge_run = run_ids[pk - 1]
     db.commit()
     db.execute("ANALYZE")
     db.close()
-    return big_runs, time.perf_counter() - start
+    seeded = time.perf_counter() - start
+    # Points written by SQL have no chart pyramid, like series logged before it existed.
+    start = time.perf_counter()
+    subprocess.run(
+        [PYTHON, "-m", "django", "metrics_summarize"], env=env, check=True, cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return big_runs, huge_run, seeded, time.perf_counter() - start
 
 
 class Session:
@@ -285,7 +318,9 @@ class Session:
         return stats(samples), data
 
 
-def bench_runstudio(args, data_dir: Path, big_runs: list[str]) -> dict[str, dict]:
+def bench_runstudio(
+    args, data_dir: Path, big_runs: list[str], huge_run: str | None = None
+) -> dict[str, dict]:
     port = free_port()
     env = django_env(data_dir)
     serve = [str(ROOT / ".venv" / "bin" / "runstudio"), "serve", "--port", str(port)]
@@ -323,23 +358,27 @@ def bench_runstudio(args, data_dir: Path, big_runs: list[str]) -> dict[str, dict
             say(f"  {label:58s} {fmt(results[label])}")
             if b"bench_" not in body:
                 say("    (warning: the page shows no runs — check the URL parameters above)")
-        if big_runs:
-            series = f"/api/v1/runs/{big_runs[0]}/metrics/series?name={BIG_METRIC}"
+        charts = [(big_runs[0], args.big_points)] if big_runs else []
+        if huge_run:
+            charts.append((huge_run, args.huge_points))
+        for run_id, points in charts:
+            series = f"/api/v1/runs/{run_id}/metrics/series?name={BIG_METRIC}"
+            size = f"{points / 1e6:g}M-point chart"
 
             def fresh(path, i):  # a new bucket count per request: no cache hit, full aggregation
                 return f"{path}&buckets={1000 + i}"
 
-            label = "1M-point chart: downsampled series (cold, no cache)"
+            label = f"{size}: downsampled series (cold, no cache)"
             results[label], body = session.time(series, reps, vary=fresh)
             say(f"  {label:58s} {fmt(results[label])}   {len(body) / 1024:.0f} KiB")
-            label = "1M-point chart: same request again (cached)"
+            label = f"{size}: same request again (cached)"
             results[label], _ = session.time(series + "&buckets=1000", reps)
             say(f"  {label:58s} {fmt(results[label])}")
-            label = "1M-point chart: zoomed to 10% of the steps (cold)"
+            label = f"{size}: zoomed to 10% of the steps (cold)"
 
-            def zoom(path, i):
-                lo = 100_000 + i * 1000
-                return f"{path}&x_min={lo}&x_max={lo + args.big_points // 10}"
+            def zoom(path, i, points=points):
+                lo = points // 10 + i * 1000
+                return f"{path}&x_min={lo}&x_max={lo + points // 10}"
 
             results[label], _ = session.time(series, reps, vary=zoom)
             say(f"  {label:58s} {fmt(results[label])}")
@@ -496,6 +535,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--big", type=int, default=3, help="runs with a --big-points metric")
     parser.add_argument("--big-points", type=int, default=1_000_000)
+    parser.add_argument(
+        "--huge-points", type=int, default=10_000_000, help="one more run's series; 0 skips it"
+    )
     parser.add_argument("--mlflow-runs", type=int, default=100_000)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--skip-mlflow", action="store_true")
@@ -505,10 +547,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="runstudio-bench-studio-"))
     try:
         say(f"Runstudio: seeding {args.runs:,} runs (3 tags, 2 properties, 5 metric summaries "
-            f"each) and {args.big} × {args.big_points:,}-point series into {work}…")  # fmt: skip
-        big_runs, seconds = seed_runstudio(work / "data", args.runs, args.big, args.big_points)
-        say(f"  seeded by bulk SQL in {seconds:.1f}s")
-        ours = bench_runstudio(args, work / "data", big_runs)
+            f"each), {args.big} × {args.big_points:,}-point series and one "
+            f"{args.huge_points:,}-point series into {work}…")  # fmt: skip
+        big_runs, huge_run, seconds, summarized = seed_runstudio(
+            work / "data", args.runs, args.big, args.big_points, args.huge_points
+        )
+        say(f"  seeded by bulk SQL in {seconds:.1f}s; chart pyramids built by "
+            f"metrics_summarize in {summarized:.1f}s")  # fmt: skip
+        ours = bench_runstudio(args, work / "data", big_runs, huge_run)
         theirs: dict[str, dict] = {}
         if not args.skip_mlflow:
             try:

@@ -183,6 +183,29 @@ def rebuild(*, series_id: int) -> tuple[int, bool, bool, float | None]:
     return count, steps_sorted, times_sorted, last_time
 
 
+def flags_of_short(*, series_ids: list[int]) -> tuple[dict[int, tuple], list[int]]:
+    """For series of at most BASE points (no pyramid rows): {id: (steps sorted, times sorted,
+    last time)} from one query for all of them, and the ids found longer (rebuild those)."""
+    found: dict[int, list] = {pk: [] for pk in series_ids}
+    marks = ", ".join(["%s"] * len(series_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT series_id, step, time FROM {_POINTS} WHERE series_id IN ({marks}) "
+            "AND seq <= %s ORDER BY series_id, seq",
+            [*series_ids, BASE],
+        )
+        for pk, step, t in cursor:
+            found[pk].append((step, t))
+    flags, longer = {}, []
+    for pk, rows in found.items():
+        if len(rows) > BASE:
+            longer.append(pk)
+            continue
+        steps, times = [r[0] for r in rows], [r[1] for r in rows]
+        flags[pk] = (nondecreasing(steps), nondecreasing(times), times[-1] if times else None)
+    return flags, longer
+
+
 def nondecreasing(xs: list) -> bool:
     # sorted() of a sorted list is one linear pass in C: cheaper than a Python loop per point.
     return xs == sorted(xs)

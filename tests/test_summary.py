@@ -301,3 +301,31 @@ def test_deleting_a_run_deletes_its_pyramid(make_run):
     assert MetricSummary.objects.filter(series=series).exists()
     run.delete()
     assert not MetricSummary.objects.filter(series_id=series.pk).exists()
+
+
+def test_summarizing_short_older_series_sets_their_flags_from_their_points(make_run):
+    run = make_run()
+    ordered = log_in_batches(run, "lr", [0.1] * 10)
+    restarted = log_in_batches(run, "epoch", [1.0] * 6, steps=[0, 1, 2, 0, 1, 2])
+    grown = log_in_batches(run, "loss", [1.0] * 50)
+    empty = MetricSeries.objects.create(run=run, name="seeded", kind="scalar", count=3)
+    MetricSeries.objects.filter(run=run).update(steps_sorted=None, times_sorted=None)
+    # Longer by now than its stored count says: it gets the full rebuild.
+    MetricPoint.objects.bulk_create(
+        MetricPoint(series=grown, seq=seq, step=seq, value=2.0, time=4e9 + seq)
+        for seq in range(50, 200)
+    )
+
+    assert services.series_summarize() == 4
+
+    flags = {
+        s.name: (s.steps_sorted, s.times_sorted)
+        for s in MetricSeries.objects.filter(pk__in=[ordered.pk, restarted.pk, grown.pk, empty.pk])
+    }
+    assert flags == {
+        "lr": (True, True),
+        "epoch": (False, True),
+        "loss": (True, True),
+        "seeded": (True, True),
+    }
+    assert stored_blocks(grown) == expected_blocks(points_of(grown), 200)

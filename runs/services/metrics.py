@@ -10,7 +10,15 @@ from django.utils import timezone
 
 from runs import limits, summary
 from runs.errors import Conflict, InvalidInput
-from runs.models import MetricBatch, MetricEntry, MetricKind, MetricSeries, Run, RunStatus
+from runs.models import (
+    MetricBatch,
+    MetricEntry,
+    MetricKind,
+    MetricSeries,
+    MetricSummary,
+    Run,
+    RunStatus,
+)
 from runs.validation import CONTROL_CHARACTERS as _CONTROL
 from runs.validation import check_name, check_stored_json, check_text, scalar_value
 
@@ -317,23 +325,38 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
 
 def series_summarize(*, series_ids: list[int] | None = None, force: bool = False) -> int:
     """Builds the chart pyramid of scalar series logged before it existed (steps_sorted NULL),
-    or of the given series (`force` rebuilds those already built). One transaction per series,
-    under its row lock, so a batch logged meanwhile waits and then extends the new pyramid.
-    Returns the number of series built."""
+    or of the given series (`force` rebuilds those already built). Series are locked while
+    they are read, so a batch logged meanwhile waits and then extends the new pyramid. Short
+    series (no pyramid rows, only the ordering flags) go 500 to a transaction and a query; a
+    long one has a transaction of its own. Returns the number of series done."""
     todo = MetricSeries.objects.filter(kind=MetricKind.SCALAR)
     if series_ids is not None:
         todo = todo.filter(pk__in=series_ids)
     if not force:
         todo = todo.filter(steps_sorted__isnull=True)
-    built = 0
-    for pk in todo.order_by("pk").values_list("pk", flat=True).iterator():
+    rows = list(todo.order_by("pk").values_list("pk", "count"))
+    short = [pk for pk, count in rows if count <= summary.BASE]
+    longer = [pk for pk, count in rows if count > summary.BASE]
+    for at in range(0, len(short), 500):
+        chunk = short[at : at + 500]
+        with transaction.atomic():
+            list(MetricSeries.objects.select_for_update().filter(pk__in=chunk).values_list("pk"))
+            if force:
+                MetricSummary.objects.filter(series_id__in=chunk).delete()
+            flags, grown = summary.flags_of_short(series_ids=chunk)
+            MetricSeries.objects.bulk_update(
+                [
+                    MetricSeries(pk=pk, steps_sorted=s, times_sorted=t, last_time=last)
+                    for pk, (s, t, last) in flags.items()
+                ],
+                ["steps_sorted", "times_sorted", "last_time"],
+            )
+        longer += grown  # grew past BASE since they were listed
+    for pk in longer:
         with transaction.atomic():
             MetricSeries.objects.select_for_update().filter(pk=pk).values_list("pk").get()
             _, steps_sorted, times_sorted, last_time = summary.rebuild(series_id=pk)
             MetricSeries.objects.filter(pk=pk).update(
-                steps_sorted=steps_sorted,
-                times_sorted=times_sorted,
-                last_time=last_time,
+                steps_sorted=steps_sorted, times_sorted=times_sorted, last_time=last_time
             )
-        built += 1
-    return built
+    return len(rows)
