@@ -63,3 +63,23 @@ def test_a_model_loads_by_its_runs_uri_too(door):
         mlflow.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0]), name="reg")
     loaded = mlflow.sklearn.load_model(f"runs:/{run.info.run_id}/reg")
     assert loaded.predict([[2.0]])[0] == pytest.approx(4.0)
+
+
+def test_a_logged_models_tags_params_and_files_through_the_client(door):
+    from sklearn.linear_model import LinearRegression
+
+    client = MlflowClient()
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), name="m"
+        )
+    client.set_logged_model_tags(info.model_id, {"stage": "candidate", "owner": "carl"})
+    client.delete_logged_model_tag(info.model_id, "owner")
+    client.log_model_params(info.model_id, {"alpha": "0.5"})
+    model = client.get_logged_model(info.model_id)
+    assert model.tags.get("stage") == "candidate" and "owner" not in model.tags
+    assert model.params["alpha"] == "0.5"
+    names = {f.path for f in client.list_logged_model_artifacts(info.model_id)}
+    assert "MLmodel" in names
+    client.delete_logged_model(info.model_id)
+    assert mlflow.search_logged_models(experiment_ids=["0"], output_format="list") == []
