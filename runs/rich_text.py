@@ -11,6 +11,7 @@ from functools import partial
 
 import bleach
 import markdown
+from bleach.html5lib_shim import Filter
 from bleach.linkifier import LinkifyFilter
 from django.utils.safestring import SafeString, mark_safe
 
@@ -79,13 +80,27 @@ def _set_rel(attrs: dict, new: bool = False) -> dict:
     return attrs
 
 
+class _LazyImages(Filter):
+    """Images in a description load when scrolled to (a long description may hold many). Runs
+    after the allowlist, so the one attribute it adds is the only one not from the text."""
+
+    def __iter__(self):
+        for token in super().__iter__():
+            if token["type"] in ("StartTag", "EmptyTag") and token["name"] == "img":
+                token["data"][(None, "loading")] = "lazy"
+            yield token
+
+
 _cleaner = bleach.Cleaner(
     tags=ALLOWED_TAGS,
     attributes=ALLOWED_ATTRIBUTES,
     protocols=ALLOWED_PROTOCOLS,
     strip=True,
     strip_comments=True,
-    filters=[partial(LinkifyFilter, callbacks=[_set_rel], skip_tags={"pre", "code"})],
+    filters=[
+        partial(LinkifyFilter, callbacks=[_set_rel], skip_tags={"pre", "code"}),
+        _LazyImages,
+    ],
 )
 
 

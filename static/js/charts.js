@@ -28,6 +28,23 @@
     modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d", "sendChartToCloud"],
   };
 
+  // Dark mode (static/js/studio.js sets <html data-theme>): the figure keeps its data and
+  // shape; only its background, text and grid colours follow the page.
+  function themed(layout) {
+    if (document.documentElement.dataset.theme !== "dark") return layout;
+    var out = Object.assign({}, layout, {
+      paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "rgba(0,0,0,0)",
+      font: Object.assign({}, layout.font, { color: "#e6edf3" }),
+    });
+    Object.keys(out).forEach(function (key) {
+      if (/^[xy]axis\d*$/.test(key)) {
+        out[key] = Object.assign({}, out[key], { gridcolor: "#30363d", zerolinecolor: "#3d444d" });
+      }
+    });
+    return out;
+  }
+
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (key) {
@@ -146,7 +163,7 @@
       var figure = body.figure;
       if (resetAxes) figure.layout.uirevision = "x-" + state.x;
       state.ignoreRelayout = true;
-      return Plotly.react(state.plot, figure.data, figure.layout, PLOT_CONFIG).then(function () {
+      return Plotly.react(state.plot, figure.data, themed(figure.layout), PLOT_CONFIG).then(function () {
         state.ignoreRelayout = false;
         if (!state.drawn) {
           state.drawn = true;
@@ -246,7 +263,7 @@
       })).then(function (body) {
         if (seq !== state.seq) return;
         state.status.textContent = body.children + " child run" + (body.children === 1 ? "" : "s");
-        return Plotly.react(state.plot, body.figure.data, body.figure.layout, PLOT_CONFIG);
+        return Plotly.react(state.plot, body.figure.data, themed(body.figure.layout), PLOT_CONFIG);
       }).catch(function (error) { fail(state, error); });
     };
     bestSelect.addEventListener("change", reload);
@@ -261,7 +278,7 @@
     var source = document.getElementById(node.dataset.figure);
     if (!source) return;
     var figure = JSON.parse(source.textContent);
-    Plotly.newPlot(node, figure.data, figure.layout, PLOT_CONFIG);
+    Plotly.newPlot(node, figure.data, themed(figure.layout), PLOT_CONFIG);
   }
 
   function init(root) {

@@ -1,0 +1,52 @@
+// Every page's small comforts, loaded in <head> (not deferred) so the theme is set before the
+// first paint: dark mode that follows the system unless the user picked one (the top bar's
+// toggle, kept in localStorage), and "/" to focus the page's search box.
+(function () {
+  "use strict";
+
+  var KEY = "runstudio-theme"; // "light", "dark", or absent: follow the system
+  var root = document.documentElement;
+  var system = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+
+  function chosen() {
+    try { return window.localStorage.getItem(KEY); } catch (e) { return null; }
+  }
+
+  function apply() {
+    var pick = chosen();
+    var dark = pick === "dark" || (pick !== "light" && system && system.matches);
+    root.dataset.theme = dark ? "dark" : "light";
+    root.dataset.themeChoice = pick || "system";
+    var toggle = document.querySelector("[data-theme-toggle]");
+    if (toggle) {
+      toggle.textContent = dark ? "☀" : "☾";
+      toggle.title = (pick ? "Theme: " + pick : "Theme: follows the system") +
+        " — click for " + (dark ? "light" : "dark");
+    }
+  }
+
+  apply();
+  if (system && system.addEventListener) system.addEventListener("change", apply);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    apply();
+    var toggle = document.querySelector("[data-theme-toggle]");
+    if (!toggle) return;
+    toggle.addEventListener("click", function () {
+      var next = root.dataset.theme === "dark" ? "light" : "dark";
+      try { window.localStorage.setItem(KEY, next); } catch (e) { /* private mode */ }
+      apply();
+    });
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable]")) return;
+    var search = document.querySelector("input[type=search]");
+    if (!search) return;
+    event.preventDefault();
+    search.focus();
+    search.select();
+  });
+})();
