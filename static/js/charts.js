@@ -26,7 +26,42 @@
     showEditInChartStudio: false,
     plotlyServerURL: "",
     modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d", "sendChartToCloud"],
+    modeBarButtonsToAdd: [
+      {
+        name: "downloadCsv",
+        title: "Download the data as CSV",
+        icon: { width: 1000, height: 1000, path: "M200 100h450l150 150v650H200zM300 450h400v60H300zm0 150h400v60H300zm0 150h250v60H300z" },
+        click: function (gd) { downloadCsv(gd); },
+      },
+    ],
   };
+
+  // The chart's data as drawn (each line's x and y; downsampled where the chart is), built in
+  // the page: one row per point, the trace's name first.
+  function csvCell(value) {
+    var text = value === null || value === undefined ? "" : String(value);
+    return /[",\n\r]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
+  function downloadCsv(gd) {
+    var rows = [["series", "x", "y"]];
+    (gd.data || []).forEach(function (trace, index) {
+      var name = trace.name || "series " + (index + 1);
+      var xs = trace.x || [];
+      var ys = trace.y || [];
+      for (var i = 0; i < Math.max(xs.length, ys.length); i++) rows.push([name, xs[i], ys[i]]);
+    });
+    var text = rows.map(function (row) { return row.map(csvCell).join(","); }).join("\n") + "\n";
+    var link = document.createElement("a");
+    var title = (gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title)) ||
+      "chart";
+    link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+    link.download = String(title).replace(/[^\w.-]+/g, "_") + ".csv";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    window.setTimeout(function () { URL.revokeObjectURL(link.href); }, 1000);
+  }
 
   // Dark mode (static/js/studio.js sets <html data-theme>): the figure keeps its data and
   // shape; only its background, text and grid colours follow the page.

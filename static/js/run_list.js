@@ -175,6 +175,7 @@
       swap(fresh, "nav.pager", false);
       swap(fresh, "a[download][href*='.csv']", false);
       window.history.replaceState(null, "", url);
+      if (window.rsRelativeTimes) window.rsRelativeTimes(table);
       applyTree();
       refreshSelection();
       refreshManage();

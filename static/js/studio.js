@@ -39,6 +39,35 @@
     });
   });
 
+  // Relative times: <time datetime=… data-relative> reads "5 min ago"; the exact time stays
+  // in its title (the server renders both; without this script the exact time shows).
+  function ago(then) {
+    var seconds = (Date.now() - then) / 1000;
+    var future = seconds < 0;
+    seconds = Math.abs(seconds);
+    var text;
+    if (seconds < 45) return "just now";
+    if (seconds < 5400) text = Math.round(seconds / 60) + " min";
+    else if (seconds < 129600) text = Math.round(seconds / 3600) + " h";
+    else if (seconds < 86400 * 45) text = Math.round(seconds / 86400) + " days";
+    else return null; // older than ~6 weeks: the date itself reads better
+    return future ? "in " + text : text + " ago";
+  }
+
+  function relativeTimes(scope) {
+    (scope || document).querySelectorAll("time[data-relative][datetime]").forEach(function (el) {
+      if (!el.dataset.exact) el.dataset.exact = el.textContent;
+      var then = Date.parse(el.getAttribute("datetime"));
+      var text = isNaN(then) ? null : ago(then);
+      el.textContent = text || el.dataset.exact;
+    });
+  }
+  window.rsRelativeTimes = relativeTimes;
+  document.addEventListener("DOMContentLoaded", function () {
+    relativeTimes();
+    window.setInterval(relativeTimes, 60000);
+  });
+
   document.addEventListener("keydown", function (event) {
     if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
     var target = event.target;

@@ -87,3 +87,40 @@ def test_a_favicon_and_styled_error_pages_with_a_way_home(
 def test_images_in_a_description_load_lazily():
     html = render_markdown("![plot](files/outputs/plot.png)")
     assert 'loading="lazy"' in html
+
+
+def test_a_charts_data_downloads_as_csv(page, live_server, cast, make_run, sign_in):
+    run = make_run("resnet", display_name="csv-run")
+    services.run_log_batch(
+        run=run, metrics=[{"name": "loss", "kind": "scalar", "values": [1.0, 0.5, 0.25]}]
+    )
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab=metrics")
+    chart = page.locator(".rs-chart .js-plotly-plot").first
+    chart.wait_for()
+    chart.hover()
+    with page.expect_download() as info:
+        page.locator(".rs-chart [data-title='Download the data as CSV']").first.click()
+    text = open(info.value.path()).read()
+    lines = text.strip().splitlines()
+    assert lines[0] == "series,x,y"
+    assert [line.split(",")[1:] for line in lines[1:4]] == [["0", "1"], ["1", "0.5"], ["2", "0.25"]]
+
+
+def test_list_times_read_relative_with_the_exact_time_on_hover(
+    page, live_server, cast, make_run, sign_in
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.models import Run
+
+    run = make_run("resnet", display_name="timed")
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=3))
+    sign_in(page, cast.reader, "/w/lab/runs/")
+    cell = page.locator("#run-table tbody td.time time").first
+    assert cell.inner_text() == "3 h ago"
+    assert cell.get_attribute("title").startswith(
+        (timezone.now() - timedelta(hours=3)).strftime("%Y-%m-%d")
+    )
