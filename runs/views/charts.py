@@ -20,6 +20,8 @@ from runs.models import MetricKind, MetricSeries, Run, RunProperty, RunTag
 from runs.views.common import load_workspace
 
 MAX_COMPARE_RUNS = 50
+COMPARE_METRICS_MAX = 12  # charts in the compare grid
+X_AXES = {"step": "Step", "time": "Wall time", "relative": "Relative time"}
 SMOOTHING_MAX = 0.99
 
 
@@ -171,9 +173,13 @@ def compare_page(request, workspace: str):
     runs = [found[run_id] for run_id in ids]
     records = _records(runs)
     metrics = sorted({name for r in records.values() for name in r["metrics"]})
-    metric = request.GET.get("metric")
-    if metric not in metrics:
-        metric = _default_metric(metrics)
+    # Several metrics chart at once (a grid, one chart each); the first feeds the bar, the
+    # scatter's default and the table.
+    chosen = [m for m in dict.fromkeys(request.GET.getlist("metric")) if m in metrics]
+    chosen = chosen[:COMPARE_METRICS_MAX] or ([_default_metric(metrics)] if metrics else [])
+    metric = chosen[0] if chosen else None
+    x = request.GET.get("x") if request.GET.get("x") in X_AXES else "step"
+    only_diff = request.GET.get("diff") == "1"
     columns = _columns(records, metrics)
     column_keys = [key for key, _ in columns]
     default_y = f"metric:{metric}:last" if metric else ""
@@ -201,6 +207,11 @@ def compare_page(request, workspace: str):
         "run_ids": " ".join(ids),
         "metrics": metrics,
         "metric": metric,
+        "chosen": chosen,
+        "x": x,
+        "x_axes": X_AXES,
+        "only_diff": only_diff,
+        "diff_rows": _diff_rows(runs, records, chosen, only_diff=only_diff),
         "columns": columns,
         "sx": sx,
         "sy": sy,
@@ -274,3 +285,32 @@ def _default_x(columns: list[tuple[str, str]], sy: str) -> str:
             if key.startswith(prefix) and key != sy:
                 return key
     return keys[-1] if keys else ""
+
+
+def _diff_rows(
+    runs: list[Run], records: dict[int, dict], metrics: list[str], *, only_diff: bool
+) -> list[dict]:
+    """The compare page's diff table: one row per attribute, property, tag and chosen metric
+    summary, a value per run; `differs` when the runs do not all agree (a missing value counts
+    as a value of its own)."""
+    rows: list[dict] = []
+
+    def add(section: str, key: str, values: list) -> None:
+        differs = len({repr(v) for v in values}) > 1
+        if differs or not only_diff:
+            rows.append({"section": section, "key": key, "values": values, "differs": differs})
+
+    add("attribute", "experiment", [run.experiment.name for run in runs])
+    add("attribute", "status", [run.status for run in runs])
+    add("attribute", "duration (s)", [records[run.pk]["attrs"]["duration (s)"] for run in runs])
+    for source, section in (("properties", "property"), ("tags", "tag")):
+        for key in sorted({k for run in runs for k in records[run.pk][source]}):
+            add(section, key, [records[run.pk][source].get(key) for run in runs])
+    for name in metrics:
+        for aggregate in ("last", "min", "max"):
+            add(
+                "metric",
+                f"{name} ({aggregate})",
+                [(records[run.pk]["metrics"].get(name) or {}).get(aggregate) for run in runs],
+            )
+    return rows

@@ -1,0 +1,63 @@
+"""The compare page with several metrics: a grid of charts picked with a filterable metric
+picker, one x-axis for all, and a diff table that highlights what differs (or shows only that)."""
+
+import pytest
+
+from runs import services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def pair(make_run):
+    runs = []
+    for lr, opt in (("0.1", "adam"), ("0.01", "adam")):
+        run = make_run("sweep", display_name=f"lr={lr}", tags={"optimizer": opt})
+        services.run_add_properties(run=run, properties={"lr": lr, "epochs": "10"})
+        services.run_log_batch(
+            run=run,
+            metrics=[
+                {"name": "loss", "kind": "scalar", "values": [1.0, float(lr)]},
+                {"name": "accuracy", "kind": "scalar", "values": [0.5, 0.9]},
+                {"name": "val_loss", "kind": "scalar", "values": [1.2, 0.4]},
+            ],
+        )
+        runs.append(run)
+    return runs
+
+
+def test_several_metrics_chart_together_and_the_diff_table_shows_what_differs(
+    page, live_server, cast, pair, sign_in, screenshot
+):
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/compare/?run={pair[0].run_id}&run={pair[1].run_id}")
+    assert page.locator(".compare-metrics .rs-chart").count() == 1  # loss by default
+
+    page.click("details.metric-picker > summary")
+    page.fill(".metric-filter", "acc")
+    visible = page.locator(".metric-picker [data-metric-name]:visible").all_inner_texts()
+    assert [v.strip() for v in visible] == ["accuracy"]
+    page.check(".metric-picker input[value=accuracy]")
+    page.click(".metric-picker button[type=submit]")
+    page.wait_for_load_state()
+    charts = page.locator(".compare-metrics .rs-chart")
+    assert charts.count() == 2
+    assert [charts.nth(i).get_attribute("data-metric") for i in range(2)] == ["accuracy", "loss"]
+    page.locator(".compare-metrics .rs-chart .js-plotly-plot").nth(1).wait_for()
+
+    with page.expect_navigation():
+        page.select_option("select[name=x]", "relative")
+    assert all(c.get_attribute("data-x") == "relative" for c in charts.all())
+
+    diff = page.locator("#compare-diff tbody tr")
+    differing = page.locator("#compare-diff tbody tr.differs th").all_inner_texts()
+    assert any("lr" in t for t in differing) and not any("epochs" in t for t in differing)
+    assert any("epochs" in t for t in diff.locator("th").all_inner_texts())
+    screenshot(page, "compare_metrics_grid")
+
+    with page.expect_navigation():
+        page.check("input[name=diff]")
+    rows = page.locator("#compare-diff tbody tr")
+    assert rows.count() == page.locator("#compare-diff tbody tr.differs").count() > 0
+    assert not any("epochs" in t for t in rows.locator("th").all_inner_texts())
+    screenshot(page, "compare_only_differences")
