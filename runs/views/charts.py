@@ -13,7 +13,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from runs import charts, downsample
+from runs import charts, downsample, hparams
 from runs.access import run_for
 from runs.errors import InvalidInput, ServiceError
 from runs.models import MetricKind, MetricSeries, Run, RunProperty, RunTag
@@ -212,6 +212,7 @@ def compare_page(request, workspace: str):
         "x_axes": X_AXES,
         "only_diff": only_diff,
         "diff_rows": _diff_rows(runs, records, chosen, only_diff=only_diff),
+        **_hparams(runs, records, chosen, goal=request.GET.get("goal")),
         "columns": columns,
         "sx": sx,
         "sy": sy,
@@ -314,3 +315,29 @@ def _diff_rows(
                 [(records[run.pk]["metrics"].get(name) or {}).get(aggregate) for run in runs],
             )
     return rows
+
+
+def _hparams(runs: list[Run], records: dict[int, dict], metrics: list[str], *, goal) -> dict:
+    """Hyperparameter analysis (runs/hparams.py): parallel coordinates over the parameters that
+    vary and the chosen metrics' last values, and each numeric parameter's rank correlation
+    with the first chosen metric's best value (`goal=min|max`, default by its name)."""
+    ordered = [records[run.pk] for run in runs]
+    found = hparams.params(ordered)
+    if not metrics:
+        return {"hp_params": found}
+    target = metrics[0]
+    if goal not in ("min", "max"):
+        lower = target.lower()
+        goal = "min" if any(w in lower for w in ("loss", "error", "err", "rmse", "mae")) else "max"
+    best = [(r["metrics"].get(target) or {}).get(goal) for r in ordered]
+    lasts = [
+        (f"{name} (last)", [(r["metrics"].get(name) or {}).get("last") for r in ordered])
+        for name in metrics
+    ]
+    return {
+        "hp_params": found,
+        "hp_goal": goal,
+        "hp_target": target,
+        "hp_importance": hparams.importance(found, best),
+        "hp_figure": hparams.parcoords_figure(found, lasts) if found else None,
+    }

@@ -61,3 +61,31 @@ def test_several_metrics_chart_together_and_the_diff_table_shows_what_differs(
     assert rows.count() == page.locator("#compare-diff tbody tr.differs").count() > 0
     assert not any("epochs" in t for t in rows.locator("th").all_inner_texts())
     screenshot(page, "compare_only_differences")
+
+
+def test_a_sweeps_children_open_in_the_hyperparameter_analysis(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    parent = make_run("sweep", display_name="sweep")
+    for i, (lr, opt) in enumerate(
+        [("0.1", "adam"), ("0.03", "sgd"), ("0.01", "adam"), ("0.003", "sgd"), ("0.001", "adam")]
+    ):
+        child = make_run("sweep", parent=parent, display_name=f"trial-{i}", tags={"opt": opt})
+        services.run_add_properties(run=child, properties={"lr": lr, "seed": str((i * 7) % 5)})
+        loss = 1.0 - 0.15 * i
+        services.run_log_batch(
+            run=child, metrics=[{"name": "loss", "kind": "scalar", "values": [1.5, loss]}]
+        )
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/{parent.run_id}/?tab=children")
+    page.click("#analyze-children")
+    page.wait_for_load_state()
+    assert "Compare 5 runs" in page.locator("h1").inner_text()
+    page.locator("#compare-parcoords .parcoords").first.wait_for()
+    labels = [t.text_content() for t in page.locator("#compare-parcoords text.axis-title").all()]
+    assert labels == ["lr", "seed", "opt", "loss (last)"]
+    rows = page.locator("#compare-importance tbody tr")
+    assert rows.first.locator("td").first.inner_text() == "lr"
+    assert rows.first.locator("td.num").inner_text() == "1.00"  # lower lr, lower loss
+    page.locator("#hyperparameters").scroll_into_view_if_needed()
+    screenshot(page, "compare_hyperparameters")

@@ -1,0 +1,60 @@
+"""runs/hparams.py: parameters that vary, Spearman rank correlation, the parcoords figure."""
+
+import json
+
+import pytest
+
+from runs import hparams
+
+
+def record(props=None, tags=None, loss=None):
+    return {
+        "properties": props or {},
+        "tags": tags or {},
+        "metrics": {"loss": {"last": loss, "min": loss, "max": loss}} if loss is not None else {},
+        "attrs": {},
+    }
+
+
+def test_spearman_matches_known_values_and_handles_ties():
+    assert hparams.spearman([1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]) == pytest.approx(1)
+    assert hparams.spearman([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]) == pytest.approx(-1)
+    # Monotone but not linear: a rank correlation is still 1.
+    assert hparams.spearman([1.0, 2.0, 3.0], [1.0, 100.0, 101.0]) == pytest.approx(1)
+    # scipy.stats.spearmanr([1, 2, 2, 3], [1, 3, 2, 4]) = 0.9486832980505138
+    assert hparams.spearman([1.0, 2.0, 2.0, 3.0], [1.0, 3.0, 2.0, 4.0]) == pytest.approx(
+        0.9486832980505138
+    )
+    assert hparams.spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None  # constant
+    assert hparams.spearman([1.0, None, 2.0], [1.0, 2.0, 3.0]) is None  # two pairs only
+
+
+def test_only_varying_parameters_become_axes_and_importance_ranks_them():
+    records = [
+        record({"lr": "0.1", "epochs": "10", "seed": "3"}, {"opt": "adam"}, loss=0.9),
+        record({"lr": "0.01", "epochs": "10", "seed": "1"}, {"opt": "sgd"}, loss=0.5),
+        record({"lr": "0.001", "epochs": "10", "seed": "2"}, {"opt": "adam"}, loss=0.2),
+        record({"lr": "0.0001", "epochs": "10", "seed": "4"}, {"opt": "sgd"}, loss=0.1),
+    ]
+    found = hparams.params(records)
+    assert [p.key for p in found] == ["property:lr", "property:seed", "tag:opt"]
+    assert [p.numeric for p in found] == [True, True, False]
+    target = [r["metrics"]["loss"]["last"] for r in records]
+    ranked = hparams.importance(found, target)
+    assert [r["label"] for r in ranked] == ["lr", "seed"]
+    assert ranked[0]["rho"] == pytest.approx(1)
+
+
+def test_the_parcoords_figure_is_plain_json_with_categories_as_ticks_and_text_escaped():
+    records = [
+        record({"lr": "0.1"}, {"opt": "<b>adam</b>"}, loss=0.9),
+        record({"lr": "0.01"}, {"opt": "sgd"}, loss=None),
+    ]
+    found = hparams.params(records)
+    figure = hparams.parcoords_figure(found, [("loss (last)", [0.9, None])])
+    json.dumps(figure, allow_nan=False)  # no NaN: the page parses it with JSON.parse
+    dims = figure["data"][0]["dimensions"]
+    assert [d["label"] for d in dims] == ["lr", "opt", "loss (last)"]
+    assert dims[1]["ticktext"] == ["&lt;b&gt;adam&lt;/b&gt;", "sgd"]
+    assert dims[1]["values"] == [0, 1]
+    assert dims[2]["values"] == [0.9, None]
