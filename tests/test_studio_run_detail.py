@@ -248,7 +248,7 @@ def test_markdown_keeps_formatting_links_images_tables_and_code():
     assert "<h1>Title</h1>" in html
     assert "<strong>b</strong>" in html
     assert '<a href="https://example.org/a" rel="nofollow noopener noreferrer">link</a>' in html
-    assert '<img alt="plot" src="files/outputs/plot.png">' in html
+    assert '<img alt="plot" src="files/outputs/plot.png" loading="lazy">' in html
     assert '<th align="right">b</th>' in html
     assert '<code class="language-python">x = 1 &lt; 2' in html
     assert "<li>one</li>" in html
@@ -264,7 +264,7 @@ def test_markdown_strips_event_handlers():
     html = render_markdown('<img src=x onerror=alert(1)> <a href="/x" onclick="go()">a</a>')
     assert "onerror" not in html
     assert "onclick" not in html
-    assert '<img src="x">' in html
+    assert '<img src="x" loading="lazy">' in html
 
 
 @pytest.mark.parametrize(
