@@ -10,7 +10,6 @@ changed since the last build (a fingerprint of names, sizes and times), then gun
 import hashlib
 import os
 import pkgutil
-import sys
 from importlib import import_module
 
 import django
@@ -106,33 +105,3 @@ def static_build() -> None:
     fingerprint = static_fingerprint()
     call_command("collectstatic", interactive=False, clear=True, verbosity=0)
     stamp.write_text(fingerprint + "\n")
-
-
-# --- gunicorn --------------------------------------------------------------------------------
-
-
-def default_web_workers() -> int:
-    """One process on SQLite (one writer at a time anyway; its threads serve concurrent
-    requests), two on PostgreSQL."""
-    return 1 if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") else 2
-
-
-def gunicorn_command(*, host: str, port: int, workers: int, threads: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "studio.wsgi:application",
-        "--bind",
-        f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--worker-class",
-        "gthread",
-        "--access-logfile",
-        "-",
-        # Its default path is shared by every gunicorn of the user: two servers would clash.
-        "--no-control-socket",
-    ]

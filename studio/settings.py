@@ -90,6 +90,9 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "studio.wsgi.application"
 
+# SQLite's page cache per connection, KiB (RUNSTUDIO_SQLITE_CACHE_MIB, default 16).
+SQLITE_CACHE_KIB = int(float(os.environ.get("RUNSTUDIO_SQLITE_CACHE_MIB", "16")) * 1024)
+
 if os.environ.get("DATABASE_URL"):
     DATABASES = {
         "default": dj_database_url.parse(
@@ -112,7 +115,10 @@ else:
                 "init_command": (
                     "PRAGMA journal_mode=WAL;"
                     "PRAGMA synchronous=NORMAL;"
-                    "PRAGMA cache_size=-65536;"
+                    # Per connection, and every server thread may hold one: 16 MiB keeps the
+                    # whole server under ~250 MiB while ingesting (docs/architecture.md,
+                    # "Serving: start-up and footprint").
+                    f"PRAGMA cache_size=-{SQLITE_CACHE_KIB};"
                     "PRAGMA temp_store=MEMORY;"
                 ),
             },

@@ -537,21 +537,39 @@ def cmd_worker(args: argparse.Namespace) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> Any:
-    """Becomes `python -m django runstudio_serve` (exec: same process id, so signals and the
-    terminal reach the server itself). That command migrates only when a migration is
-    unapplied, builds static files only when they changed, starts gunicorn and runs the local
-    and alerts workers as threads (runs/management/commands/runstudio_serve.py)."""
+    """Starts gunicorn, then becomes `python -m django runstudio_serve` (exec: same process
+    id, so signals and the terminal reach the server itself, and gunicorn stays its child).
+
+    gunicorn's workers load Django while that command checks migrations and static files, and
+    wait for it at a gate (runs/gunicorn_conf.py): the two slow halves of a start overlap. The
+    command migrates only when a migration is unapplied, builds static files only when they
+    changed, and runs the local and alerts workers as threads
+    (runs/management/commands/runstudio_serve.py)."""
+    from runs import gunicorn_conf  # imports no Django
+
     env = _django_env()
     # Serve the collected, hashed and compressed static files (see STORAGES in settings).
     env["RUNSTUDIO_STATIC_FINDERS"] = "0"
-    command = [sys.executable, "-m", "django", "runstudio_serve"]
-    command += ["--host", args.host, "--port", str(args.port)]
-    command += ["--workers", str(args.workers), "--local-workers", str(args.local_workers)]
-    if args.demo:
-        command.append("--demo")
     # The scripts the local workers start call this server back.
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     env.setdefault("RUNSTUDIO_SERVER_URL", f"http://{shown_host}:{args.port}")
+    # One web process on SQLite (one writer at a time anyway; its threads serve concurrent
+    # requests), two on PostgreSQL.
+    workers = args.workers or (2 if env.get("DATABASE_URL") else 1)
+    gate_read, gate_write = os.pipe()
+    web = subprocess.Popen(
+        gunicorn_conf.command(host=args.host, port=args.port, workers=workers, threads=8),
+        env={**env, gunicorn_conf.GATE_ENV: str(gate_read)},
+        pass_fds=(gate_read,),
+    )
+    os.close(gate_read)
+    os.set_inheritable(gate_write, True)
+    command = [sys.executable, "-m", "django", "runstudio_serve"]
+    command += ["--host", args.host, "--port", str(args.port)]
+    command += ["--local-workers", str(args.local_workers)]
+    command += ["--gunicorn-pid", str(web.pid), "--gate-fd", str(gate_write)]
+    if args.demo:
+        command.append("--demo")
     sys.stdout.flush()
     os.execve(sys.executable, command, env)
 

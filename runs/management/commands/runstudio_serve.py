@@ -13,6 +13,7 @@ RUNSTUDIO_CANCEL_GRACE seconds later.
 
 import ctypes
 import http.client
+import os
 import signal
 import subprocess
 import threading
@@ -25,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, connection
 from django_tasks_db.management.commands.db_worker import Worker
 
-from runs import sandbox, selectors, services, serving
+from runs import gunicorn_conf, sandbox, selectors, services, serving
 from runs.management.commands.runstudio_worker import _Liveness, worker_id_for
 
 # How long the workers get to finish what they run after the first signal (seconds).
@@ -89,8 +90,49 @@ class _WorkerThread(threading.Thread):
             )
 
 
+class _Adopted:
+    """gunicorn when `runstudio serve` started it before exec'ing this command: still this
+    process's child, known by its pid; the few Popen methods the supervisor uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self) -> int:
+        while self.poll() is None:
+            time.sleep(0.05)
+        return self.returncode
+
+
+def _process_age() -> float:
+    """Seconds since this process started (before `exec`: when `runstudio serve` was typed)."""
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _answers(host: str, port: int) -> bool:
-    conn = http.client.HTTPConnection(host, port, timeout=2)
+    # Generous: once gunicorn listens, a connection waits in its queue until a worker is ready.
+    conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
         conn.request("GET", "/accounts/login/")
         conn.getresponse().read()
@@ -114,22 +156,36 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=8)
         parser.add_argument("--local-workers", type=int, default=2)
         parser.add_argument("--demo", action="store_true")
+        # From `runstudio serve`, which starts gunicorn itself before exec'ing this command.
+        parser.add_argument("--gunicorn-pid", type=int, help="adopt this gunicorn")
+        parser.add_argument("--gate-fd", type=int, help="close it when ready to serve")
 
     def say(self, text: str) -> None:
         self.stdout.write(text)
         self.stdout.flush()
 
     def handle(self, *args, **options):
-        started = time.monotonic()
-        self._prepare(demo=options["demo"])
         host, port = options["host"], options["port"]
-        workers = options["workers"] or serving.default_web_workers()
-        threads = self._worker_threads(options["local_workers"])
-        gunicorn = subprocess.Popen(
-            serving.gunicorn_command(
-                host=host, port=port, workers=workers, threads=options["threads"]
+        gunicorn = _Adopted(options["gunicorn_pid"]) if options["gunicorn_pid"] else None
+        try:
+            self._prepare(demo=options["demo"])
+            if options["gate_fd"] is not None:
+                os.close(options["gate_fd"])  # the web workers go on (runs/gunicorn_conf.py)
+            threads = self._worker_threads(options["local_workers"])
+        except BaseException:
+            if gunicorn is not None:
+                gunicorn.kill()
+                gunicorn.wait()
+            raise
+        if gunicorn is None:
+            workers = options["workers"] or (
+                1 if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") else 2
             )
-        )
+            gunicorn = subprocess.Popen(
+                gunicorn_conf.command(
+                    host=host, port=port, workers=workers, threads=options["threads"]
+                )
+            )
         for thread in threads:
             thread.start()
         stopping = threading.Event()
@@ -146,7 +202,7 @@ class Command(BaseCommand):
             url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
             while not stopping.is_set() and gunicorn.poll() is None:
                 if _answers(shown, port):
-                    self._banner(url, time.monotonic() - started, threads, demo=options["demo"])
+                    self._banner(url, _process_age(), threads, demo=options["demo"])
                     break
                 stopping.wait(0.05)
             while not stopping.is_set():
