@@ -60,7 +60,7 @@ GOAL_VS_FLOOR = 0.5  # Runstudio end-to-end points/s ÷ raw executemany points/s
 PROJECT_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA cache_size=-16384",
+    "PRAGMA cache_size=-65536",
     "PRAGMA temp_store=MEMORY",
 )
 FLOOR_CHUNK = 20_000  # rows per transaction: the SDK flushes at 20,000 points

@@ -90,8 +90,9 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "studio.wsgi.application"
 
-# SQLite's page cache per connection, KiB (RUNSTUDIO_SQLITE_CACHE_MIB, default 16).
-SQLITE_CACHE_KIB = int(float(os.environ.get("RUNSTUDIO_SQLITE_CACHE_MIB", "16")) * 1024)
+# SQLite's page cache per connection, KiB (RUNSTUDIO_SQLITE_CACHE_MIB, default 64). A request
+# opens its own connection, so this bounds what one request (one server thread) may hold.
+SQLITE_CACHE_KIB = int(float(os.environ.get("RUNSTUDIO_SQLITE_CACHE_MIB", "64")) * 1024)
 
 if os.environ.get("DATABASE_URL"):
     DATABASES = {
@@ -115,9 +116,6 @@ else:
                 "init_command": (
                     "PRAGMA journal_mode=WAL;"
                     "PRAGMA synchronous=NORMAL;"
-                    # Per connection, and every server thread may hold one: 16 MiB keeps the
-                    # whole server under ~250 MiB while ingesting (docs/architecture.md,
-                    # "Serving: start-up and footprint").
                     f"PRAGMA cache_size=-{SQLITE_CACHE_KIB};"
                     "PRAGMA temp_store=MEMORY;"
                 ),
