@@ -184,8 +184,8 @@ def rebuild(*, series_id: int) -> tuple[int, bool, bool, float | None]:
 
 
 def flags_of_short(*, series_ids: list[int]) -> tuple[dict[int, tuple], list[int]]:
-    """For series of at most BASE points (no pyramid rows): {id: (steps sorted, times sorted,
-    last time)} from one query for all of them, and the ids found longer (rebuild those)."""
+    """For series of at most BASE points (no pyramid rows): {id: (steps sorted, times sorted)}
+    from one query for all of them, and the ids found longer (rebuild those)."""
     found: dict[int, list] = {pk: [] for pk in series_ids}
     marks = ", ".join(["%s"] * len(series_ids))
     with connection.cursor() as cursor:
@@ -201,8 +201,7 @@ def flags_of_short(*, series_ids: list[int]) -> tuple[dict[int, tuple], list[int
         if len(rows) > BASE:
             longer.append(pk)
             continue
-        steps, times = [r[0] for r in rows], [r[1] for r in rows]
-        flags[pk] = (nondecreasing(steps), nondecreasing(times), times[-1] if times else None)
+        flags[pk] = (nondecreasing([r[0] for r in rows]), nondecreasing([r[1] for r in rows]))
     return flags, longer
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from runs import limits, summary
@@ -14,6 +15,7 @@ from runs.models import (
     MetricBatch,
     MetricEntry,
     MetricKind,
+    MetricPoint,
     MetricSeries,
     MetricSummary,
     Run,
@@ -334,24 +336,29 @@ def series_summarize(*, series_ids: list[int] | None = None, force: bool = False
         todo = todo.filter(pk__in=series_ids)
     if not force:
         todo = todo.filter(steps_sorted__isnull=True)
-    rows = list(todo.order_by("pk").values_list("pk", "count"))
-    short = [pk for pk, count in rows if count <= summary.BASE]
-    longer = [pk for pk, count in rows if count > summary.BASE]
-    for at in range(0, len(short), 500):
-        chunk = short[at : at + 500]
+    ids = list(todo.order_by("pk").values_list("pk", flat=True))
+    longer: list[int] = []
+    # The points decide what is short, not the stored count: every series is first read 500 at
+    # a time (at most BASE + 1 points each); the longer ones are then rebuilt one by one.
+    for at in range(0, len(ids), 500):
+        chunk = ids[at : at + 500]
         with transaction.atomic():
             list(MetricSeries.objects.select_for_update().filter(pk__in=chunk).values_list("pk"))
             if force:
                 MetricSummary.objects.filter(series_id__in=chunk).delete()
             flags, grown = summary.flags_of_short(series_ids=chunk)
-            MetricSeries.objects.bulk_update(
-                [
-                    MetricSeries(pk=pk, steps_sorted=s, times_sorted=t, last_time=last)
-                    for pk, (s, t, last) in flags.items()
-                ],
-                ["steps_sorted", "times_sorted", "last_time"],
+            # One UPDATE per combination of flags, not bulk_update: its CASE of 500 ids is
+            # evaluated for each of the 500 rows. The last time comes from the last point.
+            last_time = Subquery(
+                MetricPoint.objects.filter(series=OuterRef("pk"))
+                .order_by("-seq")
+                .values("time")[:1]
             )
-        longer += grown  # grew past BASE since they were listed
+            for steps_sorted, times_sorted in set(flags.values()):
+                MetricSeries.objects.filter(
+                    pk__in=[pk for pk, f in flags.items() if f == (steps_sorted, times_sorted)]
+                ).update(steps_sorted=steps_sorted, times_sorted=times_sorted, last_time=last_time)
+        longer += grown
     for pk in longer:
         with transaction.atomic():
             MetricSeries.objects.select_for_update().filter(pk=pk).values_list("pk").get()
@@ -359,4 +366,4 @@ def series_summarize(*, series_ids: list[int] | None = None, force: bool = False
             MetricSeries.objects.filter(pk=pk).update(
                 steps_sorted=steps_sorted, times_sorted=times_sorted, last_time=last_time
             )
-    return len(rows)
+    return len(ids)
