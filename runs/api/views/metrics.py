@@ -133,7 +133,8 @@ def metric_history(request, run_id: str):
             minimum=1,
             maximum=downsample.MAX_BUCKETS,
             default=downsample.DEFAULT_BUCKETS,
-            description=f"1–{downsample.MAX_BUCKETS}.",
+            description=f"1–{downsample.MAX_BUCKETS}: the most buckets to cut the range into "
+            "(whole blocks of the series' min/max pyramid: between about half and all of them).",
         ),
         OpenApiParameter("x_min", float, description="The range's start, in x units."),
         OpenApiParameter("x_max", float, description="The range's end, in x units."),
