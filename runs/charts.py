@@ -190,6 +190,22 @@ def line_figure(
     return _as_text({"data": traces, "layout": layout})
 
 
+def _bar_range(values: Sequence[float | None]) -> dict[str, Any]:
+    """A bar chart's y range: from zero as usual, but when the values sit close together far
+    from zero (accuracies of 0.91–0.93) a zero-based axis hides every difference, so the range
+    hugs the values (with a margin) and the axis says so by not starting at 0."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return {}
+    low, high = min(known), max(known)
+    spread = high - low
+    scale = max(abs(low), abs(high))
+    if scale == 0 or (low < 0 < high) or spread > 0.25 * scale:
+        return {}
+    pad = spread * 0.15 if spread else scale * 0.01
+    return {"range": [low - pad, high + pad], "autorange": False}
+
+
 def summary_bar_figure(
     rows: Sequence[dict[str, Any]], *, metric: str, aggregates: Sequence[str] = AGGREGATES
 ) -> dict[str, Any]:
@@ -213,7 +229,7 @@ def summary_bar_figure(
     layout.update(
         barmode="group",
         xaxis=_axis("", type="category", tickangle=-20),
-        yaxis=_axis(metric),
+        yaxis=_axis(metric, **_bar_range([v for t in traces for v in t["y"]])),
         showlegend=True,
         legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
     )
@@ -284,7 +300,7 @@ def children_figure(
     layout = _base_layout(title)
     layout.update(
         xaxis=_axis("child run", type="category", tickangle=-20),
-        yaxis=_axis(metric),
+        yaxis=_axis(metric, **(_bar_range(values) if kind == "bar" else {})),
         showlegend=False,
     )
     if not rows:

@@ -58,3 +58,23 @@ def test_the_parcoords_figure_is_plain_json_with_categories_as_ticks_and_text_es
     assert dims[1]["ticktext"] == ["&lt;b&gt;adam&lt;/b&gt;", "sgd"]
     assert dims[1]["values"] == [0, 1]
     assert dims[2]["values"] == [0.9, None]
+
+
+def test_bars_of_close_values_do_not_start_at_zero_but_spread_out_ones_do():
+    from runs import charts
+
+    close = charts.children_figure(
+        [{"label": f"c{i}", "max": v} for i, v in enumerate([0.91, 0.925, 0.93])],
+        metric="accuracy",
+        best="max",
+    )
+    low, high = close["layout"]["yaxis"]["range"]
+    assert 0.85 < low < 0.91 and 0.93 < high < 0.95
+    spread = charts.children_figure(
+        [{"label": f"c{i}", "min": v} for i, v in enumerate([0.1, 0.5, 2.0])], metric="loss"
+    )
+    assert "range" not in spread["layout"]["yaxis"]
+    bars = charts.summary_bar_figure(
+        [{"label": "a", "last": 0.95, "min": 0.9, "max": 0.96}], metric="acc"
+    )
+    assert bars["layout"]["yaxis"]["range"][0] > 0.8
