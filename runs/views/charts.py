@@ -55,6 +55,13 @@ def _float(request, name: str, default: float | None = None) -> float | None:
     return value
 
 
+def _is_float(request, name: str) -> bool:
+    try:
+        return _float(request, name) is not None
+    except InvalidInput:
+        return False  # the page ignores a bad value; the JSON views refuse it
+
+
 def _run_ids(request) -> list[str]:
     ids: list[str] = []
     for raw in request.GET.getlist("run"):
@@ -180,6 +187,14 @@ def compare_page(request, workspace: str):
     metric = chosen[0] if chosen else None
     x = request.GET.get("x") if request.GET.get("x") in X_AXES else "step"
     only_diff = request.GET.get("diff") == "1"
+    # One smoothing, log y and "ignore outliers" for every chart of the grid (each chart's own
+    # controls still change it alone).
+    shared = {
+        "smoothing": _float(request, "smoothing", 0.0) if _is_float(request, "smoothing") else 0.0,
+        "log_y": request.GET.get("log_y") == "1",
+        "clip": request.GET.get("clip") == "1",
+    }
+    shared["smoothing"] = min(max(shared["smoothing"], 0.0), SMOOTHING_MAX)
     columns = _columns(records, metrics)
     column_keys = [key for key, _ in columns]
     default_y = f"metric:{metric}:last" if metric else ""
@@ -211,6 +226,8 @@ def compare_page(request, workspace: str):
         "x": x,
         "x_axes": X_AXES,
         "only_diff": only_diff,
+        "shared": shared,
+        "smoothing_choices": sorted({0.0, 0.6, 0.8, 0.9, 0.95, 0.99, shared["smoothing"]}),
         "diff_rows": _diff_rows(runs, records, chosen, only_diff=only_diff),
         **_hparams(runs, records, chosen, goal=request.GET.get("goal")),
         "columns": columns,

@@ -135,7 +135,9 @@
       metric: node.dataset.metric || "",
       title: node.dataset.title || node.dataset.metric || "",
       x: node.dataset.x || "step",
-      smoothing: 0,
+      smoothing: Math.min(Math.max(Number(node.dataset.smoothing) || 0, 0), 0.99),
+      logY: node.dataset.logY === "1",
+      clip: node.dataset.clip === "1", // "ignore outliers": y range from the 5th-95th percentile
       range: null, // [x_min, x_max] in the server's x units, or null for everything
       seq: 0, // answers to older requests are dropped
       drawn: false,
@@ -148,20 +150,28 @@
     ]);
     xSelect.value = state.x;
     var slider = el("input", {
-      type: "range", min: "0", max: "0.99", step: "0.01", value: "0",
+      type: "range", min: "0", max: "0.99", step: "0.01", value: String(state.smoothing),
       "aria-label": "smoothing", class: "rs-chart-smoothing",
     });
-    var sliderValue = el("output", { text: "0" });
+    var sliderValue = el("output", { text: String(state.smoothing) });
+    var logBox = el("input", { type: "checkbox", class: "rs-chart-log" });
+    logBox.checked = state.logY;
+    var clipBox = el("input", { type: "checkbox", class: "rs-chart-clip" });
+    clipBox.checked = state.clip;
     state.status = el("span", { class: "rs-chart-status" });
     var toolbar = el("div", { class: "rs-chart-toolbar" }, [
       el("label", {}, [document.createTextNode("x "), xSelect]),
       el("label", {}, [document.createTextNode("smoothing "), slider, sliderValue]),
+      el("label", {}, [logBox, document.createTextNode(" log y")]),
+      el("label", {}, [clipBox, document.createTextNode(" ignore outliers")]),
       state.status,
     ]);
     state.plot = el("div", { class: "rs-chart-plot" });
     node.appendChild(toolbar);
     node.appendChild(state.plot);
 
+    logBox.addEventListener("change", function () { state.logY = logBox.checked; load(state, false); });
+    clipBox.addEventListener("change", function () { state.clip = clipBox.checked; load(state, false); });
     xSelect.addEventListener("change", function () {
       state.x = xSelect.value;
       state.range = null;
@@ -197,6 +207,7 @@
       if (seq !== state.seq) return;
       var figure = body.figure;
       if (resetAxes) figure.layout.uirevision = "x-" + state.x;
+      yAxis(state, figure);
       state.ignoreRelayout = true;
       return Plotly.react(state.plot, figure.data, themed(figure.layout), PLOT_CONFIG).then(function () {
         state.ignoreRelayout = false;
@@ -212,6 +223,32 @@
       state.node.classList.remove("rs-loading");
       fail(state, error);
     });
+  }
+
+  // Log y and "ignore outliers" change only the y-axis: log scale, and a range from the 5th to
+  // the 95th percentile of the drawn values (plus a margin), so one spike does not flatten the
+  // rest of the line; the points themselves are all still drawn.
+  function yAxis(state, figure) {
+    var axis = Object.assign({}, figure.layout.yaxis);
+    if (state.logY) axis.type = "log";
+    if (state.clip) {
+      var values = [];
+      (figure.data || []).forEach(function (trace) {
+        (trace.y || []).forEach(function (v) {
+          if (typeof v === "number" && isFinite(v) && (!state.logY || v > 0)) values.push(v);
+        });
+      });
+      if (values.length >= 5) {
+        values.sort(function (a, b) { return a - b; });
+        var pick = function (q) { return values[Math.min(values.length - 1, Math.floor(q * values.length))]; };
+        var low = pick(0.05), high = pick(0.95);
+        if (state.logY) { low = Math.log10(low); high = Math.log10(high); }
+        var pad = (high - low) * 0.1 || Math.abs(high) * 0.05 || 1;
+        axis.range = [low - pad, high + pad];
+        axis.autorange = false;
+      }
+    }
+    figure.layout.yaxis = axis;
   }
 
   function onRelayout(state, event) {

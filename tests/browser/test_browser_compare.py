@@ -89,3 +89,45 @@ def test_a_sweeps_children_open_in_the_hyperparameter_analysis(
     assert rows.first.locator("td.num").inner_text() == "1.00"  # lower lr, lower loss
     page.locator("#hyperparameters").scroll_into_view_if_needed()
     screenshot(page, "compare_hyperparameters")
+
+
+def test_log_y_and_ignore_outliers_apply_to_every_chart_of_the_grid(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    runs = []
+    for i in range(2):
+        run = make_run("spiky", display_name=f"spiky-{i}")
+        values = [1.0 / (k + 1) for k in range(40)]
+        values[20] = 1000.0  # one spike
+        services.run_log_batch(
+            run=run,
+            metrics=[
+                {"name": "loss", "kind": "scalar", "values": values},
+                {"name": "grad_norm", "kind": "scalar", "values": values},
+            ],
+        )
+        runs.append(run)
+    sign_in(page, cast.reader, "/w/lab/")
+    ids = "&".join(f"run={r.run_id}" for r in runs)
+    page.goto(f"{live_server.url}/w/lab/compare/?{ids}&metric=loss&metric=grad_norm")
+    with page.expect_navigation():
+        page.check("input[name=clip]")
+    with page.expect_navigation():
+        page.check("input[name=log_y]")
+    with page.expect_navigation():
+        page.select_option("select[name=smoothing]", "0.6")
+    charts = page.locator(".compare-metrics .rs-chart")
+    assert charts.count() == 2
+    for i in range(2):
+        chart = charts.nth(i)
+        chart.locator(".js-plotly-plot").wait_for()
+        page.wait_for_function(
+            "el => Number(el.dataset.fetches || 0) >= 1", arg=chart.element_handle()
+        )
+        assert chart.locator(".rs-chart-log").is_checked()
+        assert chart.locator(".rs-chart-clip").is_checked()
+        assert chart.locator(".rs-chart-smoothing").input_value() == "0.6"
+        axis = chart.locator(".js-plotly-plot").evaluate("el => el.layout.yaxis")
+        assert axis["type"] == "log"
+        assert 10 ** axis["range"][1] < 1000  # the spike at 1000 is out of the y range
+    screenshot(page, "compare_log_outliers")
