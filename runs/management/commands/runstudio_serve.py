@@ -293,6 +293,9 @@ class Command(BaseCommand):
         wait(FIRST_GRACE, until_signals=2)
         for thread in threads:
             thread.interrupt()
+        if gunicorn.poll() is None:
+            # Its quick shutdown: a graceful one waits out idle keep-alive connections (an SDK's).
+            gunicorn.send_signal(signal.SIGQUIT)
         wait(settings.RUNSTUDIO_CANCEL_GRACE)
         if gunicorn.poll() is None:
             gunicorn.kill()
