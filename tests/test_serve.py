@@ -181,3 +181,66 @@ def test_static_files_are_rebuilt_only_when_a_source_changed(settings, tmp_path)
     time.sleep(0.01)
     sheet.write_text("body { color: blue; }\n")
     assert serving.static_outdated()
+
+
+def test_its_worker_threads_run_a_submitted_script_and_a_stop_fails_the_one_still_running(
+    data_dir, tmp_path
+):
+    from runs.sdk import Experiment, ScriptRunConfig, Workspace
+
+    server = Serve(data_dir)
+    try:
+        server.until_serving()
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "RUNSTUDIO_DATA_DIR": str(data_dir),
+            "RUNSTUDIO_PASSWORD": "a-long-password-1",
+        }
+        runstudio = os.path.join(os.path.dirname(sys.executable), "runstudio")
+        made = subprocess.run(
+            [runstudio, "user", "create", "--username", "ada", "--password-stdin"],
+            input="a-long-password-1\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+        token = requests.post(
+            f"{server.url}/api/v1/auth/token",
+            json={"username": "ada", "password": "a-long-password-1", "name": "t"},
+            timeout=10,
+        ).json()["token"]
+        headers = {"Authorization": f"Token {token}"}
+        requests.post(f"{server.url}/api/v1/workspaces", json={"name": "lab"}, headers=headers)
+        source = tmp_path / "src"
+        source.mkdir()
+        (source / "train.py").write_text(
+            "import sys, time\nprint('hello', flush=True)\nif sys.argv[1:]: time.sleep(600)\n"
+        )
+        experiment = Experiment(Workspace.get("lab", url=server.url, token=token), "e")
+        quick = experiment.submit(
+            ScriptRunConfig(source_directory=str(source), script="train.py", compute_target="local")
+        )
+        quick.wait_for_completion(show_output=False)
+        assert quick.get_status() == "Completed"
+        slow = experiment.submit(
+            ScriptRunConfig(
+                source_directory=str(source),
+                script="train.py",
+                arguments=["sleep"],
+                compute_target="local",
+            )
+        )
+        deadline = time.monotonic() + 60
+        while slow.get_status() != "Running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert slow.get_status() == "Running"
+    finally:
+        server.stop()
+    with sqlite3.connect(data_dir / "db.sqlite3") as db:
+        status, message = db.execute(
+            "SELECT status, error_message FROM runs_run WHERE run_id = ?", (slow.id,)
+        ).fetchone()
+    assert status == "Failed"
+    assert "worker was stopped" in message
