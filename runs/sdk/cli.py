@@ -561,6 +561,9 @@ def cmd_serve(args: argparse.Namespace) -> Any:
         gunicorn_conf.command(host=args.host, port=args.port, workers=workers, threads=8),
         env={**env, gunicorn_conf.GATE_ENV: str(gate_read)},
         pass_fds=(gate_read,),
+        # If serve is killed outright, gunicorn stops too (graceful SIGTERM) instead of
+        # holding the port.
+        preexec_fn=gunicorn_conf.stop_with_parent(),  # noqa: PLW1509 - prctl only
     )
     os.close(gate_read)
     os.set_inheritable(gate_write, True)
