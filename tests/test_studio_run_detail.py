@@ -577,7 +577,7 @@ def _queries(client, url: str) -> int:
 QUERIES = {
     "": 9,
     "?tab=metrics": 9,
-    "?tab=children": 11,
+    "?tab=children": 13,  # + the children's tag keys and property keys (the column picker)
     "?tab=outputs&file=outputs/f0.txt": 10,
     "?tab=events": 7,
     "?fragment=live": 7,

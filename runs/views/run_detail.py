@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from runs import run_forms, selectors, services, storage
 from runs.errors import InvalidInput, ServiceError
-from runs.models import MetricKind, Role, Run
+from runs.models import MetricKind, Role, Run, RunProperty, RunTag
 from runs.rich_text import render_markdown
 from runs.storage.search import run_file_find
 from runs.views.common import load_run
@@ -122,17 +122,55 @@ def _children(request, run: Run, full: bool) -> dict:
     if goal not in ("min", "max"):
         goal = "min" if chosen and LOWER_IS_BETTER.search(chosen[0]) else "max"
     summaries = selectors.metric_summaries_for(runs=runs, names=chosen)
+    kv_keys, kv_chosen, kv_values = _child_kv(request, runs)
     rows = [
-        {"run": child, "depth": depth, "cells": [summaries[child.pk].get(n) for n in chosen]}
+        {
+            "run": child,
+            "depth": depth,
+            "cells": [summaries[child.pk].get(n) for n in chosen],
+            "kv": [kv_values.get((child.pk, column)) for column in kv_chosen],
+        }
         for child, depth in tree
     ]
     return {
         "rows": rows,
         "metric_names": names,
+        "kv_keys": kv_keys,
+        "kv_chosen": kv_chosen,
         "chosen": chosen,
         "goal": goal,
         "best_pk": _best(summaries, chosen[0], goal) if chosen else None,
     }
+
+
+CHILD_KV_MAX = 10  # tag and property columns in the Child runs table
+CHILD_KV_KEYS_SHOWN = 200  # keys offered in its picker
+
+
+def _child_kv(request, runs: list[Run]) -> tuple[list[str], list[str], dict]:
+    """Tag and property columns for the child table (`?kv=tags.<key>` / `properties.<key>`,
+    repeatable): the keys the children have (two queries) and the chosen ones' values (one
+    query per kind chosen)."""
+    keys: list[str] = []
+    for prefix, model in (("properties", RunProperty), ("tags", RunTag)):
+        found = (
+            model.objects.filter(run__in=runs)
+            .order_by("key")
+            .values_list("key", flat=True)
+            .distinct()[:CHILD_KV_KEYS_SHOWN]
+        )
+        keys += [f"{prefix}.{key}" for key in found]
+    chosen = [k for k in dict.fromkeys(request.GET.getlist("kv")) if k in keys][:CHILD_KV_MAX]
+    values: dict = {}
+    for prefix, model in (("properties", RunProperty), ("tags", RunTag)):
+        wanted = [k.removeprefix(prefix + ".") for k in chosen if k.startswith(prefix + ".")]
+        if wanted:
+            rows = model.objects.filter(run__in=runs, key__in=wanted).values_list(
+                "run_id", "key", "value"
+            )
+            for run_pk, key, value in rows:
+                values[(run_pk, f"{prefix}.{key}")] = "✓" if value is None else value
+    return keys, chosen, values
 
 
 def _best(summaries: dict, name: str, goal: str) -> int | None:

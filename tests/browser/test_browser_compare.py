@@ -131,3 +131,22 @@ def test_log_y_and_ignore_outliers_apply_to_every_chart_of_the_grid(
         assert axis["type"] == "log"
         assert 10 ** axis["range"][1] < 1000  # the spike at 1000 is out of the y range
     screenshot(page, "compare_log_outliers")
+
+
+def test_the_child_runs_tab_shows_tags_and_properties_as_columns(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    parent = make_run("sweep", display_name="sweep")
+    for i, opt in enumerate(("adam", "sgd")):
+        child = make_run("sweep", parent=parent, display_name=f"trial-{i}", tags={"opt": opt})
+        services.run_add_properties(run=child, properties={"lr": f"0.{i + 1}"})
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/{parent.run_id}/?tab=children")
+    page.select_option("select[name=kv]", ["properties.lr", "tags.opt"])
+    with page.expect_navigation():
+        page.click(".rd-toolbar button[type=submit]")
+    headers = page.locator("#run-children thead th").all_inner_texts()
+    assert "properties.lr" in headers and "tags.opt" in headers
+    cells = page.locator("#run-children tbody td.rd-kvcell").all_inner_texts()
+    assert cells == ["0.1", "adam", "0.2", "sgd"]
+    screenshot(page, "children_kv_columns")
