@@ -1,16 +1,11 @@
 // The compute page: refresh the targets' workers and running/queued runs by fetching the
 // server-rendered fragment (#compute-live[data-live-url]) every data-interval seconds while
 // the page is visible (every 30 s while hidden); owners' forms sit outside it and keep their
-// input. Delete buttons ask first (their form's data-confirm text).
+// input. Delete buttons ask first (their form's data-confirm text, asked by studio.js).
 (function () {
   "use strict";
   var live = document.getElementById("compute-live");
   var stamp = document.getElementById("compute-updated");
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    });
-  });
   if (!live || !live.dataset.liveUrl) return;
   var interval = (parseFloat(live.dataset.interval) || 5) * 1000;
   var timer = null;

@@ -65,12 +65,6 @@
     if (preview) showPreview(preview.form);
   });
 
-  root.addEventListener("submit", function (event) {
-    var message = event.target.dataset.confirm ||
-      (event.submitter && event.submitter.dataset.confirm);
-    if (message && !window.confirm(message)) event.preventDefault();
-  });
-
   function showPreview(form) {
     var target = form.querySelector("#description-preview");
     var body = new FormData();

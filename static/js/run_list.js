@@ -83,12 +83,6 @@
     });
   });
 
-  document.querySelectorAll("form[data-confirm]").forEach(function (confirmForm) {
-    confirmForm.addEventListener("submit", function (event) {
-      if (!window.confirm(confirmForm.dataset.confirm)) event.preventDefault();
-    });
-  });
-
   // Open dropdowns close on Escape or a click elsewhere.
   document.addEventListener("click", function (event) {
     document.querySelectorAll("details.dropdown[open]").forEach(function (details) {
@@ -122,9 +116,8 @@
       var ids = selectedIds();
       var button = event.submitter;
       if (!ids.length || !button) { event.preventDefault(); return; }
-      var what = ids.length === 1 ? "1 run" : ids.length + " runs";
-      var message = (button.dataset.confirm || "").replace("{n}", what);
-      if (message && !window.confirm(message)) { event.preventDefault(); return; }
+      // studio.js asks the button's data-confirm after this handler, with "{n}" filled in.
+      manage.dataset.confirmCount = ids.length === 1 ? "1 run" : ids.length + " runs";
       manage.querySelectorAll("input[data-selected-run]").forEach(function (input) {
         input.remove();
       });

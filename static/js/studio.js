@@ -68,6 +68,20 @@
     window.setInterval(relativeTimes, 60000);
   });
 
+  // One confirm for every page: a form's or its submit button's data-confirm text is asked
+  // before it posts; "{n}" takes the form's data-confirm-count (the run list's selection).
+  // Listening on the document, it runs after a form's own submit handlers, which may fill
+  // the form (or cancel it) first.
+  document.addEventListener("submit", function (event) {
+    if (event.defaultPrevented) return;
+    var form = event.target;
+    var button = event.submitter;
+    var message = (button && button.dataset.confirm) || form.dataset.confirm;
+    if (!message) return;
+    message = message.replace("{n}", form.dataset.confirmCount || "");
+    if (!window.confirm(message)) event.preventDefault();
+  });
+
   document.addEventListener("keydown", function (event) {
     if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
     var target = event.target;

@@ -85,8 +85,8 @@ def test_search_filter_add_a_metric_column_and_sort_by_it(
     page.wait_for_load_state()
     header = page.locator("#run-table thead th", has_text="loss (max)")
     header.wait_for()  # the table redraws in place (no page load)
-    header.locator("a").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        header.locator("a").click()
     assert names_on_page(page) == ["bert-3", "resnet-1", "resnet-0", "bert-4", "whisper-2"]
     page.locator("#run-table thead th", has_text="loss (max)").locator("a").click()
     page.wait_for_load_state()
