@@ -184,13 +184,16 @@ def _archive(workspace: Workspace, runs: list[Run], by) -> BulkResult:
 @transaction.atomic
 def _restore(workspace: Workspace, runs: list[Run], by) -> BulkResult:
     archived = [r for r in runs if r.archived_at is not None]
+    # Only what was archived with a run comes back with it (the same moment): a child archived
+    # on its own earlier stays archived. One query per tree level, one update per moment (a
+    # bulk archive has one).
+    moment = {r.pk: r.archived_at for r in archived}
+    by_moment: dict = {}
+    for pk, root in [(r.pk, r.pk) for r in archived] + list(_descendants(list(moment)).items()):
+        by_moment.setdefault(moment[root], []).append(pk)
     affected = 0
-    for run in archived:
-        # Only what was archived with it: a child archived on its own earlier stays archived.
-        below = list(_descendants([run.pk]))
-        affected += Run.objects.filter(pk__in=[run.pk, *below], archived_at=run.archived_at).update(
-            archived_at=None
-        )
+    for at, pks in by_moment.items():
+        affected += Run.objects.filter(pk__in=pks, archived_at=at).update(archived_at=None)
     _record(workspace, archived, RunAction.RESTORE, by, {})
     skipped = [r.run_id for r in runs if r.archived_at is None]
     return BulkResult(RunAction.RESTORE, [r.run_id for r in runs], affected, skipped)
