@@ -200,3 +200,16 @@ def test_the_experiments_page_counts_no_archived_runs(cast, sweep, client):
     client.force_login(cast.reader.user)
     experiments = {e.name: e.run_count for e in client.get("/w/lab/").context["experiments"]}
     assert experiments == {"sweep": 3, "other": 0}
+
+
+def test_the_child_runs_tab_hides_archived_children_unless_asked(cast, sweep, client):
+    parent, children, _ = sweep
+    manage(cast.contributor, "archive", [children[0].run_id])
+    client.force_login(cast.reader.user)
+    page = client.get(f"/w/lab/runs/{parent.run_id}/?tab=children")
+    assert [row["run"].run_id for row in page.context["rows"]] == [children[1].run_id]
+    assert "1 archived child run hidden" in page.content.decode()
+    everything = client.get(f"/w/lab/runs/{parent.run_id}/?tab=children&archived=1")
+    assert len(everything.context["rows"]) == 2
+    chart = client.get(f"/charts/children/?run={parent.run_id}&metric=loss")
+    assert chart.status_code == 200

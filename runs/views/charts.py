@@ -134,7 +134,12 @@ def children_figure(request):
     if kind not in ("bar", "scatter"):
         raise InvalidInput("kind: must be bar or scatter.", field="kind")
     summaries = (
-        MetricSeries.objects.filter(run__parent=parent, name=metric, kind=MetricKind.SCALAR)
+        MetricSeries.objects.filter(
+            run__parent=parent,
+            run__archived_at__isnull=True,  # archived children are hidden here as in the table
+            name=metric,
+            kind=MetricKind.SCALAR,
+        )
         .select_related("run")
         .order_by("run_id")
     )

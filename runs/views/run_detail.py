@@ -114,6 +114,21 @@ def _image_url(run: Run, path) -> str | None:
 
 def _children(request, run: Run, full: bool) -> dict:
     tree = selectors.child_run_tree(run=run)
+    # Archived children (and what sits under them) are hidden unless asked for (`?archived=1`).
+    show_archived = request.GET.get("archived") == "1"
+    hidden = 0
+    if not show_archived:
+        kept, cut_below = [], None
+        for child, depth in tree:
+            if cut_below is not None and depth > cut_below:
+                hidden += 1
+                continue
+            cut_below = None
+            if child.archived_at is not None:
+                cut_below, hidden = depth, hidden + 1
+                continue
+            kept.append((child, depth))
+        tree = kept
     runs = [child for child, _ in tree]
     names = selectors.scalar_metric_names(runs=runs)
     chosen = [n for n in request.GET.getlist("metric") if n in names][:CHILD_METRICS_MAX]
@@ -135,6 +150,8 @@ def _children(request, run: Run, full: bool) -> dict:
     return {
         "rows": rows,
         "metric_names": names,
+        "archived_hidden": hidden,
+        "show_archived": show_archived,
         "kv_keys": kv_keys,
         "kv_chosen": kv_chosen,
         "chosen": chosen,
