@@ -351,3 +351,20 @@ def test_search_experiments_by_name_pattern(door):
     with pytest.raises(MlflowException) as bad:
         client.search_experiments(filter_string="tags.x = 'y'")
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_tracking_uri_with_a_trailing_slash_works(door, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", door + "/")
+    mlflow.set_tracking_uri(door + "/")
+    with mlflow.start_run() as active:
+        mlflow.log_metric("x", 1.0)
+        mlflow.log_text("t", "t.txt")
+    assert MlflowClient().get_run(active.info.run_id).data.metrics == {"x": 1.0}
+    assert [f.path for f in MlflowClient().list_artifacts(active.info.run_id)] == ["t.txt"]
+
+
+def test_an_experiment_name_outside_the_studios_rule_says_the_rule(door):
+    with pytest.raises(MlflowException) as refused:
+        mlflow.set_experiment("My Experiment")
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "letters, digits" in str(refused.value)
