@@ -68,6 +68,9 @@ def test_order_by_and_page_tokens(runs):
         "r3",
         "r4",
     ]
+    by_start = client.search_runs([exp], order_by=["attributes.start_time DESC"])
+    assert _names(by_start) == ["r4", "r3", "r2", "r1", "r0"]
+    assert _names(client.search_runs([exp], order_by=["tags.team"]))[:2] == ["r1", "r3"]
     first = client.search_runs([exp], order_by=["metrics.loss ASC"], max_results=2)
     assert _names(first) == ["r2", "r1"] and first.token
     # A run created between pages does not shift the next page.
