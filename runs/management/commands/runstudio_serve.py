@@ -131,8 +131,9 @@ def _process_age() -> float:
 
 
 def _answers(host: str, port: int) -> bool:
-    # Generous: once gunicorn listens, a connection waits in its queue until a worker is ready.
-    conn = http.client.HTTPConnection(host, port, timeout=30)
+    # Once gunicorn listens, a connection waits in its queue until a worker is ready; a short
+    # timeout keeps Ctrl+C prompt (a signal does not interrupt the read) and the loop retries.
+    conn = http.client.HTTPConnection(host, port, timeout=5)
     try:
         conn.request("GET", "/accounts/login/")
         conn.getresponse().read()
