@@ -130,16 +130,18 @@ def _process_age() -> float:
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _answers(host: str, port: int) -> bool:
+def _answers(host: str, port: int) -> int | None:
+    """The HTTP status of the sign-in page, or None while nothing answers."""
     # Once gunicorn listens, a connection waits in its queue until a worker is ready; a short
     # timeout keeps Ctrl+C prompt (a signal does not interrupt the read) and the loop retries.
     conn = http.client.HTTPConnection(host, port, timeout=5)
     try:
         conn.request("GET", "/accounts/login/")
-        conn.getresponse().read()
-        return True
+        response = conn.getresponse()
+        response.read()
+        return response.status
     except OSError:
-        return False
+        return None
     finally:
         conn.close()
 
@@ -202,7 +204,14 @@ class Command(BaseCommand):
             shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
             url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
             while not stopping.is_set() and gunicorn.poll() is None:
-                if _answers(shown, port):
+                status = _answers(shown, port)
+                if status is not None and status >= 500:
+                    self.say(
+                        f"Runstudio answers at {url}/ but its sign-in page fails (HTTP "
+                        f"{status}): see the error above. Stop it with Ctrl+C."
+                    )
+                    break
+                if status is not None:
                     self._banner(url, _process_age(), threads, demo=options["demo"])
                     break
                 stopping.wait(0.05)
