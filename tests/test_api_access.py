@@ -47,7 +47,16 @@ class Door:
             return method(url, self.query)
         if self.method == "DELETE":
             return method(url)
-        return method(url, self.body or {}, format="json")
+        return method(url, _fill(self.body or {}, run=run), format="json")
+
+
+def _fill(value, *, run: str):
+    """The body with "{run}" in its strings replaced by the run id (e.g. run-manage's list)."""
+    if isinstance(value, dict):
+        return {k: _fill(v, run=run) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, run=run) for v in value]
+    return value.replace("{run}", run) if isinstance(value, str) else value
 
 
 READER, CONTRIBUTOR, OWNER = Role.READER, Role.CONTRIBUTOR, Role.OWNER
@@ -76,6 +85,14 @@ DOORS = [
     Door("run-create", "POST", WS + "/experiments/exp/runs", CONTRIBUTOR, ok=201),
     Door("run-list", "GET", WS + "/runs", READER),
     Door("run-search", "POST", WS + "/runs/search", READER, {"q": "status = Running"}),
+    Door(
+        "run-manage",
+        "POST",
+        WS + "/runs/manage",
+        CONTRIBUTOR,
+        {"action": "tag", "runs": ["{run}"], "tags": {"reviewed": "yes"}},
+    ),
+    Door("run-manage", "POST", WS + "/runs/manage", OWNER, {"action": "delete", "runs": ["{run}"]}),
     Door("run-detail", "GET", RUN, READER),
     Door("run-detail", "PATCH", RUN, CONTRIBUTOR, {"display_name": "renamed"}),
     Door("run-status", "POST", RUN + "/status", CONTRIBUTOR, {"status": "Completed"}),
