@@ -33,8 +33,17 @@ def _secret_key() -> str:
     # Generated once per data directory, so sessions survive restarts without configuration.
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Written aside, then linked into place: `runstudio serve` and its web worker start at
+        # the same time, and neither may read a half-written key or replace the other's.
+        tmp = DATA_DIR / f".secret_key.{os.getpid()}"
+        tmp.write_text(secrets.token_urlsafe(50))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # the other process was first: use its key
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
