@@ -276,10 +276,15 @@ class Command(BaseCommand):
         if demo:
             sign_in += "  (demo: user 'demo', password 'demo-password')"
         lines.append(sign_in)
+        # The demo has its user and workspace; otherwise the ones the README's quick start makes.
+        setup = (
+            "--username demo; runstudio folder attach -w demo"
+            if demo
+            else "--username alice; runstudio workspace create lab; runstudio folder attach -w lab"
+        )
         lines.append(
-            f"  log a run       runstudio login --url {url} --username alice; "
-            "runstudio workspace create lab; runstudio folder attach -w lab; then in a "
-            "script: Workspace.from_config(), exp.start_logging(), run.log('loss', 0.1) "
+            f"  log a run       runstudio login --url {url} {setup}; then in a script: "
+            "Workspace.from_config(), exp.start_logging(), run.log('loss', 0.1) "
             "(README, Quick start)"
         )
         lines.append("Stop with Ctrl+C.")
