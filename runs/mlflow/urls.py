@@ -8,11 +8,12 @@ from runs.mlflow import views
 
 app_name = "mlflow"
 
-# `/*` first: a tracking URI written with a trailing slash makes the client ask for `lab//api/…`.
-_TRACKING = r"/*api/2\.0/mlflow/(?P<path>.+)$"
-_ARTIFACTS = r"/*api/2\.0/mlflow-artifacts/artifacts(?:/(?P<path>.*))?$"
+# `(?:/)*` first (`/*` would make Django warn): a tracking URI written with a trailing slash
+# makes the client ask for `lab//api/…`.
+_TRACKING = r"(?:/)*api/2\.0/mlflow/(?P<path>.+)$"
+_ARTIFACTS = r"(?:/)*api/2\.0/mlflow-artifacts/artifacts(?:/(?P<path>.*))?$"
 
-_INFO = r"/*api/3\.0/mlflow/server-(?:info|features)/?$"
+_INFO = r"(?:/)*api/3\.0/mlflow/server-(?:info|features)/?$"
 
 urlpatterns = [
     re_path(rf"^{_INFO}", views.server_info, name="server-info-header"),

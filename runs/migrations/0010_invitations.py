@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0010_per_workspace_queues'),
+        ('runs', '0009_per_workspace_queues'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0016_mlflow_door'),
+        ('runs', '0011_mlflow_door'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0013_invitations'),
+        ('runs', '0010_invitations'),
     ]
 
     operations = [

@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0017_run_activity"),
+        ("runs", "0012_run_activity"),
     ]
 
     operations = [
