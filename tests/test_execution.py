@@ -9,11 +9,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from runs import execution, selectors, services
 from runs.models import Run, RunStatus, StatusEvent, Worker
@@ -26,54 +24,15 @@ from runs.sdk import (
 from runs.sdk import (
     Run as SdkRun,
 )
+from tests import processes
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT = 1  # seconds, in the workers and the scripts they start
 
 
-def wait_for(predicate, *, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-class Workers:
-    """Starts worker processes on the test database; stops them at the end of the test."""
-
-    def __init__(self, server_url: str, files_dir: Path, log_dir: Path) -> None:
-        self.server_url = server_url
-        self.files_dir = files_dir
-        self.log_dir = log_dir
-        self.processes: list[subprocess.Popen] = []
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTUDIO_")}
-        db = connection.settings_dict
-        if connection.vendor == "sqlite":
-            env["RUNSTUDIO_SQLITE_PATH"] = str(db["NAME"])
-            env.pop("DATABASE_URL", None)
-        else:
-            env["DATABASE_URL"] = (
-                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}"
-                f"/{db['NAME']}"
-            )
-        env.update(
-            DJANGO_SETTINGS_MODULE="studio.settings",
-            # The worker's files land where this test's storage is (tests/conftest.py).
-            RUNSTUDIO_DATA_DIR=str(self.files_dir.parent),
-            RUNSTUDIO_SERVER_URL=self.server_url,
-            RUNSTUDIO_HEARTBEAT_INTERVAL=str(HEARTBEAT),
-            RUNSTUDIO_REAPER_INTERVAL="3600",
-            RUNSTUDIO_CANCEL_GRACE="1",
-        )
-        return env
-
+class Workers(processes.Workers):
     def start(
         self,
         queue: str = "local",
@@ -84,42 +43,18 @@ class Workers:
     ) -> subprocess.Popen:
         """A worker for `local` (no workspace), or for the workspace's target `queue` with its
         worker key (passed as RUNSTUDIO_WORKER_KEY, as `runstudio worker` does)."""
-        command = [sys.executable, "-m", "django", "runstudio_worker"]
-        command += ["-w", workspace, "-c", queue] if workspace else ["--queue-name", queue]
-        command += ["--no-reload", "--interval", "0.1", "--no-startup-delay"]
-        if batch:
-            command.append("--batch")
-        env = self.env()
-        if key is not None:
-            env["RUNSTUDIO_WORKER_KEY"] = key
-        log = open(self.log_dir / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.send_signal(signal.SIGTERM)  # the second one stops a running task
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.log_dir.glob("worker-*.log")))
+        args = ["-w", workspace, "-c", queue] if workspace else ["--queue-name", queue]
+        return super().start(*args, key=key, batch=batch)
 
 
 @pytest.fixture
 def workers(sdk_server, settings, tmp_path):
     settings.RUNSTUDIO_HEARTBEAT_INTERVAL = HEARTBEAT
+    # The worker's files land where this test's storage is (tests/conftest.py).
     files_dir = Path(settings.STORAGES["default"]["OPTIONS"]["location"])
     log_dir = tmp_path / "worker-logs"
     log_dir.mkdir()
-    pool = Workers(sdk_server.url, files_dir, log_dir)
+    pool = Workers(sdk_server.url, files_dir.parent, log_dir, heartbeat=HEARTBEAT)
     yield pool
     pool.stop()
 
@@ -196,6 +131,7 @@ def test_a_submitted_script_runs_on_a_worker_and_its_output_is_live(
 
     log = wait_for(
         lambda: "started" in (text := driver_log(run.id, cast)) and text,
+        timeout=15,
         what="the first line in the driver log",
     )
     assert f"started {run.id} lr=0.01" in log
@@ -285,7 +221,7 @@ def test_a_sleeping_script_is_canceled_and_its_process_is_gone(workers, source, 
     )
     run = exp.submit(ScriptRunConfig(source_directory=source.path, script="sleep.py"))
     workers.start("local")
-    wait_for(lambda: "sleeping" in driver_log(run.id, cast), what="the script to start")
+    wait_for(lambda: "sleeping" in driver_log(run.id, cast), timeout=15, what="the script to start")
     info = json.loads(
         cast.reader.client.get(f"/api/v1/runs/{run.id}/files/logs/process_info.json").getvalue()
     )
@@ -293,7 +229,7 @@ def test_a_sleeping_script_is_canceled_and_its_process_is_gone(workers, source, 
 
     run.cancel()
     assert status_of(run.id) == "CancelRequested"
-    wait_for(lambda: status_of(run.id) == "Canceled", what="the cancel")
+    wait_for(lambda: status_of(run.id) == "Canceled", timeout=15, what="the cancel")
     with pytest.raises(ProcessLookupError):
         os.kill(info["pid"], 0)
     status = json.loads(
@@ -318,7 +254,7 @@ def test_a_killed_workers_run_fails_by_heartbeat(workers, source, exp, cast, set
     source.write("long.py", "import time\nprint('working', flush=True)\ntime.sleep(120)\n")
     run = exp.submit(ScriptRunConfig(source_directory=source.path, script="long.py"))
     worker = workers.start("local")
-    wait_for(lambda: "working" in driver_log(run.id, cast), what="the script to start")
+    wait_for(lambda: "working" in driver_log(run.id, cast), timeout=15, what="the script to start")
     pid = json.loads(
         cast.reader.client.get(f"/api/v1/runs/{run.id}/files/logs/process_info.json").getvalue()
     )["pid"]
@@ -326,7 +262,7 @@ def test_a_killed_workers_run_fails_by_heartbeat(workers, source, exp, cast, set
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=5)
     # The script dies with its worker (PR_SET_PDEATHSIG), and nobody heartbeats the run.
-    wait_for(lambda: _gone(pid), what="the script to die with its worker")
+    wait_for(lambda: _gone(pid), timeout=15, what="the script to die with its worker")
     settings.RUNSTUDIO_HEARTBEAT_TIMEOUT = 60
     assert services.runs_reap_stale() == []  # heartbeated within the timeout: not yet
     settings.RUNSTUDIO_HEARTBEAT_TIMEOUT = 1

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,17 +19,12 @@ import pytest
 import requests
 
 from runs.sdk.client import Client
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PASSWORD = "spool-test-password-1"
 EXIT_TIMEOUT = 2  # RUNSTUDIO_EXIT_TIMEOUT for the scripts: seconds of silence before spooling
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _time(iso: str) -> float:
@@ -43,7 +37,7 @@ class Server:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.env = {

@@ -7,7 +7,6 @@ three processes (itself with the worker threads, gunicorn's arbiter and one web 
 SQLite); its local and alerts workers register and, when it stops, stop."""
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,12 +17,7 @@ import pytest
 import requests
 
 from runs import serving
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.processes import free_port
 
 
 def _children(pid: int) -> list[int]:
@@ -50,7 +44,7 @@ def _tree(pid: int) -> list[int]:
 
 class Serve:
     def __init__(self, data_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             "PATH": "/usr/bin:/bin",

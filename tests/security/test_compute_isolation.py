@@ -10,109 +10,25 @@ workers (target names were global queue names), and B's compute page showed A's 
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import zipfile
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
 from runs import selectors, services, tasks
 from runs.models import ComputeTarget, Run, RunStatus, Worker
+from tests.processes import ROOT, Workers, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 A, B = "lab", "elsewhere"  # the cast's workspace (owner olivia) and the outsider's (owner oscar)
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-class Workers:
-    """Starts `runstudio_worker` processes on the test database; stops them at the end."""
-
-    def __init__(self, files_dir: Path, log_dir: Path) -> None:
-        self.files_dir, self.log_dir = files_dir, log_dir
-        self.processes: list[subprocess.Popen] = []
-
-    def env(self, key: str | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTUDIO_")}
-        db = connection.settings_dict
-        if connection.vendor == "sqlite":
-            env["RUNSTUDIO_SQLITE_PATH"] = str(db["NAME"])
-            env.pop("DATABASE_URL", None)
-        else:
-            env["DATABASE_URL"] = (
-                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}"
-                f"/{db['NAME']}"
-            )
-        env.update(
-            DJANGO_SETTINGS_MODULE="studio.settings",
-            RUNSTUDIO_DATA_DIR=str(self.files_dir.parent),
-            RUNSTUDIO_SERVER_URL="http://127.0.0.1:9",  # these scripts never call back
-            RUNSTUDIO_HEARTBEAT_INTERVAL="1",
-            RUNSTUDIO_REAPER_INTERVAL="3600",
-            RUNSTUDIO_CANCEL_GRACE="1",
-        )
-        if key is not None:
-            env["RUNSTUDIO_WORKER_KEY"] = key
-        return env
-
-    def command(self, *args: str, batch: bool) -> list[str]:
-        command = [sys.executable, "-m", "django", "runstudio_worker", *args]
-        command += ["--no-reload", "--interval", "0.1", "--no-startup-delay"]
-        return command + (["--batch"] if batch else [])
-
-    def start(self, *args: str, key: str | None = None, batch: bool = False) -> subprocess.Popen:
-        log = open(self.log_dir / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
-        process = subprocess.Popen(
-            self.command(*args, batch=batch), cwd=ROOT, env=self.env(key), stdout=log, stderr=log
-        )
-        self.processes.append(process)
-        return process
-
-    def drain(self, *args: str, key: str | None = None) -> None:
-        """A --batch worker: takes what its queue holds, then exits 0."""
-        process = self.start(*args, key=key, batch=True)
-        assert process.wait(timeout=60) == 0, self.logs()
-
-    def refused(self, *args: str, key: str | None = None) -> str:
-        """Runs a worker that must refuse to start; returns what it said."""
-        done = subprocess.run(  # noqa: S603 - our own management command
-            self.command(*args, batch=True),
-            cwd=ROOT,
-            env=self.env(key),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode != 0, done.stdout + done.stderr
-        return done.stderr
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.log_dir.glob("worker-*.log")))
 
 
 @pytest.fixture
@@ -120,17 +36,10 @@ def workers(settings, tmp_path):
     files_dir = Path(settings.STORAGES["default"]["OPTIONS"]["location"])
     log_dir = tmp_path / "worker-logs"
     log_dir.mkdir()
-    pool = Workers(files_dir, log_dir)
+    # These scripts never call back to a server.
+    pool = Workers("http://127.0.0.1:9", files_dir.parent, log_dir)
     yield pool
     pool.stop()
-
-
-def wait_for(predicate, *, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 def submit(client, workspace: str, target: str, code: str = "print('hi')\n") -> str:

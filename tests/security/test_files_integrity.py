@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import unicodedata
@@ -23,14 +22,13 @@ from pathlib import Path
 import pytest
 import requests
 from django.core.files.storage import default_storage
-from django.db import connection
 
 from runs import limits, services, snapshot, storage
 from runs.errors import InvalidInput, TooLarge
 from runs.models import RunFile
 from runs.storage import storage_name
+from tests.processes import ROOT, database_env, free_port, gunicorn_command, wait_until_served
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"the server's secret key\n"
 
 
@@ -467,45 +465,19 @@ def test_a_chunked_body_on_a_server_that_cannot_decode_it_is_a_411(live_server, 
 # --- Through a real gunicorn, as `runstudio serve` runs it ------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Gunicorn:
     def __init__(self, data_dir: Path, log: Path) -> None:
-        self.port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTUDIO_")}
-        db = connection.settings_dict
-        if connection.vendor == "sqlite":
-            env["RUNSTUDIO_SQLITE_PATH"] = str(db["NAME"])
-            env.pop("DATABASE_URL", None)
-        else:
-            env["DATABASE_URL"] = (
-                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}"
-                f"/{db['NAME']}"
-            )
+        self.port = free_port()
         # Its run files land where this test's storage is (tests/conftest.py: tmp_path/files).
-        env.update(DJANGO_SETTINGS_MODULE="studio.settings", RUNSTUDIO_DATA_DIR=str(data_dir))
-        command = [sys.executable, "-m", "gunicorn", "studio.wsgi:application"]
-        command += ["--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "4"]
+        env = database_env(data_dir)
+        command = gunicorn_command(self.port, "--workers", "2", "--threads", "4")
         command += ["--worker-class", "gthread", "--no-control-socket"]
         self.log = log
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{self.url}/api/v1/me", timeout=2).status_code == 401:
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert self.process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.2)
+        wait_until_served(self.url, self.process, log=log)
 
     def connect(self, timeout: float = 30) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

@@ -9,12 +9,8 @@ log. The run-scoped token is tried both from inside a script and directly throug
 
 import io
 import json
-import os
 import secrets
-import signal
 import subprocess
-import sys
-import time
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -29,80 +25,26 @@ from runs import sandbox, services, storage
 from runs.models import ApiToken, Run, Worker
 from runs.models import Workspace as WorkspaceModel
 from runs.sdk import Experiment, Workspace
+from tests import processes
+from tests.processes import ROOT, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 CANARY_NAME = "SANDBOX_TEST_CANARY"
 
 
-def wait_for(predicate, *, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-class Workers:
-    """`runstudio_worker` processes on the test database, with a canary in their environment."""
+class Workers(processes.Workers):
+    """`runstudio_worker` processes for `local`, with a canary in their environment."""
 
     def __init__(self, server_url: str, data_dir: Path, log_dir: Path) -> None:
-        self.server_url, self.data_dir, self.log_dir = server_url, data_dir, log_dir
+        super().__init__(server_url, data_dir, log_dir)  # its secret_key file is created here
         self.canary = "canary-" + secrets.token_hex(8)
-        self.processes: list[subprocess.Popen] = []
 
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTUDIO_")}
-        db = connection.settings_dict
-        if connection.vendor == "sqlite":
-            env["RUNSTUDIO_SQLITE_PATH"] = str(db["NAME"])
-            env.pop("DATABASE_URL", None)
-        else:
-            env["DATABASE_URL"] = (
-                f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}"
-                f"/{db['NAME']}"
-            )
-        env.update(
-            DJANGO_SETTINGS_MODULE="studio.settings",
-            RUNSTUDIO_DATA_DIR=str(self.data_dir),  # its secret_key file is created here
-            RUNSTUDIO_SERVER_URL=self.server_url,
-            RUNSTUDIO_HEARTBEAT_INTERVAL="1",
-            RUNSTUDIO_REAPER_INTERVAL="3600",
-            RUNSTUDIO_CANCEL_GRACE="1",
-        )
-        env[CANARY_NAME] = self.canary
-        env.update(extra)
-        return env
+    def env(self, key: str | None = None, **extra: str) -> dict[str, str]:
+        return super().env(key, **{CANARY_NAME: self.canary, **extra})
 
     def start(self, *, batch: bool = False, **extra: str) -> subprocess.Popen:
-        command = [sys.executable, "-m", "django", "runstudio_worker", "--queue-name", "local"]
-        command += ["--no-reload", "--interval", "0.1", "--no-startup-delay"]
-        if batch:
-            command.append("--batch")
-        log = open(self.log_dir / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env(**extra), stdout=log, stderr=subprocess.STDOUT
-        )
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.log_dir.glob("worker-*.log")))
+        return super().start("--queue-name", "local", batch=batch, **extra)
 
 
 @pytest.fixture

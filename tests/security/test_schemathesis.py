@@ -17,17 +17,16 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import ROOT, free_port, gunicorn_command, wait_until_served
+
 BIN = Path(sys.executable).parent
 SEED = 20261130
 MAX_EXAMPLES = 12
@@ -79,12 +78,6 @@ checks.positive_data_acceptance.expected-statuses = [
     "2XX", "400", "401", "403", "404", "409", "413",
 ]
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(data_dir: Path, database_url: str | None) -> dict:
@@ -182,16 +175,11 @@ def server(tmp_path, database_url):
         f"U.objects.create_user('bystander', password={PASSWORD!r})\n"
     )
     subprocess.run([*django, "shell", "-c", users], env=env, cwd=ROOT, check=True)
-    port = _free_port()
+    port = free_port()
     access_log = tmp_path / "access.log"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "studio.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
+        gunicorn_command(
+            port,
             "--workers",
             "1",
             "--threads",
@@ -205,22 +193,14 @@ def server(tmp_path, database_url):
             str(access_log),
             "--access-logformat",
             "%(s)s %(L)s %(m)s %(U)s",
-        ],
+        ),
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "server.err", "w"),
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/api/v1/me", timeout=2).status_code == 401:
-                break
-        except requests.ConnectionError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.2)
+    wait_until_served(url, process)
     try:
         yield url, access_log, tmp_path
     finally:

@@ -4,75 +4,35 @@ over 4094 bytes before Django sees it, and it streams a body Django then reads."
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
 from runs import limits, services
+from tests.processes import ROOT, database_env, free_port, gunicorn_command, wait_until_served
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTUDIO_")}
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        env["RUNSTUDIO_SQLITE_PATH"] = str(db["NAME"])
-        env.pop("DATABASE_URL", None)
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-        )
-    env.update(DJANGO_SETTINGS_MODULE="studio.settings", RUNSTUDIO_DATA_DIR=str(tmp_path))
-    return env
 
 
 @pytest.fixture
 def served(tmp_path):
     """gunicorn with its default limits, one worker, on the test database."""
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "studio.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--no-control-socket",
-        ],
+        gunicorn_command(port, "--workers", "1", "--no-control-socket"),
         cwd=ROOT,
-        env=_env(tmp_path),
+        env=database_env(tmp_path),
         stdout=log,
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url + "/api/v1/me", timeout=5)
-            break
-        except requests.RequestException:  # not listening yet, or still importing Django
-            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.1)
+    wait_until_served(
+        url, process, timeout=30, interval=0.1, status=None, log=tmp_path / "gunicorn.log"
+    )
     yield url
     process.terminate()
     process.wait(10)
