@@ -1,6 +1,7 @@
 """Shared fixtures: a workspace with an owner, a contributor and a reader, plus an outsider
 who belongs to another workspace; each with an API client signed in by token."""
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -15,6 +16,19 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 PASSWORD = "correct horse battery staple"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, object, str]:
+    """Runs the `runstudio` CLI in this process: (exit status, parsed JSON or text, stderr)."""
+    from runs.sdk.cli import main
+
+    capsys.readouterr()
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    try:
+        return status, json.loads(out), err
+    except ValueError:
+        return status, out, err
 
 
 @pytest.fixture(autouse=True)

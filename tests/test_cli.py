@@ -3,18 +3,15 @@ reference document's ``az ml run`` commands, JMESPath queries included."""
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
-import requests
 
 from runs.sdk import Experiment, Workspace
-from runs.sdk.cli import main
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, run_cli
+from tests.processes import free_port, wait_until_served
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,13 +25,7 @@ def cli(sdk_server, monkeypatch, capsys):
     monkeypatch.delenv("RUNSTUDIO_URL")
 
     def run(*args: str):
-        capsys.readouterr()
-        status = main(list(args))
-        out, err = capsys.readouterr()
-        try:
-            return status, json.loads(out), err
-        except ValueError:
-            return status, out, err
+        return run_cli(capsys, *args)
 
     return run
 
@@ -248,14 +239,8 @@ def test_the_console_script_exits_non_zero_with_the_message_on_stderr(sdk_server
     assert done.returncode == 2 and "-r" in done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_migrates_seeds_the_demo_and_serves_the_api(tmp_path):
-    port = _free_port()
+    port = free_port()
     runstudio = os.path.join(os.path.dirname(sys.executable), "runstudio")
     env = {
         "PATH": "/usr/bin:/bin",
@@ -271,15 +256,7 @@ def test_serve_migrates_seeds_the_demo_and_serves_the_api(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"{url}/api/v1/me", timeout=2).status_code == 401:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # still booting (with workers)
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
+        wait_until_served(url, server, timeout=90, interval=0.3)  # it boots with workers
         env["RUNSTUDIO_PASSWORD"] = "demo-password"
         login = subprocess.run(
             [runstudio, "login", "--url", url, "--username", "demo"],

@@ -13,8 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from runs.sdk import Experiment, Workspace
-from runs.sdk.cli import main
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, run_cli
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,13 +26,7 @@ def cli(sdk_server, monkeypatch, capsys):
     monkeypatch.setenv("RUNSTUDIO_PASSWORD", PASSWORD)
 
     def run(*args: str):
-        capsys.readouterr()
-        status = main(list(args))
-        out, err = capsys.readouterr()
-        try:
-            return status, json.loads(out), err
-        except ValueError:
-            return status, out, err
+        return run_cli(capsys, *args)
 
     status, _, err = run("login", "--url", sdk_server.url, "--username", "carl")
     assert status == 0, err

@@ -1,12 +1,10 @@
 """`runstudio run archive|restore|delete -r ID…` against a live server, with the role cast: the
 contributor archives and restores, only the owner deletes for good (and must confirm)."""
 
-import json
-
 import pytest
 
 from runs.models import Run, RunActivity
-from runs.sdk.cli import main
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,13 +17,7 @@ def cli(sdk_server, monkeypatch, capsys):
 
     def run(member, *args: str):
         monkeypatch.setenv("RUNSTUDIO_TOKEN", member.token)
-        capsys.readouterr()
-        status = main(list(args))
-        out, err = capsys.readouterr()
-        try:
-            return status, json.loads(out), err
-        except ValueError:
-            return status, out, err
+        return run_cli(capsys, *args)
 
     return run
 
