@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from django.db.models import Q, QuerySet
 
 from runs import limits
-from runs.models import MetricKind, MetricSeries, Run
-from runs.selectors import RunPage, run_rows, run_sort, with_run_details
+from runs.models import Run
+from runs.selectors import RunPage, run_rows, run_sort, scalar_metric_names, with_run_details
 
 
 @dataclass
@@ -59,16 +59,7 @@ def run_tree_page(
         stack += [(child, depth + 1) for child in reversed(below.get(pk, []))]
     by_id = {run.pk: run for run in with_run_details(Run.objects.filter(pk__in=dict(ordered)))}
     found = [by_id[pk] for pk, _ in ordered if pk in by_id]
-    names = (
-        list(
-            MetricSeries.objects.filter(run__in=found, kind=MetricKind.SCALAR)
-            .order_by("name")
-            .values_list("name", flat=True)
-            .distinct()
-        )
-        if found
-        else []
-    )
+    names = scalar_metric_names(runs=found) if found else []
     return TreePage(
         rows=run_rows(runs=found, columns=columns),
         has_next=has_next,

@@ -498,16 +498,7 @@ def run_page(*, runs: QuerySet[Run], columns: list, offset: int = 0, limit: int 
     ids = ids[:limit]
     by_id = {run.pk: run for run in with_run_details(Run.objects.filter(pk__in=ids))}
     found = [by_id[pk] for pk in ids if pk in by_id]
-    metric_names = (
-        list(
-            MetricSeries.objects.filter(run__in=found, kind=MetricKind.SCALAR)
-            .order_by("name")
-            .values_list("name", flat=True)
-            .distinct()
-        )
-        if found
-        else []
-    )
+    metric_names = scalar_metric_names(runs=found) if found else []
     return RunPage(
         rows=run_rows(runs=found, columns=columns), has_next=has_next, metric_names=metric_names
     )
