@@ -117,6 +117,21 @@ def check_mapping(value: Any, *, field: str) -> dict:
     return value
 
 
+def check_text_mapping(value: Any, *, field: str) -> dict[str, str]:
+    """A key → text object (experiment and logged-model tags and params): each value is kept
+    as its text, None as ""."""
+    check_mapping(value, field=field)
+    checked = {}
+    for key, item in value.items():
+        check_name(key, field=f"{field}.{key}", what="key")
+        checked[key] = check_text(
+            "" if item is None else str(item),
+            field=f"{field}.{key}",
+            max_length=limits.TAG_VALUE_MAX_LENGTH,
+        )
+    return checked
+
+
 def scalar_value(value: Any, *, field: str) -> float:
     """A number, or one of the strings NaN / Infinity / -Infinity, as a float."""
     kind = type(value)

@@ -5,7 +5,7 @@ from django.db import IntegrityError, transaction
 from runs import limits
 from runs.errors import Conflict, InvalidInput
 from runs.models import Experiment, Workspace
-from runs.validation import check_mapping, check_name, check_pattern, check_text
+from runs.validation import check_pattern, check_text_mapping
 
 EXPERIMENT_TAGS_MAX = 1_000
 _NAME_RULE = "1–255 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -18,7 +18,7 @@ def _check_name(name: object) -> str:
 def experiment_create(*, workspace: Workspace, name: str, tags: dict | None = None) -> Experiment:
     """A new experiment; a 409 if the workspace has one by that name."""
     name = _check_name(name)
-    tags = _check_tags(tags or {})
+    tags = check_text_mapping(tags or {}, field="tags")
     try:
         with transaction.atomic():
             return Experiment.objects.create(workspace=workspace, name=name, tags=tags)
@@ -47,24 +47,11 @@ def experiment_rename(*, experiment: Experiment, name: str) -> Experiment:
     return experiment
 
 
-def _check_tags(tags: object, field: str = "tags") -> dict:
-    check_mapping(tags, field=field)
-    checked = {}
-    for key, value in tags.items():
-        check_name(key, field=f"{field}.{key}", what="key")
-        checked[key] = check_text(
-            "" if value is None else str(value),
-            field=f"{field}.{key}",
-            max_length=limits.TAG_VALUE_MAX_LENGTH,
-        )
-    return checked
-
-
 @transaction.atomic
 def experiment_set_tags(
     *, experiment: Experiment, set_tags: dict | None = None, remove: list[str] | None = None
 ) -> Experiment:
-    tags = _check_tags(set_tags or {})
+    tags = check_text_mapping(set_tags or {}, field="tags")
     locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
     merged = {k: v for k, v in locked.tags.items() if k not in set(remove or [])} | tags
     if len(merged) > EXPERIMENT_TAGS_MAX:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from runs import limits
 from runs.errors import InvalidInput
 from runs.models import LoggedModel, LoggedModelStatus, Run
-from runs.validation import check_line, check_mapping, check_name, check_text
+from runs.validation import check_line, check_text, check_text_mapping
 
 MODEL_FILES_FOLDER = "outputs/models"
 MODEL_KEYS_MAX = 1_000
@@ -17,19 +17,6 @@ MODEL_KEYS_MAX = 1_000
 
 def logged_model_folder(model: LoggedModel) -> str:
     return f"{MODEL_FILES_FOLDER}/{model.model_id}"
-
-
-def _check_kv(mapping: object, *, field: str) -> dict:
-    check_mapping(mapping, field=field)
-    checked = {}
-    for key, value in mapping.items():
-        check_name(key, field=f"{field}.{key}", what="key")
-        checked[key] = check_text(
-            "" if value is None else str(value),
-            field=f"{field}.{key}",
-            max_length=limits.TAG_VALUE_MAX_LENGTH,
-        )
-    return checked
 
 
 def logged_model_create(
@@ -47,8 +34,8 @@ def logged_model_create(
         run=run,
         name=check_line(name, field="name", max_length=limits.NAME_MAX_LENGTH),
         model_type=check_line(model_type or "", field="model_type", max_length=255),
-        tags=_check_kv(tags or {}, field="tags"),
-        params=_check_kv(params or {}, field="params"),
+        tags=check_text_mapping(tags or {}, field="tags"),
+        params=check_text_mapping(params or {}, field="params"),
     )
 
 
@@ -75,8 +62,8 @@ def logged_model_update(
     """Tags change; params, like a run's, keep their first value (MLflow's rule too)."""
     locked = LoggedModel.objects.select_for_update().get(pk=model.pk)
     tags = {k: v for k, v in locked.tags.items() if k not in set(remove_tags or [])}
-    tags |= _check_kv(set_tags or {}, field="tags")
-    new_params = _check_kv(params or {}, field="params")
+    tags |= check_text_mapping(set_tags or {}, field="tags")
+    new_params = check_text_mapping(params or {}, field="params")
     merged_params = new_params | locked.params
     if len(tags) > MODEL_KEYS_MAX or len(merged_params) > MODEL_KEYS_MAX:
         raise InvalidInput(
