@@ -13,7 +13,6 @@ settings.RUNSTUDIO_SERVER_URL with a token scoped to the run (ApiToken.run: the 
 descendants only), revoked when the run ends.
 """
 
-import ctypes
 import json
 import os
 import shutil
@@ -23,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from runs import sandbox, selectors, snapshot, storage
+from runs.child_processes import signal_on_parent_death
 from runs.errors import Conflict, ServiceError
 from runs.models import ApiToken, ComputeTarget, Run, RunStatus
 from runs.services.accounts import token_create, token_revoke
@@ -121,21 +120,6 @@ def claim(*, run_pk: int, queue_name: str) -> tuple[Run | None, str]:
         run = run_set_status(run=run, status=RunStatus.PREPARING, reason="claimed")
         run_heartbeat(run=run)
     return run, "claimed"
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec function that kills the script when the worker dies (Linux prctl)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not after fork
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-    return preexec
 
 
 class _Pipe(threading.Thread):
@@ -368,7 +352,8 @@ class _Execution:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: a cancel stops all of it
-                preexec_fn=_die_with_parent(),  # noqa: PLW1509 - only prctl, resolved before fork
+                # The script is killed when the worker dies.
+                preexec_fn=signal_on_parent_death(signal.SIGKILL),  # noqa: PLW1509 - prctl only
             )
         finally:
             if wrapped is not None:

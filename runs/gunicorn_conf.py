@@ -46,24 +46,6 @@ def command(*, host: str, port: int, workers: int, threads: int) -> list[str]:
     ]
 
 
-def stop_with_parent():
-    """A preexec function: SIGTERM to the child when its parent dies (Linux prctl), or None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import signal
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not after fork
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return preexec
-
-
 def post_fork(server, worker):
     """In the worker, before it loads the app."""
     import django

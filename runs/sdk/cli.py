@@ -545,7 +545,10 @@ def cmd_serve(args: argparse.Namespace) -> Any:
     command migrates only when a migration is unapplied, builds static files only when they
     changed, and runs the local and alerts workers as threads
     (runs/management/commands/runstudio_serve.py)."""
+    import signal
+
     from runs import gunicorn_conf  # imports no Django
+    from runs.child_processes import signal_on_parent_death  # nor this
 
     env = _django_env()
     # Serve the collected, hashed and compressed static files (see STORAGES in settings).
@@ -563,7 +566,7 @@ def cmd_serve(args: argparse.Namespace) -> Any:
         pass_fds=(gate_read,),
         # If serve is killed outright, gunicorn stops too (graceful SIGTERM) instead of
         # holding the port.
-        preexec_fn=gunicorn_conf.stop_with_parent(),  # noqa: PLW1509 - prctl only
+        preexec_fn=signal_on_parent_death(signal.SIGTERM),  # noqa: PLW1509 - prctl only
     )
     os.close(gate_read)
     os.set_inheritable(gate_write, True)
