@@ -68,6 +68,21 @@ def file_list(request, run_id: str):
     )
 
 
+def _write_errors(*, e413: str) -> dict:
+    """The errors an upload or an append can answer with."""
+    return s.errors(
+        400,
+        401,
+        403,
+        404,
+        409,
+        411,
+        413,
+        e409="A file stands where the path needs a folder, or a folder where it needs a file.",
+        e413=e413,
+    )
+
+
 @extend_schema(
     methods=["GET"],
     operation_id="file_download",
@@ -117,17 +132,7 @@ def file_list(request, run_id: str):
     request=s.BINARY,
     responses={
         201: s.RunFileWrittenSerializer,
-        **s.errors(
-            400,
-            401,
-            403,
-            404,
-            409,
-            411,
-            413,
-            e409="A file stands where the path needs a folder, or a folder where it needs a file.",
-            e413=f"The file is over {limits.MAX_FILE_UPLOAD_BYTES} bytes.",
-        ),
+        **_write_errors(e413=f"The file is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."),
     },
 )
 @extend_schema(
@@ -146,17 +151,7 @@ def file_list(request, run_id: str):
     request=s.BINARY,
     responses={
         200: s.RunFileWrittenSerializer,
-        **s.errors(
-            400,
-            401,
-            403,
-            404,
-            409,
-            411,
-            413,
-            e409="A file stands where the path needs a folder, or a folder where it needs a file.",
-            e413=f"The body is over {limits.MAX_FILE_UPLOAD_BYTES} bytes.",
-        ),
+        **_write_errors(e413=f"The body is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."),
     },
 )
 @api_view(["GET", "PUT", "POST"])
