@@ -31,6 +31,7 @@ from runs.models import (
     RunTag,
 )
 from runs.services import RunSpec
+from runs.validation import check_name
 
 # --- experiments --------------------------------------------------------------------------------
 
@@ -283,6 +284,9 @@ def runs_set_tag(door: Door, body: dict) -> dict:
 def runs_delete_tag(door: Door, body: dict) -> dict:
     run = load_run(door, body.get("run_id"), write=True)
     key = text_field(body, "key")
+    # Checked before the lookup: a key the rules refuse (a NUL, say) is a 400, and PostgreSQL
+    # would refuse to even compare it.
+    check_name(key, field="key", what="key")
     if key == t.RUN_NAME_TAG:
         services.run_update(run=run, display_name="")
     elif key == t.NOTE_TAG:

@@ -43,7 +43,26 @@ def _body(request) -> dict:
         raise InvalidInput(f"body: not JSON ({exc}).", field="body") from None
     if not isinstance(data, dict):
         raise InvalidInput("body: must be a JSON object.", field="body")
+    if _holds_nul(data):
+        # No name, value or text of the model may hold one, and PostgreSQL cannot even compare
+        # it: refused here once for every route (a NUL in the URL is the middleware's).
+        raise InvalidInput("body: a string holds a NUL character (\\u0000).", field="body")
     return data
+
+
+def _holds_nul(data: object) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _model_route(door: Door, request, path: str):

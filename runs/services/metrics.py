@@ -230,27 +230,31 @@ def run_log_batch(*, run: Run, metrics: Any, idempotency_key: str | None = None)
 
 def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
     names = [b.name for b in batches]
-    existing = {
-        s.name: s for s in MetricSeries.objects.select_for_update().filter(run=run, name__in=names)
-    }
-    for b in batches:
-        if b.name in existing and existing[b.name].kind != b.kind:
-            raise InvalidInput(
-                f"metric {b.name!r} of run {run.run_id} holds {existing[b.name].kind} values; "
-                f"it cannot take {b.kind} values. Log them under another name.",
-                field="metrics",
-                code="kind_mismatch",
-            )
+
+    def locked() -> dict[str, MetricSeries]:
+        series = MetricSeries.objects.select_for_update().filter(run=run, name__in=names)
+        return {s.name: s for s in series}
+
+    existing = locked()
     new = [
         MetricSeries(run=run, name=b.name, kind=b.kind, steps_sorted=True, times_sorted=True)
         for b in batches
         if b.name not in existing
     ]
     if new:
-        MetricSeries.objects.bulk_create(new)
-        if new[0].pk is None:  # pragma: no cover - backends that cannot return ids
-            new = list(MetricSeries.objects.filter(run=run, name__in=[s.name for s in new]))
-        existing.update({s.name: s for s in new})
+        # Two batches may start the same series at once (MLflow's async logging sends them in
+        # parallel): the loser's insert waits for the winner's commit and does nothing, and the
+        # second read then locks the winner's row with its count, so no point is lost.
+        MetricSeries.objects.bulk_create(new, ignore_conflicts=True)
+        existing = locked()
+    for b in batches:
+        if existing[b.name].kind != b.kind:
+            raise InvalidInput(
+                f"metric {b.name!r} of run {run.run_id} holds {existing[b.name].kind} values; "
+                f"it cannot take {b.kind} values. Log them under another name.",
+                field="metrics",
+                code="kind_mismatch",
+            )
 
     now = time.time()
     cursor = connection.cursor()

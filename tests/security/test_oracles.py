@@ -44,8 +44,9 @@ def _same(first, second, first_name: str, second_name: str) -> None:
 
     def body(response, name):
         content = b"".join(response.streaming_content) if response.streaming else response.content
-        # The probed name as a whole word only: a number like 1 must not eat every digit.
-        text = re.sub(rf"(?<![\w.]){re.escape(name)}(?!\w)", "<probe>", content.decode())
+        # The probed name as a whole word only: a number like 1 must not eat every digit, and
+        # 8 must not eat the one in "utf-8".
+        text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?!\w)", "<probe>", content.decode())
         # CSRF tokens and the like differ between any two pages.
         return re.sub(r'value="[A-Za-z0-9]{32,}"', 'value=""', text)
 
