@@ -199,3 +199,49 @@ def test_user_create_where_there_is_no_database_says_which_setting_to_fix(tmp_pa
     assert line.startswith("runstudio: error: no Runstudio database at ")
     assert "RUNSTUDIO_DATA_DIR" in line
     assert not (tmp_path / "data" / "db.sqlite3").exists()  # no empty database left behind
+
+
+def test_user_create_from_another_folder_finds_the_database_the_last_serve_used(tmp_path):
+    """`runstudio serve` in one folder, `runstudio user create` in another: the second finds the
+    first's ./runstudio-data through the record serve leaves in RUNSTUDIO_HOME."""
+    import os
+    import sqlite3
+    import subprocess
+
+    from runs.sdk import cli
+
+    served, elsewhere, home = tmp_path / "served", tmp_path / "elsewhere", tmp_path / "home"
+    for folder in (served, elsewhere):
+        folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNSTUDIO_", "DATABASE_"))}
+    env["RUNSTUDIO_HOME"] = str(home)
+    data = served / "runstudio-data"
+    migrate = [sys.executable, "-m", "django", "migrate", "-v0"]
+    subprocess.run(
+        migrate,
+        env={**env, "RUNSTUDIO_DATA_DIR": str(data), "DJANGO_SETTINGS_MODULE": "studio.settings"},
+        check=True,
+        timeout=120,
+    )
+    os.environ["RUNSTUDIO_HOME"] = str(home)
+    try:
+        cli._record_served_data_dir({"RUNSTUDIO_DATA_DIR": str(data)})  # what serve does
+    finally:
+        del os.environ["RUNSTUDIO_HOME"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "runs.sdk.cli", "user", "create", "-u", "bob", "--password-stdin"],
+        input="a long enough pass phrase\n",
+        env=env,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(data / "db.sqlite3") as db:
+        assert db.execute("select count(*) from auth_user where username = 'bob'").fetchone() == (
+            1,
+        )
+    assert not (elsewhere / "runstudio-data").exists()

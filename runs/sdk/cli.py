@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -443,7 +444,7 @@ def cmd_user_create(args: argparse.Namespace) -> Any:
         command.append("--superuser")
     if args.password_stdin:
         command.append("--password-stdin")
-    done = subprocess.run(command, env=_django_env(), capture_output=True, text=True)
+    done = subprocess.run(command, env=_django_env(remembered=True), capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
         raise RunstudioError(lines[-1].removeprefix("CommandError: "))
@@ -462,10 +463,41 @@ def cmd_compute_worker_key(args: argparse.Namespace) -> Any:
     return _client(args).post(f"{path}/worker-key", {})
 
 
-def _django_env() -> dict[str, str]:
+def _django_env(*, remembered: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "studio.settings")
+    if remembered and not env.get("RUNSTUDIO_DATA_DIR") and not env.get("DATABASE_URL"):
+        # From another folder than the one `runstudio serve` ran in (whose ./runstudio-data is
+        # the default), use the data directory the last local `serve` recorded.
+        here = Path("runstudio-data")
+        if not here.is_dir() and (last := _last_served_data_dir()) is not None:
+            env["RUNSTUDIO_DATA_DIR"] = last
     return env
+
+
+def _served_record() -> Path:
+    return config.runstudio_home() / "last-serve.json"
+
+
+def _last_served_data_dir() -> str | None:
+    try:
+        data_dir = json.loads(_served_record().read_text())["data_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return data_dir if isinstance(data_dir, str) and Path(data_dir).is_dir() else None
+
+
+def _record_served_data_dir(env: dict[str, str]) -> None:
+    """Remembers an embedded server's data directory (never a DATABASE_URL: it holds a password)
+    so `runstudio user create` finds it from any folder."""
+    if env.get("DATABASE_URL"):
+        return
+    data_dir = str(Path(env.get("RUNSTUDIO_DATA_DIR") or "runstudio-data").resolve())
+    try:
+        _served_record().parent.mkdir(parents=True, exist_ok=True)
+        _served_record().write_text(json.dumps({"data_dir": data_dir}) + "\n")
+    except OSError:
+        pass  # only a convenience for later commands
 
 
 def _worker_command(target: str, *, batch: bool = False, workspace: str | None = None) -> list[str]:
@@ -551,6 +583,7 @@ def cmd_serve(args: argparse.Namespace) -> Any:
     from runs.child_processes import signal_on_parent_death  # nor this
 
     env = _django_env()
+    _record_served_data_dir(env)
     # Serve the collected, hashed and compressed static files (see STORAGES in settings).
     env["RUNSTUDIO_STATIC_FINDERS"] = "0"
     # The scripts the local workers start call this server back.
