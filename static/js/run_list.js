@@ -170,6 +170,7 @@
       window.history.replaceState(null, "", url);
       if (window.rsRelativeTimes) window.rsRelativeTimes(table);
       applyTree();
+      applyWidths(); // the head was swapped: put the remembered widths back
       refreshSelection();
       refreshManage();
       schedule();
@@ -220,6 +221,43 @@
       open ? /^Expand/ : /^Collapse/, open ? "Collapse" : "Expand"));
     applyTree();
   });
+
+  // --- remembered column widths ---------------------------------------------------------------
+
+  // The browser's resize grip (CSS `resize: horizontal` on .col-resize) writes an inline width;
+  // that width is kept per list (workspace + view / experiment / all runs) and per column key
+  // in localStorage, so adding or removing a column keeps the others' widths. Widths nobody
+  // dragged have no inline style and are not stored: the table keeps sizing them itself.
+  var WIDTHS = "runstudio-widths:" + (table.dataset.widthsKey || window.location.pathname);
+
+  function loadWidths() {
+    try { return JSON.parse(window.localStorage.getItem(WIDTHS) || "{}") || {}; } catch (e) { return {}; }
+  }
+
+  function saveWidth(key, width) {
+    var widths = loadWidths();
+    if (widths[key] === width) return;
+    widths[key] = width;
+    try { window.localStorage.setItem(WIDTHS, JSON.stringify(widths)); } catch (e) { /* private mode */ }
+  }
+
+  var resizeWatch = window.ResizeObserver ? new ResizeObserver(function (entries) {
+    entries.forEach(function (entry) {
+      var box = entry.target;
+      var key = box.closest("th") && box.closest("th").title;
+      if (key && box.style.width) saveWidth(key, box.style.width);
+    });
+  }) : null;
+
+  function applyWidths() {
+    var widths = loadWidths();
+    table.querySelectorAll("thead th .col-resize").forEach(function (box) {
+      var key = box.closest("th").title;
+      if (widths[key] && /^\d+(\.\d+)?px$/.test(widths[key])) box.style.width = widths[key];
+      if (resizeWatch) resizeWatch.observe(box);
+    });
+  }
+  applyWidths();
 
   // --- live statuses --------------------------------------------------------------------------
 

@@ -152,3 +152,44 @@ def test_save_a_shared_view_and_open_it_as_a_teammate(
         assert other.get_by_role("button", name="Delete view").is_visible()
     finally:
         teammate.close()
+
+
+def test_a_resized_column_keeps_its_width_after_a_reload_and_a_column_change(
+    page, live_server, cast, lab, sign_in, screenshot
+):
+    sign_in(page, cast.reader, "/w/lab/runs/")
+    header = page.locator("#run-table thead th:not(.sel)").nth(1)
+    key = header.get_attribute("title")
+    grip = header.locator(".col-resize")
+    before = grip.bounding_box()
+    # Drag the browser's own resize grip (the bottom-right corner) 150px to the right.
+    page.mouse.move(before["x"] + before["width"] - 2, before["y"] + before["height"] - 2)
+    page.mouse.down()
+    page.mouse.move(
+        before["x"] + before["width"] + 148, before["y"] + before["height"] - 2, steps=8
+    )
+    page.mouse.up()
+    widened = grip.bounding_box()["width"]
+    assert widened > before["width"] + 100
+
+    def width_of(column_key):
+        return page.locator(
+            f'#run-table thead th[title="{column_key}"] .col-resize'
+        ).bounding_box()["width"]
+
+    page.reload()
+    page.wait_for_load_state()
+    assert abs(width_of(key) - widened) < 2
+
+    # Adding a column redraws the head in place; the remembered width comes back with it.
+    page.click("details.columns-menu > summary")
+    page.fill("input.add-column-input, .add-column input", "metrics.loss.max")
+    page.click("details.columns-menu button[type=submit]")
+    page.locator("#run-table thead th", has_text="loss (max)").wait_for()
+    assert abs(width_of(key) - widened) < 2
+    page.keyboard.press("Escape")
+    screenshot(page, "run_list_resized_column")
+
+    # Another list (an experiment's) has widths of its own.
+    page.goto(f"{live_server.url}/w/lab/experiments/resnet/")
+    assert width_of(key) < widened - 100
