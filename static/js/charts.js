@@ -287,14 +287,13 @@
     state.status.textContent = text;
   }
 
+  // Timing is studio.js's rsPoll; a chart stops polling once it has left the page.
   function live(state) {
-    var tick = function () {
-      if (!document.body.contains(state.node)) return;
-      load(state, false).then(function () {
-        setTimeout(tick, document.hidden ? HIDDEN_MS : LIVE_MS);
-      });
-    };
-    setTimeout(tick, LIVE_MS);
+    window.rsPoll(function () { return load(state, false); }, {
+      fast: LIVE_MS,
+      slow: HIDDEN_MS,
+      active: function () { return document.body.contains(state.node); },
+    });
   }
 
   // --- children's best values ---------------------------------------------------------------

@@ -8,25 +8,9 @@
   var stamp = document.getElementById("compute-updated");
   if (!live || !live.dataset.liveUrl) return;
   var interval = (parseFloat(live.dataset.interval) || 5) * 1000;
-  var timer = null;
-  var busy = false;
-
-  function schedule() {
-    window.clearTimeout(timer);
-    timer = window.setTimeout(refresh, document.hidden ? 30000 : interval);
-  }
-
-  function refresh() {
-    if (busy) return schedule();
-    busy = true;
-    fetch(live.dataset.liveUrl, {
-      credentials: "same-origin",
-      headers: { "X-Requested-With": "fetch" },
-    })
-      .then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.text();
-      })
+  // The timing (no overlap, 30 s while hidden, at once on return) is studio.js's rsPoll.
+  window.rsPoll(function () {
+    return window.rsFetchText(live.dataset.liveUrl)
       .then(function (html) {
         live.innerHTML = html;
         live.dataset.refreshed = String(Date.now());
@@ -40,15 +24,6 @@
           stamp.textContent = "Live · update failed, retrying";
           stamp.classList.add("stale");
         }
-      })
-      .then(function () {
-        busy = false;
-        schedule();
       });
-  }
-
-  document.addEventListener("visibilitychange", function () {
-    if (!document.hidden) refresh();
-  });
-  schedule();
+  }, { fast: interval, slow: 30000 });
 })();

@@ -11,8 +11,6 @@
   var FAST = 3000; // ms between polls while the tab is visible
   var SLOW = 15000; // ... and while it is hidden
   var live = root.dataset.live === "1";
-  var timer = null;
-  var busy = false;
 
   function fragmentUrl(params) {
     var query = new URLSearchParams(window.location.search);
@@ -27,15 +25,7 @@
     return template.content;
   }
 
-  function get(url) {
-    return fetch(url, {
-      credentials: "same-origin",
-      headers: { "X-Requested-With": "fetch" },
-    }).then(function (response) {
-      if (!response.ok) throw new Error(response.status + " " + url);
-      return response.text();
-    });
-  }
+  var get = window.rsFetchText;
 
   // --- in-place edits --------------------------------------------------------------------
 
@@ -173,19 +163,15 @@
   }
   scrollLogToEnd();
 
+  // Timing (no overlap, slower while hidden, at once on return, stop when the run ends) is
+  // studio.js's rsPoll.
   function tick() {
-    timer = null;
-    if (busy) return schedule();
-    busy = true;
     var wasLive = live;
-    pollParts()
+    return pollParts()
       .then(pollLog)
-      .catch(function (error) { console.warn("run page: poll failed", error); })
       .then(function () {
-        busy = false;
         // One more log read after the run ends picks up its last, unfinished line.
         if (wasLive && !live) return pollLog().then(stopFollowing);
-        schedule();
       });
   }
 
@@ -196,18 +182,7 @@
     if (note) note.hidden = true;
   }
 
-  function schedule() {
-    if (!live || timer) return;
-    timer = window.setTimeout(tick, document.hidden ? SLOW : FAST);
+  if (live) {
+    window.rsPoll(tick, { fast: FAST, slow: SLOW, active: function () { return live; } });
   }
-
-  document.addEventListener("visibilitychange", function () {
-    if (!live) return;
-    if (timer) window.clearTimeout(timer);
-    timer = null;
-    if (document.hidden) schedule();
-    else tick();
-  });
-
-  schedule();
 })();

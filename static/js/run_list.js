@@ -177,13 +177,7 @@
     }).catch(function () { window.location.href = url; });
   }
 
-  function get(url) {
-    return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error(String(response.status));
-        return response.text();
-      });
-  }
+  var get = window.rsFetchText;
 
   if (columnsMenu) {
     columnsMenu.addEventListener("change", function (event) {
@@ -261,8 +255,6 @@
 
   // --- live statuses --------------------------------------------------------------------------
 
-  var timer = null;
-
   function liveIds() {
     var ids = [];
     table.querySelectorAll("[data-status-for]").forEach(function (cell) {
@@ -271,24 +263,11 @@
     return ids;
   }
 
-  function schedule() {
-    window.clearTimeout(timer);
-    if (liveIds().length) timer = window.setTimeout(poll, document.hidden ? SLOW : FAST);
-  }
-
+  // Timing is studio.js's rsPoll; it polls only while a visible run is not finished yet.
   function poll() {
-    var ids = liveIds();
-    if (!ids.length) return;
     var params = new URLSearchParams();
-    ids.forEach(function (id) { params.append("run", id); });
-    fetch(table.dataset.statusUrl + "?" + params.toString(), {
-      credentials: "same-origin",
-      headers: { "X-Requested-With": "fetch" },
-    })
-      .then(function (response) {
-        if (!response.ok) throw new Error(String(response.status));
-        return response.text();
-      })
+    liveIds().forEach(function (id) { params.append("run", id); });
+    return window.rsFetchText(table.dataset.statusUrl + "?" + params.toString())
       .then(function (html) {
         var template = document.createElement("template");
         template.innerHTML = html; // rendered and escaped by the server
@@ -301,13 +280,13 @@
             }
           });
         });
-      })
-      .catch(function () { /* a missed poll is retried on the next tick */ })
-      .then(schedule);
+      });
   }
 
-  document.addEventListener("visibilitychange", function () {
-    if (!document.hidden) poll(); else schedule();
+  var statuses = window.rsPoll(poll, {
+    fast: FAST,
+    slow: SLOW,
+    active: function () { return liveIds().length > 0; },
   });
-  schedule();
+  function schedule() { statuses.schedule(); }
 })();

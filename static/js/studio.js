@@ -68,6 +68,54 @@
     window.setInterval(relativeTimes, 60000);
   });
 
+  // One fetch and one poller for every page's live parts (run list statuses, run page
+  // fragments and log, compute page, live charts), so they all behave the same: the server's
+  // fragment is fetched same-origin and marked X-Requested-With (the views answer fragments to
+  // it); a tick never overlaps the previous one; the next tick waits `fast` ms while the tab is
+  // visible and `slow` ms while it is hidden; coming back to the tab ticks at once; polling
+  // stops for good as soon as `active()` says so (the run ended, the chart left the page).
+  function fetchText(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error(response.status + " " + url);
+        return response.text();
+      });
+  }
+  window.rsFetchText = fetchText;
+
+  window.rsPoll = function (tick, options) {
+    options = options || {};
+    var fast = options.fast || 5000;
+    var slow = options.slow || 30000;
+    var active = options.active || function () { return true; };
+    var timer = null;
+    var busy = false;
+
+    function schedule() {
+      window.clearTimeout(timer);
+      timer = null;
+      if (busy || !active()) return; // a running tick schedules the next when it ends
+      timer = window.setTimeout(run, document.hidden ? slow : fast);
+    }
+
+    function run() {
+      window.clearTimeout(timer);
+      timer = null;
+      if (busy || !active()) return;
+      busy = true;
+      Promise.resolve()
+        .then(tick)
+        .catch(function (error) { console.warn("poll failed; retried on the next tick", error); })
+        .then(function () { busy = false; schedule(); });
+    }
+
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) schedule(); else run();
+    });
+    schedule();
+    return { schedule: schedule, now: run };
+  };
+
   // One confirm for every page: a form's or its submit button's data-confirm text is asked
   // before it posts; "{n}" takes the form's data-confirm-count (the run list's selection).
   // Listening on the document, it runs after a form's own submit handlers, which may fill

@@ -193,3 +193,20 @@ def test_a_resized_column_keeps_its_width_after_a_reload_and_a_column_change(
     # Another list (an experiment's) has widths of its own.
     page.goto(f"{live_server.url}/w/lab/experiments/resnet/")
     assert width_of(key) < widened - 100
+
+
+def test_a_running_runs_status_turns_completed_in_the_list_without_a_reload(
+    page, live_server, cast, lab, sign_in
+):
+    sign_in(page, cast.reader, "/w/lab/runs/")
+    run = lab["whisper-2"]
+    cell = f'#run-table [data-status-for="{run.run_id}"]'
+    assert page.get_attribute(cell, "data-status") == "Running"
+    page.evaluate("window.__same_page = true")
+    services.run_set_status(run=run, status=RunStatus.COMPLETED)
+    # The list polls every 5 s while the tab is visible (studio.js's rsPoll).
+    page.wait_for_function(
+        f"document.querySelector('{cell}').dataset.status === 'Completed'", timeout=15000
+    )
+    assert "Completed" in page.inner_text(cell)
+    assert page.evaluate("window.__same_page") is True
