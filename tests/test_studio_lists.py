@@ -455,3 +455,31 @@ def test_view_services_check_names_and_params(cast):
             name="x",
             params={"filters": {"colour": ["red"]}},
         )
+
+
+def test_every_list_shows_a_time_the_same_way_exact_date_with_the_second_in_its_title(
+    cast, make_run, view
+):
+    """One formatter (studio_format's `when`): the runs list, the experiments list and the
+    views list render <time datetime=ISO title="exact second" data-relative>date minute</time>,
+    which studio.js turns into "3 h ago"; no page renders its own "… ago" text."""
+    run = make_run(display_name="timed")
+    moment = timezone.localtime(run.created_at)
+    minute = moment.strftime("%Y-%m-%d %H:%M")
+    second = moment.strftime("%Y-%m-%d %H:%M:%S")
+    client = browser(cast.reader)
+    for url in ["/w/lab/runs/?col=display_name&col=created", "/w/lab/", "/w/lab/views/"]:
+        html = client.get(url).content.decode()
+        assert f'title="{second} ' in html and "data-relative>" in html, url
+        assert " ago</time>" not in html, url
+    assert f"data-relative>{minute}</time>" in client.get("/w/lab/runs/").content.decode()
+
+
+def test_a_missing_time_is_a_dash_and_an_exact_one_keeps_its_seconds():
+    from runs.templatetags.studio_format import when, when_exact
+
+    assert when(None) == "—" and when_exact("") == "—"
+    moment = timezone.now().replace(microsecond=0)
+    exact = when_exact(moment)
+    assert timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") + "</time>" in exact
+    assert "data-relative" not in exact

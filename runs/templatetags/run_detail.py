@@ -10,6 +10,8 @@ register = template.Library()
 
 # The studio's one formatter (runs/templatetags/studio_format.py) serves both filters here.
 register.filter("duration", studio_format.duration)
+register.filter("when", studio_format.when)
+register.filter("when_exact", studio_format.when_exact)
 register.filter("metric_value", studio_format.metric_value)
 
 

@@ -1,11 +1,13 @@
-"""The studio's one formatter for durations and metric numbers: the run list, the run page and
-the child-run tables load their filters from here, so a value reads the same everywhere."""
+"""The studio's one formatter for durations, metric numbers and times: the run list, the run
+page, the child-run tables, the compute, alerts, views and experiments pages load their filters
+from here, so a value reads the same everywhere."""
 
 import math
 from datetime import datetime, timedelta
 
 from django import template
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -56,3 +58,31 @@ def metric_value(value) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.6g}"
+
+
+def _time_tag(value, shown: str, relative: bool) -> str:
+    if not isinstance(value, datetime):
+        return "—"
+    # Rendered in the request's time zone, as Django's |date filter does.
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    return format_html(
+        '<time datetime="{}" title="{}"{}>{}</time>',
+        dateformat.format(local, "c"),
+        dateformat.format(local, "Y-m-d H:i:s e"),
+        " data-relative" if relative else "",
+        dateformat.format(local, shown),
+    )
+
+
+@register.filter
+def when(value) -> str:
+    """A moment in a list: "2026-05-01 14:03" (studio.js turns it into "3 h ago" up to ~6 weeks
+    old), the exact second in the title; "—" for nothing."""
+    return _time_tag(value, "Y-m-d H:i", relative=True)
+
+
+@register.filter
+def when_exact(value) -> str:
+    """A moment where the second matters (run details, events): "2026-05-01 14:03:27", never
+    relative; "—" for nothing."""
+    return _time_tag(value, "Y-m-d H:i:s", relative=False)

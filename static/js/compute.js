@@ -13,6 +13,7 @@
     return window.rsFetchText(live.dataset.liveUrl)
       .then(function (html) {
         live.innerHTML = html;
+        window.rsRelativeTimes(live); // "last seen 2 min ago" from the fresh <time> tags
         live.dataset.refreshed = String(Date.now());
         if (stamp) {
           stamp.textContent = "Live · updated " + new Date().toLocaleTimeString();

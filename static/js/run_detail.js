@@ -96,6 +96,7 @@
         });
       });
       current.replaceWith(part);
+      window.rsRelativeTimes(part); // the child runs' "created" times read relative again
       if (window.rsCharts && window.rsCharts.init) window.rsCharts.init(part);
     });
   }
