@@ -627,12 +627,8 @@ def mlflow_available() -> str | None:
     return mlflow.__version__
 
 
-def mlflow_phase(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
-    os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
+def mlflow_server_command(tmp: Path, port: int, *, workers: int | None = None) -> list[str]:
+    """`mlflow server` on a SQLite file and an artifact folder in `tmp` (also bench/mlflow_door)."""
     exe = BIN / "mlflow"
     cmd = [
         str(exe) if exe.exists() else "mlflow",
@@ -646,8 +642,16 @@ def mlflow_phase(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "--port",
         str(port),
     ]
-    if args.mlflow_workers:
-        cmd += ["--workers", str(args.mlflow_workers)]
+    return cmd + (["--workers", str(workers)] if workers else [])
+
+
+def mlflow_phase(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    cmd = mlflow_server_command(tmp, port, workers=args.mlflow_workers)
     log_path = tmp / "mlflow-server.log"
     log(f"starting MLflow: {' '.join(cmd[1:])}")
     server = start_process(cmd, env=env, log_path=log_path)

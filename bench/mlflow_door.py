@@ -154,19 +154,7 @@ def runstudio_phase(args: argparse.Namespace, tmp: Path) -> dict:
 def mlflow_phase(args: argparse.Namespace, tmp: Path) -> dict:
     port = ingest.free_port()
     uri = f"http://127.0.0.1:{port}"
-    exe = ingest.BIN / "mlflow"
-    cmd = [
-        str(exe),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{tmp / 'mlflow.db'}",
-        "--default-artifact-root",
-        str(tmp / "mlflow-artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    cmd = ingest.mlflow_server_command(tmp, port)
     log_path = tmp / "mlflow.log"
     server = ingest.start_process(cmd, env=dict(os.environ), log_path=log_path)
     try:
