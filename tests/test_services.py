@@ -469,3 +469,38 @@ def test_deleting_a_run_deletes_its_points_though_the_table_has_no_foreign_key(m
     run.delete()
     assert MetricPoint.objects.count() == 3
     assert set(MetricPoint.objects.values_list("series__run", flat=True)) == {other.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_that_start_the_same_series_at_once_both_arrive(make_run):
+    """MLflow's async logging sends batches in parallel: when two start one new series at the
+    same moment, neither fails and no point is lost (on PostgreSQL they really overlap)."""
+    import threading
+
+    from django.db import connection
+
+    run = make_run()
+    for round_ in range(5):
+        name = f"loss_{round_}"
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def send(values: list[float], name: str = name, barrier=barrier, errors=errors) -> None:
+            try:
+                barrier.wait()
+                services.run_log_batch(run=run, metrics=[{"name": name, "values": values}])
+            except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+                errors.append(e)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=send, args=([1.0, 2.0],)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+
+        assert errors == []
+        series = MetricSeries.objects.get(run=run, name=name)
+        assert series.count == 4
+        assert MetricPoint.objects.filter(series=series).count() == 4
