@@ -43,6 +43,18 @@ def _run_files(settings, tmp_path):
     }
 
 
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """One real SeaweedFS S3 server for the whole session (tests/seaweed.py; ~5 s to start),
+    with a bucket `runstudio-test`; stopped by its PID at the end."""
+    from tests.seaweed import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    server.make_bucket("runstudio-test")
+    yield server
+    server.stop()
+
+
 @dataclass
 class Member:
     user: object
