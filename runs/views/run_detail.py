@@ -20,7 +20,7 @@ from runs import run_forms, selectors, services, storage
 from runs.errors import InvalidInput, ServiceError
 from runs.models import MetricKind, Role, Run, RunProperty, RunTag
 from runs.rich_text import render_markdown
-from runs.storage.search import run_file_find
+from runs.storage.search import fold_spans, run_file_find
 from runs.views.common import load_run
 
 TABS = {
@@ -311,14 +311,15 @@ def _find(request, run: Run, path: str) -> dict | None:
 
 
 def _marked(lines: list[str], text: str) -> list[list[tuple[str, bool]]]:
-    """Each line cut into (text, is a match) pieces, ignoring case, for <mark>."""
-    needle = text.lower()
+    """Each line cut into (text, is a match) pieces, ignoring case as Find does, for <mark>."""
     rows = []
     for line in lines:
-        lower, pieces, at = line.lower(), [], 0
-        while needle and (hit := lower.find(needle, at)) >= 0:
-            pieces += [(line[at:hit], False), (line[hit : hit + len(text)], True)]
-            at = hit + len(text)
+        pieces, at = [], 0
+        for start, end in fold_spans(line, text):
+            if start < at:  # two matches inside one folded character ("s" in "ß")
+                continue
+            pieces += [(line[at:start], False), (line[start:end], True)]
+            at = end
         pieces.append((line[at:], False))
         rows.append([p for p in pieces if p[0]])
     return rows
