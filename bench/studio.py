@@ -30,6 +30,7 @@ plus a loopback round trip. Runstudio and MLflow both run with their default SQL
 
 import argparse
 import http.client
+import json
 import math
 import os
 import random
@@ -141,7 +142,7 @@ def big_series(n: int) -> list[tuple[int, float, float]]:
 # --- Runstudio ---------------------------------------------------------------------------------
 
 
-def django_env(data_dir: Path) -> dict[str, str]:
+def django_env(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(
         RUNSTUDIO_DATA_DIR=str(data_dir),
@@ -149,13 +150,151 @@ def django_env(data_dir: Path) -> dict[str, str]:
         PYTHONPATH=str(ROOT),
         RUNSTUDIO_LOG_LEVEL="ERROR",
     )
+    if database_url:  # PostgreSQL (--database-url); the embedded SQLite file otherwise
+        env["DATABASE_URL"] = database_url
     return env
 
 
+class SqliteSink:
+    """Bulk writes into the studio's SQLite file: executemany in big transactions."""
+
+    def __init__(self, path: Path):
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("PRAGMA cache_size=-1000000")  # 1 GB: index pages stay in memory
+
+    def one(self, sql: str, params=()) -> tuple:
+        return self.db.execute(sql, params).fetchone()
+
+    def rows(self, table: str, columns: list[str], rows) -> None:
+        marks = ",".join("?" * len(columns))
+        self.db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def finish(self) -> None:
+        self.db.commit()
+        self.db.execute("ANALYZE")
+        self.db.close()
+
+
+class PostgresSink:
+    """Bulk writes into PostgreSQL: COPY … FROM STDIN, then VACUUM ANALYZE."""
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.db = psycopg.connect(url)
+        self.db.execute("SET TIME ZONE 'UTC'")  # the seeded times are UTC, as Django's
+        self.db.execute("SET synchronous_commit = off")
+
+    def one(self, sql: str, params=()) -> tuple:
+        return self.db.execute(sql.replace("?", "%s"), params).fetchone()
+
+    def rows(self, table: str, columns: list[str], rows) -> None:
+        with self.db.cursor() as cur:
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+    def finish(self) -> None:
+        # Runs were written with their ids: the next run the studio creates must not collide.
+        self.db.execute(
+            "SELECT setval(pg_get_serial_sequence('runs_run', 'id'), "
+            "(SELECT max(id) FROM runs_run))"
+        )
+        self.db.commit()
+        self.db.autocommit = True
+        self.db.execute("VACUUM ANALYZE")
+        self.db.close()
+
+
+def fresh_postgres(url: str) -> tuple[str, object]:
+    """A new database on the server `url` names, and the function that drops it."""
+    import psycopg
+
+    name = f"runstudio_bench_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urllib.parse.urlsplit(url)
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name)), drop
+
+
+BASE_TIME = 1_767_225_600  # 2026-01-01
+
+
+def bench_run_id(i: int) -> str:
+    return f"bench_{BASE_TIME + i}_{i:08x}"
+
+
+RUN_COLUMNS = [
+    "id", "run_id", "display_name", "description", "status", "run_type", "compute_target",
+    "created_at", "started_at", "ended_at", "heartbeat_at", "error_code", "error_message",
+    "experiment_id", "submitter_id", "workspace_id", "parent_id",
+]  # fmt: skip
+SERIES_COLUMNS = [
+    "name", "kind", "count", "last_value", "min_value", "max_value", "last_step", "updated_at",
+    "run_id", "last_time", "steps_sorted", "times_sorted",
+]  # fmt: skip
+
+
+def run_chunks(runs: int, exp_id: int, user_id: int, ws_id: int, size: int = 20_000):
+    """The seeded rows, `size` runs at a time (a million runs' rows at once would take GBs)."""
+    rng = random.Random(1)
+    for first in range(0, runs, size):
+        run_rows, tag_rows, prop_rows, series_rows = [], [], [], []
+        for i in range(first, min(runs, first + size)):
+            pk = i + 1
+            created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(BASE_TIME + i * 10))
+            ended = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(BASE_TIME + i * 10 + 600))
+            run_rows.append(
+                (pk, bench_run_id(i), f"run {i}", "", "Completed", "interactive", "local",
+                 created, created, ended, None, "", "", exp_id, user_id, ws_id, None)
+            )  # fmt: skip
+            shape = run_shape(i, rng)
+            tag_rows += [(k, v, pk) for k, v in shape["tags"].items()]
+            prop_rows += [(k, v, pk) for k, v in shape["properties"].items()]
+            # Summaries only, no points: marked summarized (the flags of a series whose pyramid
+            # is built), so metrics_summarize builds only the big series' pyramids.
+            end_time = float(BASE_TIME + i * 10 + 600)
+            for name, (last, low, high) in shape["metrics"].items():
+                series_rows.append(
+                    (name, "scalar", 100, last, low, high, 99, ended, pk, end_time, True, True)
+                )
+        yield run_rows, tag_rows, prop_rows, series_rows
+
+
+def _seed_points(sink, series_id: int, points: list) -> None:
+    sink.rows(
+        "runs_metricpoint",
+        ["series_id", "seq", "step", "value", "time"],
+        ((series_id, seq, s, None if math.isnan(v) else v, t)
+         for seq, (s, v, t) in enumerate(points)),
+    )  # fmt: skip
+    finite = [v for _, v, _ in points if not math.isnan(v)]
+    # steps_sorted NULL: not summarized yet, as a series logged before the pyramid existed.
+    sink.one(
+        "UPDATE runs_metricseries SET count = ?, last_value = ?, min_value = ?, max_value = ?, "
+        "last_step = ?, last_time = NULL, steps_sorted = NULL, times_sorted = NULL "
+        "WHERE id = ? RETURNING id",
+        (len(points), points[-1][1], min(finite), max(finite), points[-1][0], series_id),
+    )
+
+
 def seed_runstudio(
-    data_dir: Path, runs: int, big: int, big_points: int, huge_points: int = 0
+    data_dir: Path,
+    runs: int,
+    big: int,
+    big_points: int,
+    huge_points: int = 0,
+    database_url: str | None = None,
 ) -> tuple[list, str | None, float, float]:
-    env = django_env(data_dir)
+    env = django_env(data_dir, database_url)
+    data_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([PYTHON, "-m", "django", "migrate", "--noinput", "-v", "0"], env=env, check=True)
     # The user, the workspace and its membership through the services (password hashing etc.).
     subprocess.run(
@@ -173,92 +312,38 @@ def seed_runstudio(
         cwd=ROOT,
     )
     start = time.perf_counter()
-    db = sqlite3.connect(data_dir / "db.sqlite3")
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
-    (ws_id,) = db.execute("SELECT id FROM runs_workspace WHERE name = ?", (WORKSPACE,)).fetchone()
-    (user_id,) = db.execute("SELECT id FROM auth_user WHERE username = ?", (USER,)).fetchone()
-    now = "2026-01-01 00:00:00"
-    db.execute(
-        "INSERT INTO runs_experiment (name, created_at, workspace_id, tags) VALUES (?, ?, ?, ?)",
-        ("bench", now, ws_id, "{}"),
+    sink = PostgresSink(database_url) if database_url else SqliteSink(data_dir / "db.sqlite3")
+    (ws_id,) = sink.one("SELECT id FROM runs_workspace WHERE name = ?", (WORKSPACE,))
+    (user_id,) = sink.one("SELECT id FROM auth_user WHERE username = ?", (USER,))
+    (exp_id,) = sink.one(
+        "INSERT INTO runs_experiment (name, created_at, workspace_id, tags) "
+        "VALUES (?, ?, ?, ?) RETURNING id",
+        ("bench", "2026-01-01 00:00:00", ws_id, "{}"),
     )
-    (exp_id,) = db.execute("SELECT id FROM runs_experiment WHERE name = 'bench'").fetchone()
-    rng = random.Random(1)
-    run_rows, tag_rows, prop_rows, series_rows, run_ids = [], [], [], [], []
-    base = 1_767_225_600  # 2026-01-01
-    for i in range(runs):
-        pk = i + 1
-        run_id = f"bench_{base + i}_{i:08x}"
-        run_ids.append(run_id)
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base + i * 10))
-        ended = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base + i * 10 + 600))
-        run_rows.append(
-            (pk, run_id, f"run {i}", "", "Completed", "interactive", "local", created, created,
-             ended, None, "", "", exp_id, user_id, ws_id, None)
-        )  # fmt: skip
-        shape = run_shape(i, rng)
-        tag_rows += [(k, v, pk) for k, v in shape["tags"].items()]
-        prop_rows += [(k, v, pk) for k, v in shape["properties"].items()]
-        for name, (last, low, high) in shape["metrics"].items():
-            series_rows.append((name, "scalar", 100, last, low, high, 99, ended, pk))
-    db.executemany(
-        "INSERT INTO runs_run (id, run_id, display_name, description, status, run_type, "
-        "compute_target, created_at, started_at, ended_at, heartbeat_at, error_code, "
-        "error_message, experiment_id, submitter_id, workspace_id, parent_id) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        run_rows,
-    )
-    db.executemany("INSERT INTO runs_runtag (key, value, run_id) VALUES (?,?,?)", tag_rows)
-    db.executemany("INSERT INTO runs_runproperty (key, value, run_id) VALUES (?,?,?)", prop_rows)
-    db.executemany(
-        "INSERT INTO runs_metricseries (name, kind, count, last_value, min_value, max_value, "
-        "last_step, updated_at, run_id) VALUES (?,?,?,?,?,?,?,?,?)",
-        series_rows,
-    )
+    for run_rows, tag_rows, prop_rows, series_rows in run_chunks(runs, exp_id, user_id, ws_id):
+        sink.rows("runs_run", RUN_COLUMNS, run_rows)
+        sink.rows("runs_runtag", ["key", "value", "run_id"], tag_rows)
+        sink.rows("runs_runproperty", ["key", "value", "run_id"], prop_rows)
+        sink.rows("runs_metricseries", SERIES_COLUMNS, series_rows)
     big_runs = []
     points = big_series(big_points) if big else []
-    finite = [v for _, v, _ in points if not math.isnan(v)]
     for b in range(big):
         pk = runs - b  # the newest runs: what the list shows first
-        (series_id,) = db.execute(
+        (series_id,) = sink.one(
             "SELECT id FROM runs_metricseries WHERE run_id = ? AND name = ?", (pk, BIG_METRIC)
-        ).fetchone()
-        db.executemany(
-            "INSERT INTO runs_metricpoint (series_id, seq, step, value, time) VALUES (?,?,?,?,?)",
-            ((series_id, seq, s, None if math.isnan(v) else v, t)
-             for seq, (s, v, t) in enumerate(points)),
-        )  # fmt: skip
-        db.execute(
-            "UPDATE runs_metricseries SET count = ?, last_value = ?, min_value = ?, "
-            "max_value = ?, last_step = ? WHERE id = ?",
-            (big_points, points[-1][1], min(finite), max(finite), points[-1][0], series_id),
         )
-        big_runs.append(run_ids[pk - 1])
-    del points, finite
+        _seed_points(sink, series_id, points)
+        big_runs.append(bench_run_id(pk - 1))
+    del points
     huge_run = None
     if huge_points:
         pk = runs - big  # the next newest run
-        (series_id,) = db.execute(
+        (series_id,) = sink.one(
             "SELECT id FROM runs_metricseries WHERE run_id = ? AND name = ?", (pk, BIG_METRIC)
-        ).fetchone()
-        points = big_series(huge_points)
-        db.executemany(
-            "INSERT INTO runs_metricpoint (series_id, seq, step, value, time) VALUES (?,?,?,?,?)",
-            ((series_id, seq, s, None if math.isnan(v) else v, t)
-             for seq, (s, v, t) in enumerate(points)),
-        )  # fmt: skip
-        finite = [v for _, v, _ in points if not math.isnan(v)]
-        db.execute(
-            "UPDATE runs_metricseries SET count = ?, last_value = ?, min_value = ?, "
-            "max_value = ?, last_step = ? WHERE id = ?",
-            (huge_points, points[-1][1], min(finite), max(finite), points[-1][0], series_id),
         )
-        del points, finite
-        huge_run = run_ids[pk - 1]
-    db.commit()
-    db.execute("ANALYZE")
-    db.close()
+        _seed_points(sink, series_id, big_series(huge_points))
+        huge_run = bench_run_id(pk - 1)
+    sink.finish()
     seeded = time.perf_counter() - start
     # Points written by SQL have no chart pyramid, like series logged before it existed.
     start = time.perf_counter()
@@ -322,7 +407,7 @@ def bench_runstudio(
     args, data_dir: Path, big_runs: list[str], huge_run: str | None = None
 ) -> dict[str, dict]:
     port = free_port()
-    env = django_env(data_dir)
+    env = django_env(data_dir, args.database_url)
     serve = [str(ROOT / ".venv" / "bin" / "runstudio"), "serve", "--port", str(port)]
     if not Path(serve[0]).exists():
         serve = [PYTHON, "-m", "runs.sdk.cli", "serve", "--port", str(port)]
@@ -347,6 +432,26 @@ def bench_runstudio(
                 + urllib.parse.quote("tags.model = 'vit' OR tags.model = 'gpt'")
                 + "&sort=-metrics.loss.max&col=metrics.loss.max&top_level=0"
             ),
+            "run list: flat, tag model=vit, sort by loss max": (
+                f"/w/{WORKSPACE}/runs/?tag=model%3Dvit&sort=-metrics.loss.max&col=metrics.loss.max"
+            ),
+            "run list: every run, newest first (total of all)": f"/w/{WORKSPACE}/runs/",
+            "run list: tag + sort by loss max, page 50": (
+                f"/w/{WORKSPACE}/runs/?tag=model%3Dvit&sort=-metrics.loss.max"
+                "&col=metrics.loss.max&page=50"
+            ),
+            "REST list: tag model=vit, sort by loss max (100)": (
+                f"/api/v1/workspaces/{WORKSPACE}/runs?tag=model%3Dvit"
+                "&sort=-metrics.loss.max&limit=100"
+            ),
+            "REST list: search with OR, sort by loss max (100)": (
+                f"/api/v1/workspaces/{WORKSPACE}/runs?q="
+                + urllib.parse.quote("tags.model = 'vit' OR tags.model = 'gpt'")
+                + "&sort=-metrics.loss.max&limit=100"
+            ),
+            "REST list: every run, newest first (100)": (
+                f"/api/v1/workspaces/{WORKSPACE}/runs?limit=100"
+            ),
             "run detail page (a run with a 1M-point metric)": (
                 f"/w/{WORKSPACE}/runs/{big_runs[0]}/" if big_runs else None
             ),
@@ -355,9 +460,16 @@ def bench_runstudio(
             if path is None:
                 continue
             results[label], body = session.time(path, reps)
-            say(f"  {label:58s} {fmt(results[label])}")
+            say(f"  {label:62s} {fmt(results[label])}{_total_shown(body)}")
             if b"bench_" not in body:
                 say("    (warning: the page shows no runs — check the URL parameters above)")
+            if label.startswith("REST") and b'"next_cursor":"' in body.replace(b" ", b""):
+                # The next page through the answer's cursor: keyset paging past page one.
+                cursor = json.loads(body)["next_cursor"]
+                label = label.replace("(100)", "(next 100, cursor)")
+                path = f"{path}&cursor={urllib.parse.quote(cursor)}"
+                results[label], body = session.time(path, reps)
+                say(f"  {label:62s} {fmt(results[label])}")
         charts = [(big_runs[0], args.big_points)] if big_runs else []
         if huge_run:
             charts.append((huge_run, args.huge_points))
@@ -386,6 +498,19 @@ def bench_runstudio(
         stop(proc)
         log.close()
     return results
+
+
+def _total_shown(body: bytes) -> str:
+    """What the answer says the total is: the pager's words, or the API's count."""
+    pager = re.search(rb'id="pager-total">([^<]*)<', body)
+    if pager:
+        return "   pager: " + " ".join(pager.group(1).decode().split())
+    if body.startswith(b"{"):
+        data = json.loads(body)
+        if "count" in data:
+            about = " (estimate)" if data.get("count_is_estimate") else ""
+            return f"   count: {data['count']}{about}"
+    return ""
 
 
 # --- MLflow ------------------------------------------------------------------------------------
@@ -542,16 +667,27 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server (postgres://user:password@host:port/db): the bench makes a "
+        "fresh database there (and drops it at the end) instead of the embedded SQLite file",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="runstudio-bench-studio-"))
+    drop_database = None
+    say(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     try:
+        if args.database_url:
+            args.database_url, drop_database = fresh_postgres(args.database_url)
+            say(f"PostgreSQL: a fresh database {urllib.parse.urlsplit(args.database_url).path}")
         say(f"Runstudio: seeding {args.runs:,} runs (3 tags, 2 properties, 5 metric summaries "
             f"each), {args.big} × {args.big_points:,}-point series and one "
             f"{args.huge_points:,}-point series into {work}…")  # fmt: skip
         big_runs, huge_run, seconds, summarized = seed_runstudio(
-            work / "data", args.runs, args.big, args.big_points, args.huge_points
-        )
+            work / "data", args.runs, args.big, args.big_points, args.huge_points,
+            args.database_url,
+        )  # fmt: skip
         say(f"  seeded by bulk SQL in {seconds:.1f}s; chart pyramids built by "
             f"metrics_summarize in {summarized:.1f}s")  # fmt: skip
         ours = bench_runstudio(args, work / "data", big_runs, huge_run)
@@ -566,22 +702,36 @@ def main() -> None:
         if theirs:
             say("\nRatios (MLflow median / Runstudio median; MLflow has "
                 f"{args.mlflow_runs:,} runs, Runstudio {args.runs:,}):")  # fmt: skip
-            keys = list(ours)
             pairs = [
-                (keys[0], "search_runs: tag model=vit, order by loss (first 100)"),
-                (keys[1], "search_runs: model=vit OR gpt (no OR: two searches)"),
-                (keys[2], "get_run (the run detail's data)"),
-                (keys[3], "get_metric_history: the 1M-point metric"),
+                (
+                    "run list: tag model=vit, sort by loss max (first page)",
+                    "search_runs: tag model=vit, order by loss (first 100)",
+                ),
+                (
+                    "run list: search with OR, sort by loss max",
+                    "search_runs: model=vit OR gpt (no OR: two searches)",
+                ),
+                (
+                    "run detail page (a run with a 1M-point metric)",
+                    "get_run (the run detail's data)",
+                ),
+                (
+                    "1M-point chart: downsampled series (cold, no cache)",
+                    "get_metric_history: the 1M-point metric",
+                ),
             ]
             for mine, peer in pairs:
                 if mine in ours and peer in theirs:
                     ratio = theirs[peer]["median"] / ours[mine]["median"]
                     say(f"  {ratio:7.1f}×  {mine}  vs  {peer}")
+        say(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if args.keep:
-            say(f"data kept in {work}")
+            say(f"data kept in {work}" + (f" and {args.database_url}" if drop_database else ""))
         else:
             shutil.rmtree(work, ignore_errors=True)
+            if drop_database:
+                drop_database()
 
 
 if __name__ == "__main__":
