@@ -7,9 +7,11 @@ changed since the last build (a fingerprint of names, sizes and times), then gun
 `local` and alerts workers run as threads of the serving process instead of a process each.
 """
 
+import contextlib
 import hashlib
 import os
 import pkgutil
+from collections.abc import Iterator
 from importlib import import_module
 
 import django
@@ -51,6 +53,67 @@ def migrations_pending(*, using: str = DEFAULT_DB_ALIAS) -> bool:
             if (app_config.label, info.name) not in applied:
                 return True
     return False
+
+
+# Any constant all Runstudio processes agree on: the key of the PostgreSQL advisory lock that
+# one serving process at a time holds while it migrates.
+MIGRATION_LOCK_KEY = 0x52554E53  # "RUNS"
+
+
+@contextlib.contextmanager
+def migration_lock(*, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Held while one serving process checks and applies migrations. Hosts that share no disk
+    share the database: two `runstudio serve` started together on an empty PostgreSQL database
+    would both run `migrate`, and the slower one fails half-way ("relation already exists").
+    A session-level advisory lock makes the second wait, then find nothing to do. SQLite needs
+    none: its database lives on one host, and its write lock serialises `migrate` already."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
+
+
+def migrate_if_pending(*, say=None, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Applies unapplied migrations, one serving process at a time; True when it migrated.
+    The check without the lock keeps a start with nothing to do at one query."""
+    from django.core.management import call_command
+
+    if not migrations_pending(using=using):
+        return False
+    with migration_lock(using=using):
+        if not migrations_pending(using=using):  # another host migrated while this one waited
+            return False
+        if say is not None:
+            say("Setting up the database (migrate)…")
+        call_command("migrate", interactive=False, verbosity=0, database=using)
+    return True
+
+
+def secret_key_warning() -> str | None:
+    """What to fix when run files are in a bucket — so the app processes may share no disk —
+    but the secret key is the one generated into this host's data directory: every other host
+    makes its own, so a session signed in through one process is signed out by the next (the
+    session's auth hash is keyed by it) and messages signed by one are dropped by another."""
+    if os.environ.get("RUNSTUDIO_SECRET_KEY"):
+        return None
+    from runs.storage.local import storage_root
+
+    if storage_root() is not None:  # a files folder: one host, or a disk they all share
+        return None
+    return (
+        "WARNING: run files are in object storage (RUNSTUDIO_FILES_URL), but RUNSTUDIO_SECRET_KEY "
+        f"is not set: this host uses the key generated in {settings.DATA_DIR / 'secret_key'}, "
+        "and any other app host makes its own, so people get signed out whenever a request "
+        "lands on another host. Set the same RUNSTUDIO_SECRET_KEY on every app host, e.g. "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
 
 
 # --- static files ----------------------------------------------------------------------------

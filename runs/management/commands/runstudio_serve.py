@@ -232,9 +232,9 @@ class Command(BaseCommand):
             raise CommandError(failure)
 
     def _prepare(self, *, demo: bool) -> None:
-        if serving.migrations_pending():
-            self.say("Setting up the database (migrate)…")
-            call_command("migrate", interactive=False, verbosity=0)
+        if warning := serving.secret_key_warning():
+            self.say(warning)
+        serving.migrate_if_pending(say=self.say)
         if not settings.WHITENOISE_USE_FINDERS and serving.static_outdated():
             self.say("Building static files (once, and again only when they change)…")
             serving.static_build()
