@@ -35,7 +35,7 @@ from runs.errors import Conflict, ServiceError
 from runs.models import ApiToken, ComputeTarget, Run, RunStatus
 from runs.services.accounts import token_create, token_revoke
 from runs.services.compute import worker_heartbeat, worker_set_current_run
-from runs.services.files import run_file_write
+from runs.services.files import run_file_write, run_files_compact
 from runs.services.runs import run_heartbeat, run_set_status
 
 PREP_LOG = "logs/65_job_prep.txt"
@@ -466,4 +466,8 @@ class _Execution:
             status = self.current_status()
             self.note(RELEASE_LOG, f"Released: token revoked, working directory removed; {status}.")
         except Exception:  # noqa: S110 - best effort; the database may be what failed
+            pass
+        try:  # on object storage, each live log's parts become one object now that it is done
+            run_files_compact(run=self.run_obj)
+        except Exception:  # noqa: S110 - the parts still read correctly; compaction only tidies
             pass

@@ -325,6 +325,27 @@ class RunFile(models.Model):
         return f"{self.run_id}:{self.path}"
 
 
+class RunFilePart(models.Model):
+    """On object storage, an appended run file is its head object (the run tree's own key, when
+    the file began as a whole write) followed by these parts, each one object holding bytes
+    `start`..`start + size` of the file: an append is one new object and one row, never a
+    rewrite. Compaction joins them into one (docs/architecture.md, "Run files on S3")."""
+
+    file = models.ForeignKey(RunFile, on_delete=models.CASCADE, related_name="parts")
+    start = models.BigIntegerField()
+    size = models.BigIntegerField()
+    key = models.CharField(max_length=255)  # the part's storage name, `.appends/<run id>/…`
+
+    class Meta:
+        ordering = ["file", "start"]
+        constraints = [
+            models.UniqueConstraint(fields=["file", "start"], name="unique_run_file_part")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.file_id}@{self.start}+{self.size}"
+
+
 class StatusEvent(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="status_events")
     from_status = models.CharField(max_length=16, choices=RunStatus.choices, blank=True)

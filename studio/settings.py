@@ -156,11 +156,43 @@ STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on a missing root
 
 FILES_DIR = DATA_DIR / "files"
+
+
+def files_storage(url: str, environ=os.environ) -> dict:
+    """The run files' storage: RUNSTUDIO_FILES_URL=s3://bucket/prefix puts them in an
+    S3-compatible bucket (django-storages' S3Storage), configured by the standard AWS_* variables
+    (AWS_ENDPOINT_URL for SeaweedFS, MinIO or another non-AWS server); unset, the files folder."""
+    if not url:
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": FILES_DIR},
+        }
+    scheme, _, rest = url.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme != "s3" or not bucket:
+        raise ValueError(f"RUNSTUDIO_FILES_URL: expected s3://bucket[/prefix], got {url!r}")
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "location": prefix.strip("/"),
+            "endpoint_url": endpoint,
+            "region_name": environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION"),
+            # Keys come from boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a
+            # profile, an instance role). A server of one's own is addressed by path: its
+            # host name is not a wildcard DNS name that could prefix the bucket.
+            "addressing_style": "path" if endpoint else None,
+            # A save replaces the object under its own name (one atomic PUT), never renames.
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_auth": True,
+        },
+    }
+
+
 STORAGES = {
-    "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": FILES_DIR},
-    },
+    "default": files_storage(os.environ.get("RUNSTUDIO_FILES_URL", "").strip()),
     "staticfiles": {
         # Hashed names once collected, cached for a year (runs/static_storage.py).
         "BACKEND": "runs.static_storage.StudioStaticStorage"

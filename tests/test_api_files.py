@@ -6,6 +6,9 @@ from django.core.files.storage import default_storage
 from runs.models import RunFile
 from runs.storage import storage_name
 
+# Every test here runs on the local files folder and again on a real SeaweedFS bucket.
+pytestmark = pytest.mark.usefixtures("files_backend")
+
 
 @pytest.fixture
 def run(make_run):

@@ -27,7 +27,8 @@ from django.utils import timezone
 
 from runs import limits
 from runs.errors import Conflict, InvalidInput, NotFound, TooLarge
-from runs.models import Run, RunFile
+from runs.models import Run, RunFile, RunFilePart
+from runs.storage import objects
 from runs.storage.local import NotARegularFile, open_dir, storage_root
 from runs.storage.paths import CHUNK, INCOMING, check_path, storage_name
 
@@ -223,30 +224,47 @@ def _append_local(dir_fd: int, last: str, spooled: _Spooled) -> int:
         os.close(fd)
 
 
-def _place_object(name: str, run: Run, path: str, spooled: _Spooled, *, append: bool) -> int:
-    """Object storage: one whole-object save (atomic on S3). An append is read-modify-write."""
-    source = spooled.file
-    combined = None
-    if append and RunFile.objects.filter(run=run, path=path).exists():
-        combined = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-        with contextlib.suppress(FileNotFoundError), default_storage.open(name, "rb") as old:
-            shutil.copyfileobj(old, combined, CHUNK)
-        shutil.copyfileobj(source, combined, CHUNK)
-        combined.seek(0)
-        source = combined
+def _place_object(
+    name: str, run: Run, path: str, spooled: _Spooled, *, append: bool
+) -> RunFile:
+    """Object storage. A replace is one whole-object PUT (atomic on S3) under the tree's own
+    name, then the index. An append is one new part object and one RunFilePart row: the bytes
+    before it are never read or rewritten (docs/architecture.md, "Run files on S3"). The part
+    takes its place at the file's end inside the transaction that locks the file's index row,
+    so concurrent appends from any number of processes each get their own range, in commit
+    order; a part whose transaction fails is deleted again."""
+    if not append:
+        objects.object_put(name, spooled.file)
+        with transaction.atomic():
+            if why := _clash(run, path):
+                raise _conflict(path, why)
+            record, _ = RunFile.objects.update_or_create(
+                run=run, path=path, defaults={"size": spooled.size, "updated_at": timezone.now()}
+            )
+            stale = list(record.parts.values_list("key", flat=True))
+            record.parts.all().delete()
+        objects.object_delete(stale)
+        return record
+    key = objects.part_name(run.run_id) if spooled.size else None
+    if key is not None:
+        objects.object_put(key, spooled.file)
     try:
-        size = source.seek(0, os.SEEK_END)
-        source.seek(0)
-        saved = default_storage.save(name, File(source, name=posixpath.basename(name)))
-        if saved != name:  # a backend that keeps both copies: the new one takes the name
-            default_storage.delete(name)
-            source.seek(0)
-            default_storage.save(name, File(source, name=posixpath.basename(name)))
-            default_storage.delete(saved)
-        return size
-    finally:
-        if combined is not None:
-            combined.close()
+        with transaction.atomic():
+            if why := _clash(run, path):
+                raise _conflict(path, why)
+            record, _ = RunFile.objects.get_or_create(run=run, path=path)
+            record = RunFile.objects.select_for_update().get(pk=record.pk)
+            start = record.size
+            if key is not None:
+                RunFilePart.objects.create(file=record, start=start, size=spooled.size, key=key)
+            record.size = start + spooled.size
+            record.updated_at = timezone.now()
+            record.save(update_fields=["size", "updated_at"])
+        return record
+    except BaseException:
+        if key is not None:
+            objects.object_delete([key])
+        raise
 
 
 def run_file_write(
@@ -289,7 +307,7 @@ def run_file_write(
             return _place_local(
                 root, name, path, spooled, append=append, indexed=indexed, index=index
             )
-        return index(_place_object(name, run, path, spooled, append=append))
+        return _place_object(name, run, path, spooled, append=append)
 
 
 @dataclass
@@ -383,8 +401,10 @@ def run_files_delete_all(*, run: Run) -> int:
             elif mode is not None:
                 os.unlink(os.path.join(root, tree))
     else:
-        for record in RunFile.objects.filter(run=run).only("path"):
-            default_storage.delete(storage_name(run, record.path))
+        # By prefix, a listing page at a time: also takes objects the index never knew (a
+        # part whose append failed half-way, a head left by compaction).
+        objects.object_delete_prefix(tree + "/")
+        objects.object_delete_prefix(posixpath.join(objects.APPENDS, run.run_id) + "/")
     RunFile.objects.filter(run=run).delete()
     return count
 
@@ -402,10 +422,12 @@ def run_files_delete(*, run: Run, path: str) -> int:
     if not records:
         raise NotFound(f"path: the run has no file or folder {path!r}.", field="path")
     root = storage_root()
+    if root is None:
+        parts = RunFilePart.objects.filter(file__in=records).values_list("key", flat=True)
+        objects.object_delete([storage_name(run, r.path) for r in records] + list(parts))
     for record in records:
         name = storage_name(run, record.path)
         if root is None:
-            default_storage.delete(name)
             continue
         *folders, last = name.split("/")
         try:
@@ -419,3 +441,40 @@ def run_files_delete(*, run: Run, path: str) -> int:
             os.close(folder_fd)
     RunFile.objects.filter(pk__in=[r.pk for r in records]).delete()
     return len(records)
+
+
+def run_files_compact(*, run: Run) -> int:
+    """On object storage, joins each appended file of the run (its head object and parts) into
+    one object, so a finished log is read, zipped and downloaded from one object. Appends may
+    go on meanwhile: only the parts seen at the start are replaced, in one short transaction
+    that first checks they are all still there (a replace of the file meanwhile wins and the
+    joined object is dropped). Returns how many files were compacted; a no-op on the
+    filesystem backend, where an append is already in place."""
+    if not objects.is_object_storage():
+        return 0
+    compacted = 0
+    for record in RunFile.objects.filter(run=run, parts__isnull=False).distinct():
+        parts = list(record.parts.order_by("start"))
+        if len(parts) < 2 and (not parts or parts[0].start == 0):
+            continue  # already one object
+        end = parts[-1].start + parts[-1].size
+        name = storage_name(run, record.path)
+        segments = objects.file_segments(
+            name=name, size=end, parts=[(p.key, p.start, p.size) for p in parts]
+        )
+        key = objects.part_name(run.run_id)
+        objects.segments_join(segments, key)
+        with transaction.atomic():
+            locked = RunFile.objects.select_for_update().filter(pk=record.pk).first()
+            ids = [p.pk for p in parts]
+            if locked is None or RunFilePart.objects.filter(pk__in=ids).count() != len(ids):
+                stale = [key]
+            else:
+                RunFilePart.objects.filter(pk__in=ids).delete()
+                RunFilePart.objects.create(file=locked, start=0, size=end, key=key)
+                stale = [p.key for p in parts]
+                compacted += 1
+        # A head object (the file's start, written whole before the appends) stays until the
+        # file is replaced or the run deleted: deleting it here could race a replace's PUT.
+        objects.object_delete(stale)
+    return compacted

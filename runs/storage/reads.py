@@ -11,14 +11,39 @@ from django.utils import timezone
 
 from runs import limits
 from runs.errors import InvalidInput, NotFound
-from runs.models import Run, RunFile
+from runs.models import Run, RunFile, RunFilePart
 from runs.storage.local import is_regular, open_stored, storage_root
+from runs.storage.objects import JoinedReader, file_segments, is_object_storage
 from runs.storage.paths import CHUNK, check_path, storage_name
+
+
+def _parts_of(files: list[RunFile]) -> dict[int, list[tuple[str, int, int]]]:
+    """Appended parts (name, start, size) by file id, in order, in one query."""
+    parts: dict[int, list[tuple[str, int, int]]] = {}
+    rows = RunFilePart.objects.filter(file__in=[f.pk for f in files]).order_by("file", "start")
+    for file_id, key, start, size in rows.values_list("file_id", "key", "start", "size"):
+        parts.setdefault(file_id, []).append((key, start, size))
+    return parts
+
+
+def _open_record(run: Run, record: RunFile, parts: list | None = None) -> BinaryIO:
+    """The indexed file for reading. On object storage, its head object and appended parts
+    joined, read by ranged GETs (never the whole object first)."""
+    name = storage_name(run, record.path)
+    if not is_object_storage():
+        return open_stored(name)
+    if parts is None:
+        parts = _parts_of([record]).get(record.pk, [])
+    segments = file_segments(name=name, size=record.size, parts=parts)
+    return io.BufferedReader(JoinedReader(segments), buffer_size=CHUNK)
 
 
 def _open_indexed(run: Run, path: str) -> BinaryIO:
     try:
-        return open_stored(storage_name(run, path))
+        record = RunFile.objects.filter(run=run, path=path).first()
+        if record is None:
+            raise FileNotFoundError(path)
+        return _open_record(run, record)
     except FileNotFoundError:
         raise NotFound(
             f"Run {run.run_id}'s file {path!r} is missing from storage or is not a regular "
@@ -64,7 +89,12 @@ def run_file_read(
         if offset >= size:
             return b"", size
         f.seek(offset)
-        return f.read(length), size
+        try:
+            return f.read(length), size
+        except FileNotFoundError:  # an object of it went missing from the bucket
+            raise NotFound(
+                f"Run {run.run_id}'s file {path!r} is missing from storage.", field="path"
+            ) from None
 
 
 def run_file_open(*, run: Run, path: str) -> BinaryIO:
@@ -186,10 +216,13 @@ def run_files_zip(*, run: Run, files: Iterable[RunFile]) -> Iterator[bytes]:
     time and the archive never sits in memory. zipfile writes data descriptors on an
     unseekable sink, so sizes need not be known up front. Entries are the run's paths."""
     sink = _ZipSink()
+    files = list(files)
+    parts = _parts_of(files) if is_object_storage() else {}
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for record in files:
             try:
-                source = open_stored(storage_name(run, record.path))
+                source = _open_record(run, record, parts.get(record.pk, []))
+                source.peek(1)  # a missing object is found now, before its entry starts
             except FileNotFoundError:  # gone from storage, or a symlink: leave it out
                 continue
             stamp = timezone.localtime(record.updated_at).timetuple()[:6]
