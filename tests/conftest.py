@@ -55,6 +55,30 @@ def seaweedfs(tmp_path_factory):
     server.stop()
 
 
+def use_s3_files(settings, server, prefix: str) -> None:
+    """Points the default storage at `server`'s test bucket under `prefix`, as
+    RUNSTUDIO_FILES_URL=s3://runstudio-test/<prefix> with the AWS_* variables would."""
+    from studio.settings import files_storage
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": files_storage(f"s3://runstudio-test/{prefix}", server.env()),
+    }
+    settings.STORAGES["default"]["OPTIONS"].update(
+        access_key=server.access_key, secret_key=server.secret_key
+    )
+
+
+@pytest.fixture(params=["folder", "s3"])
+def files_backend(request, settings):
+    """Runs the test twice: run files in the local folder, then in a real SeaweedFS bucket
+    (each test under its own prefix). Yields the backend's name."""
+    if request.param == "s3":
+        server = request.getfixturevalue("seaweedfs")
+        use_s3_files(settings, server, f"t/{os.getpid()}-{id(request)}-{request.node.name}")
+    yield request.param
+
+
 @dataclass
 class Member:
     user: object
