@@ -44,6 +44,8 @@ MAX_FILE_READ_BYTES = 8 * 1024 * 1024
 
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1_000
+# Sort keys in one request (MLflow's order_by list): each tag, property or metric key is a join.
+SORT_KEYS_MAX = 10
 HISTORY_PAGE_MAX = 100_000
 
 # Compute targets: the name is also the django.tasks queue name, which django-tasks-db stores

@@ -96,3 +96,59 @@ def test_mlflow_search_runs_returns_a_frame_with_the_right_rows_and_order(runs):
     assert list(frame["metrics.loss"]) == [0.1, 0.5, 0.7]
     assert list(frame["params.lr"]) == ["0.2", "0.0", "0.4"]
     assert set(frame["status"]) == {"FINISHED"}
+
+
+def test_order_by_uses_every_clause_then_start_time_then_run_id(runs):
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("search").experiment_id
+
+    def order(*clauses):
+        return _names(client.search_runs([exp], order_by=list(clauses)))
+
+    assert order("tags.team ASC", "metrics.loss DESC") == ["r1", "r3", "r4", "r0", "r2"]
+    assert order("tags.team DESC", "params.lr DESC") == ["r4", "r2", "r0", "r3", "r1"]
+    assert order("attributes.status", "attributes.run_name DESC") == ["r4", "r3", "r2", "r1", "r0"]
+    # With no clause on start time, MLflow's tie-break is the newest start first.
+    assert order("tags.team") == ["r1", "r3", "r4", "r2", "r0"]
+    assert order("attributes.end_time ASC") == ["r0", "r1", "r2", "r3", "r4"]
+    assert order("run_name ASC") == ["r0", "r1", "r2", "r3", "r4"]
+    # A run without the metric comes last both ways.
+    with mlflow.start_run(run_name="no-loss"):
+        mlflow.set_tag("team", "vision")
+    assert order("tags.team DESC", "metrics.loss ASC")[:4] == ["r2", "r0", "r4", "no-loss"]
+    assert order("metrics.loss DESC")[-1] == "no-loss"
+    # The same start time everywhere: the run id decides (ascending), so pages never disagree.
+    same = sorted(client.create_run(exp, start_time=1_000_000_000_000).info.run_id for _ in "abc")
+    for clauses in (["attributes.start_time"], ["attributes.start_time DESC"]):
+        found = [r.info.run_id for r in client.search_runs([exp], order_by=clauses)]
+        assert [i for i in found if i in same] == same
+    with pytest.raises(MlflowException) as bad:
+        client.search_runs([exp], order_by=["metrics.loss", "nothing.here.at.all DESC"])
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "nothing.here" in str(bad.value)
+    with pytest.raises(MlflowException) as bad:
+        client.search_runs([exp], order_by=["metrics.loss"] * 11)
+    assert "SORT_KEYS_MAX" in str(bad.value)
+
+
+def test_pages_skip_and_repeat_no_run_while_runs_are_inserted_between_pages(runs):
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("search").experiment_id
+    for order_by in ([], ["metrics.loss ASC"], ["tags.team DESC", "params.lr"]):
+        before = {r.info.run_id for r in client.search_runs([exp], max_results=1000)}
+        seen, token, inserted = [], None, 0
+        while True:
+            page = client.search_runs([exp], order_by=order_by, max_results=2, page_token=token)
+            seen += [r.info.run_id for r in page]
+            # Newer runs land on every side of the page's sort keys: first, last, between.
+            for loss in (-1.0, 0.4, 99.0):
+                with mlflow.start_run(run_name=f"late-{inserted}"):
+                    mlflow.log_metric("loss", loss)
+                    mlflow.set_tag("team", "vision")
+                    mlflow.log_param("lr", "0.25")
+                inserted += 1
+            token = page.token
+            if not token:
+                break
+        assert len(seen) == len(set(seen)), order_by  # nothing repeated
+        assert set(seen) == before, order_by  # nothing skipped, nothing new mid-way

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from runs import limits, query
 from runs.errors import InvalidInput
 from runs.models import Experiment, LoggedModel, LoggedModelStatus, MetricKind, Run, RunStatus
 
@@ -248,19 +249,39 @@ def filter_to_query(filter_string: str) -> str:
 _ORDER = re.compile(r"^\s*(?P<key>.+?)(?:\s+(?P<dir>asc|desc))?\s*$", re.IGNORECASE | re.DOTALL)
 
 
-def order_to_sort(order_by: list[str]) -> str:
-    """MLflow's order_by (["metrics.loss ASC", …]) → a run_sort key ("metrics.loss"); the first
-    clause orders (ties by id), as run lists sort by one column. Default: newest start first."""
+def order_to_sort(order_by: list[str]) -> list[str]:
+    """MLflow's order_by (["metrics.loss ASC", "params.lr DESC", …]) → run_sort keys
+    (["metrics.loss", "-properties.lr", …]): every clause in turn, then MLflow's own tie-breaks
+    — newest start first (unless a clause already orders by start time), then the run id."""
     if not order_by:
-        return "-started"
+        order_by = []
     if not isinstance(order_by, list) or not all(isinstance(c, str) for c in order_by):
         raise InvalidInput("order_by: must be a list of strings.", field="order_by")
-    match = _ORDER.match(order_by[0])
-    if match is None:
-        raise InvalidInput(f"order_by: {order_by[0]!r} is not 'key [ASC|DESC]'.", field="order_by")
-    key = filter_to_query(match.group("key"))
-    descending = (match.group("dir") or "asc").lower() == "desc"
-    return ("-" if descending else "") + key
+    if len(order_by) > limits.SORT_KEYS_MAX:
+        raise InvalidInput(
+            f"order_by: {len(order_by)} clauses; at most {limits.SORT_KEYS_MAX} (SORT_KEYS_MAX).",
+            field="order_by",
+        )
+    keys = []
+    for clause in order_by:
+        match = _ORDER.match(clause)
+        if match is None:
+            raise InvalidInput(f"order_by: {clause!r} is not 'key [ASC|DESC]'.", field="order_by")
+        key = filter_to_query(match.group("key"))
+        descending = (match.group("dir") or "asc").lower() == "desc"
+        keys.append(("-" if descending else "") + key)
+    if not any(_is_start_time(k) for k in keys):
+        keys.append("-started")
+    keys.append("run_id")
+    return keys
+
+
+def _is_start_time(key: str) -> bool:
+    try:
+        field = query.parse_field(key.lstrip("-"))
+    except query.QueryError:
+        return False  # run_sort names the bad key
+    return field.kind == "attribute" and field.name == "started"
 
 
 # Page tokens: the offset and the highest run pk of the first page, so runs created while a

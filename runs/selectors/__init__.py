@@ -3,7 +3,7 @@
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -395,41 +395,61 @@ def run_search(*, workspace: Workspace, params: Mapping[str, Any]) -> QuerySet[R
 SORT_DEFAULT = "-created"
 
 
-def run_sort(*, runs: QuerySet[Run], sort: str = SORT_DEFAULT) -> QuerySet[Run]:
-    """Order by any column key, `-` first for descending, in the database: tags, properties
-    and metric aggregates through a LEFT JOIN on that one key (FilteredRelation); missing
-    values last either way; ties broken by id. Raises InvalidInput on field `sort`."""
+def run_sort(*, runs: QuerySet[Run], sort: str | Sequence[str] = SORT_DEFAULT) -> QuerySet[Run]:
+    """Order by one column key or several (the first orders, the next break its ties: MLflow's
+    `order_by` list), `-` first for descending, in the database: tags, properties and metric
+    aggregates through a LEFT JOIN on that one key (FilteredRelation); missing values last
+    either way; remaining ties broken by id in the first key's direction. Raises InvalidInput
+    on field `sort`."""
     from runs import query
 
-    key = (sort or SORT_DEFAULT).strip()
-    descending = key.startswith("-")
-    try:
-        field = query.parse_field(key.lstrip("-+"))
-    except query.QueryError as exc:
-        raise InvalidInput(f"sort: {exc.message}", field="sort") from None
-    if field.kind == "attribute" and field.name == "duration":
-        runs = runs.annotate(
-            sort_value=ExpressionWrapper(
-                Coalesce(F("ended_at"), Now()) - F("started_at"), output_field=DurationField()
+    keys = [sort] if isinstance(sort, str) else list(sort)
+    keys = [k.strip() for k in keys if k and k.strip()] or [SORT_DEFAULT]
+    order = []
+    for index, key in enumerate(keys):
+        descending = key.startswith("-")
+        try:
+            field = query.parse_field(key.lstrip("-+"))
+        except query.QueryError as exc:
+            raise InvalidInput(f"sort: {exc.message}", field="sort") from None
+        # One alias per clause: two clauses on two tags are two joins.
+        alias = f"sort_on_{index}"
+        if field.kind == "attribute" and field.name == "duration":
+            runs = runs.annotate(
+                **{
+                    f"sort_value_{index}": ExpressionWrapper(
+                        Coalesce(F("ended_at"), Now()) - F("started_at"),
+                        output_field=DurationField(),
+                    )
+                }
             )
+            expression = F(f"sort_value_{index}")
+        elif field.kind == "attribute":
+            expression = F(query.ATTRIBUTES[field.name].lookup)
+        elif field.kind == "metric":
+            runs = runs.annotate(
+                **{
+                    alias: FilteredRelation(
+                        "metric_series", condition=Q(metric_series__name=field.name)
+                    )
+                }
+            )
+            expression = F(f"{alias}__{field.metric_column}")
+        else:
+            relation = "tags" if field.kind == "tag" else "properties"
+            runs = runs.annotate(
+                **{
+                    alias: FilteredRelation(
+                        relation, condition=Q(**{f"{relation}__key": field.name})
+                    )
+                }
+            )
+            expression = F(f"{alias}__value")
+        order.append(
+            expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True)
         )
-        expression = F("sort_value")
-    elif field.kind == "attribute":
-        expression = F(query.ATTRIBUTES[field.name].lookup)
-    elif field.kind == "metric":
-        runs = runs.annotate(
-            sort_on=FilteredRelation("metric_series", condition=Q(metric_series__name=field.name))
-        )
-        expression = F(f"sort_on__{field.metric_column}")
-    else:
-        relation = "tags" if field.kind == "tag" else "properties"
-        runs = runs.annotate(
-            sort_on=FilteredRelation(relation, condition=Q(**{f"{relation}__key": field.name}))
-        )
-        expression = F("sort_on__value")
-    if descending:
-        return runs.order_by(expression.desc(nulls_last=True), "-id")
-    return runs.order_by(expression.asc(nulls_last=True), "id")
+    order.append("-id" if keys[0].startswith("-") else "id")
+    return runs.order_by(*order)
 
 
 @dataclass
