@@ -227,3 +227,18 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     if database["ENGINE"].endswith("sqlite3") and not database.get("TEST", {}).get("NAME"):
         folder = tmp_path_factory.mktemp("database")
         database.setdefault("TEST", {})["NAME"] = str(folder / "test.sqlite3")
+
+
+@pytest.fixture(autouse=True)
+def _responses_match_the_schema(monkeypatch):
+    """Every JSON answer under /api/v1/ that a test gets (test client or live server) must be
+    what the served OpenAPI schema documents: no undeclared field, no missing required one
+    (tests/conformance.py). Collected during the test, reported when it ends."""
+    from django.core.handlers.base import BaseHandler
+
+    from tests.conformance import Recorder
+
+    recorder = Recorder()
+    monkeypatch.setattr(BaseHandler, "get_response", recorder.wrap(BaseHandler.get_response))
+    yield recorder
+    assert not recorder.problems, "Responses off the schema:\n" + "\n".join(recorder.problems)

@@ -198,3 +198,21 @@ def test_files_are_raw_bytes(schema):
     submit = schema["paths"]["/api/v1/workspaces/{workspace}/experiments/{experiment}/submit"]
     form = _body(schema, submit["post"], "multipart/form-data")
     assert form["properties"]["snapshot"]["format"] == "binary"
+
+
+def test_the_conformance_check_catches_an_undeclared_or_missing_field(cast, make_run):
+    """The check every test's API answers go through (tests/conformance.py) fails on a field
+    the schema does not declare and on a missing required one, not only on a wrong type."""
+    from tests.conformance import problems_with
+
+    run = make_run()
+    path = f"/api/v1/runs/{run.run_id}"
+    served = cast.reader.client.get(path)
+    assert problems_with("GET", path, 200, served.content) == []
+    extra = json.dumps({**served.json(), "undeclared": 1}).encode()
+    assert any("'undeclared' was unexpected" in p for p in problems_with("GET", path, 200, extra))
+    missing = served.json()
+    del missing["status"]
+    problems = problems_with("GET", path, 200, json.dumps(missing).encode())
+    assert any("'status' is a required property" in p for p in problems)
+    assert any("not documented" in p for p in problems_with("GET", path, 418, served.content))
