@@ -9,7 +9,8 @@ from runs.errors import InvalidInput
 from runs.storage import CHUNK
 from runs.storage.search import run_file_find
 
-pytestmark = pytest.mark.django_db
+# On the local folder and on a real SeaweedFS bucket (where the file is read by ranged GETs).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("files_backend")]
 
 
 @pytest.fixture

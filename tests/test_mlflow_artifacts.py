@@ -13,7 +13,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs with the run files in the local folder and again in a real SeaweedFS bucket.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("files_backend")]
 
 
 def _files(run_id: str) -> dict[str, int]:
