@@ -146,7 +146,7 @@ class Run(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
-    # Archived (MLflow's soft delete, services.run_archive): hidden, restorable; null = live.
+    # Archived (MLflow's soft delete; run_management.run_bulk_apply): hidden, restorable.
     archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -200,6 +200,54 @@ def test_delete_run_archives_it_and_restore_brings_it_back(door):
     assert client.get_run(run_id).info.lifecycle_stage == "active"
 
 
+def test_delete_run_is_the_studios_archive_recorded_with_its_children_and_restore_matches(
+    door, cast
+):
+    from runs.models import Membership, Run, RunActivity
+    from runs.services import run_management
+
+    with mlflow.start_run(run_name="sweep") as parent:
+        with mlflow.start_run(run_name="trial-1", nested=True) as first:
+            pass
+        with mlflow.start_run(run_name="trial-2", nested=True) as second:
+            pass
+    client = MlflowClient()
+    client.delete_run(second.info.run_id)  # archived on its own first
+    client.delete_run(parent.info.run_id)
+    deleted = client.search_runs(["0"], run_view_type=mlflow.entities.ViewType.DELETED_ONLY)
+    assert {r.info.run_id for r in deleted} == {
+        parent.info.run_id,
+        first.info.run_id,
+        second.info.run_id,
+    }
+    activity = RunActivity.objects.filter(run_id=parent.info.run_id).get()
+    assert (activity.action, activity.by, activity.detail) == (
+        "archive",
+        cast.contributor.user,
+        {"with_descendants": 1},
+    )
+    client.restore_run(parent.info.run_id)
+    stages = {
+        r.info.run_name: r.info.lifecycle_stage
+        for r in client.search_runs(["0"], run_view_type=mlflow.entities.ViewType.ALL)
+    }
+    # Only what was archived with the parent comes back: trial-2 was deleted on its own.
+    assert stages == {"sweep": "active", "trial-1": "active", "trial-2": "deleted"}
+    assert list(
+        RunActivity.objects.filter(run_id=parent.info.run_id).values_list("action", flat=True)
+    ) == ["restore", "archive"]
+
+    # The other way round: a run archived in the studio reads as deleted through MLflow.
+    run_management.run_bulk_apply(
+        membership=Membership.objects.get(user=cast.owner.user, workspace=cast.workspace),
+        action="archive",
+        run_ids=[first.info.run_id],
+    )
+    assert client.get_run(first.info.run_id).info.lifecycle_stage == "deleted"
+    client.restore_run(first.info.run_id)
+    assert Run.objects.get(run_id=first.info.run_id).archived_at is None
+
+
 def test_log_batch_and_metric_history_pages(door):
     from mlflow.entities import Metric, Param, RunTag
 

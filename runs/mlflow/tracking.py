@@ -28,9 +28,10 @@ from runs.models import (
     LoggedModel,
     Role,
     Run,
+    RunAction,
     RunTag,
 )
-from runs.services import RunSpec
+from runs.services import RunSpec, run_management
 from runs.validation import check_name
 
 # --- experiments --------------------------------------------------------------------------------
@@ -196,12 +197,21 @@ def runs_update(door: Door, body: dict) -> dict:
 
 
 def runs_delete(door: Door, body: dict) -> dict:
-    services.run_archive(run=load_run(door, body.get("run_id"), write=True, active=False))
+    """MLflow's soft delete is the studio's archive, through the one path every door takes:
+    the run's descendants go with it and the archive is recorded (RunActivity)."""
+    run = load_run(door, body.get("run_id"), write=True, active=False)
+    run_management.run_bulk_apply(
+        membership=door.membership, action=RunAction.ARCHIVE, run_ids=[run.run_id]
+    )
     return {}
 
 
 def runs_restore(door: Door, body: dict) -> dict:
-    services.run_restore(run=load_run(door, body.get("run_id"), write=True, active=False))
+    """Brings back the run and what was archived with it (the studio's restore)."""
+    run = load_run(door, body.get("run_id"), write=True, active=False)
+    run_management.run_bulk_apply(
+        membership=door.membership, action=RunAction.RESTORE, run_ids=[run.run_id]
+    )
     return {}
 
 

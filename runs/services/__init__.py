@@ -18,12 +18,7 @@ from runs.services.accounts import (
     user_check_deletable,
     workspace_create,
 )
-from runs.services.archive import (
-    experiment_archive,
-    experiment_restore,
-    run_archive,
-    run_restore,
-)
+from runs.services.archive import experiment_archive, experiment_restore
 from runs.services.compute import (
     WORKER_KEY_PREFIX,
     compute_target_create,
@@ -104,11 +99,9 @@ __all__ = [
     "run_set_tags",
     "run_update",
     "transition_allowed",
-    # archive (MLflow's soft delete), experiments, MLflow 3 logged models
+    # experiments (archive: MLflow's delete_experiment), MLflow 3 logged models
     "experiment_archive",
     "experiment_restore",
-    "run_archive",
-    "run_restore",
     "experiment_create",
     "experiment_rename",
     "experiment_set_tags",

@@ -1,26 +1,14 @@
-"""Archiving: MLflow's soft delete. An archived run or experiment is hidden from the MLflow
-door's searches and lists until restored; nothing is removed (run_delete removes for good).
+"""Archiving experiments: MLflow's delete_experiment / restore_experiment. An archived
+experiment is hidden from the MLflow door's searches until restored; nothing is removed.
 
-Kept as plain services so any door (the studio, the REST API) can offer archiving later."""
+Runs have one archive path for every door — the studio's list and run page, the REST API and
+MLflow's delete_run / restore_run: run_management.run_bulk_apply (descendants go along, each
+action is recorded as a RunActivity)."""
 
 from django.db import transaction
 from django.utils import timezone
 
 from runs.models import Experiment, Run
-
-
-def run_archive(*, run: Run) -> Run:
-    """Archives the run (idempotent: an archived run keeps its first archive time)."""
-    if run.archived_at is None:
-        run.archived_at = timezone.now()
-        Run.objects.filter(pk=run.pk, archived_at__isnull=True).update(archived_at=run.archived_at)
-    return run
-
-
-def run_restore(*, run: Run) -> Run:
-    run.archived_at = None
-    Run.objects.filter(pk=run.pk).update(archived_at=None)
-    return run
 
 
 @transaction.atomic
