@@ -308,41 +308,6 @@ def children_figure(
     return _as_text({"data": [trace], "layout": layout})
 
 
-# --- columns for the scatter: "metric:<name>:<last|min|max>", "tag:<key>", "property:<key>",
-# "attr:<duration|created>"
-
-
-def column_label(column: str) -> str:
-    kind, _, rest = column.partition(":")
-    if kind == "metric":
-        name, _, aggregate = rest.rpartition(":")
-        return f"{name} ({aggregate})"
-    return f"{kind} {rest}" if kind in ("tag", "property") else rest
-
-
-def column_value(record: dict[str, Any], column: str) -> float | str | None:
-    """A run's value for a scatter column. `record` is {"metrics": {name: {"last", "min",
-    "max"}}, "tags": {}, "properties": {}, "attrs": {}}; numeric text becomes a number."""
-    kind, _, rest = column.partition(":")
-    if kind == "metric":
-        name, _, aggregate = rest.rpartition(":")
-        if aggregate not in AGGREGATES:
-            return None
-        return _number((record.get("metrics", {}).get(name) or {}).get(aggregate))
-    source = {"tag": "tags", "property": "properties", "attr": "attrs"}.get(kind)
-    if source is None:
-        return None
-    value = record.get(source, {}).get(rest)
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        return _number(value)
-    try:
-        return _number(float(value))
-    except ValueError:
-        return str(value)
-
-
 def _number(value: Any) -> float | None:
     if value is None:
         return None

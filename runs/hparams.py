@@ -2,8 +2,8 @@
 and tags) as parallel-coordinates axes next to metric summaries, and each parameter's rank
 correlation with a chosen metric — W&B's "parameter importance", as a Spearman correlation.
 
-Input records are runs/views/charts.py's `_records` shape: {"metrics": {name: {"last", "min",
-"max"}}, "tags": {}, "properties": {}, "attrs": {}}."""
+Input is columns in the run list's language (runs/compare.py): a `runs.query.Field` and the
+runs' values for it, as `selectors.run_rows` reads them."""
 
 import math
 from collections.abc import Sequence
@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from runs.charts import FONT, _escape, color
+from runs.query import Field
 
 
 @dataclass(frozen=True)
 class Param:
-    key: str  # "property:lr" / "tag:optimizer"
+    key: str  # the column key: "properties.lr" / "tags.optimizer"
     label: str
     values: list[Any]  # per run: a float, a str (a category), or None
     numeric: bool
@@ -24,6 +25,8 @@ class Param:
 def _as_value(value: Any) -> float | str | None:
     if value is None:
         return None
+    if value is True:
+        return "(set)"  # a bare tag
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -31,17 +34,20 @@ def _as_value(value: Any) -> float | str | None:
     return number if math.isfinite(number) else None
 
 
-def params(records: Sequence[dict]) -> list[Param]:
-    """Properties and tags that vary between the runs (a constant says nothing), as axes."""
+def params(columns: Sequence[tuple[Field, Sequence[Any]]]) -> list[Param]:
+    """The property and tag columns that vary between the runs (a constant says nothing), as
+    axes, properties first, each kind in key order."""
     found: list[Param] = []
-    for source, kind in (("properties", "property"), ("tags", "tag")):
-        for key in sorted({k for r in records for k in r[source]}):
-            values = [_as_value(r[source].get(key)) for r in records]
+    for kind in ("property", "tag"):
+        for field, raw in sorted(
+            (c for c in columns if c[0].kind == kind), key=lambda c: c[0].name
+        ):
+            values = [_as_value(v) for v in raw]
             present = [v for v in values if v is not None]
             if len({repr(v) for v in present}) < 2:
                 continue
             numeric = all(isinstance(v, float) for v in present)
-            found.append(Param(f"{kind}:{key}", f"{key}", values, numeric))
+            found.append(Param(field.key, field.label, values, numeric))
     return found
 
 

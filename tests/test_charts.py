@@ -132,23 +132,29 @@ def test_children_figure_highlights_the_best_child():
         charts.children_figure(rows, metric="acc", best="median")
 
 
-def test_column_values_read_metrics_tags_properties_and_attributes():
-    record = {
-        "metrics": {"loss": {"last": 0.5, "min": 0.1, "max": 2.0}},
-        "tags": {"lr": "0.01", "opt": "adam", "bare": None},
-        "properties": {"layers": "3"},
-        "attrs": {"duration (s)": 12.0},
-    }
-    assert charts.column_value(record, "metric:loss:min") == 0.1
-    assert charts.column_value(record, "metric:loss:median") is None
-    assert charts.column_value(record, "metric:acc:last") is None
-    assert charts.column_value(record, "tag:lr") == 0.01
-    assert charts.column_value(record, "tag:opt") == "adam"
-    assert charts.column_value(record, "tag:bare") is None
-    assert charts.column_value(record, "property:layers") == 3.0
-    assert charts.column_value(record, "attr:duration (s)") == 12.0
-    assert charts.column_label("metric:val:loss:max") == "val:loss (max)"
-    assert charts.column_label("tag:lr") == "tag lr"
+def test_plot_values_read_numbers_durations_bare_tags_and_text():
+    from datetime import timedelta
+
+    from runs.compare import plot_value
+
+    assert plot_value(0.1) == 0.1 and plot_value("0.01") == 0.01 and plot_value(3) == 3.0
+    assert plot_value(timedelta(seconds=12)) == 12.0
+    assert plot_value(True) == "(set)"  # a bare tag, as run_rows reads it
+    assert plot_value("adam") == "adam"
+    assert plot_value(float("nan")) is None and plot_value(None) is None
+
+
+def test_old_compare_column_spellings_read_as_run_list_keys():
+    from runs.compare import legacy_column_key
+
+    assert legacy_column_key("metric:loss:min") == "metrics.loss.min"
+    assert legacy_column_key("metric:val:loss:max") == "metrics.`val:loss`.max"
+    assert legacy_column_key("metric:loss:median") is None
+    assert legacy_column_key("tag:lr") == "tags.lr"
+    assert legacy_column_key("property:batch size") == "properties.`batch size`"
+    assert legacy_column_key("attr:duration (s)") == "duration"
+    for today in ("metrics.loss.last", "tags.lr", "duration", "properties.`a:b`", ""):
+        assert legacy_column_key(today) is None
 
 
 # --- chart views -------------------------------------------------------------------------------
@@ -235,7 +241,7 @@ def test_compare_page_shows_the_runs_and_their_charts(client, cast, make_run):
     assert "plotly.min.js" in html and "js/charts.js" in html
     assert "<script>" not in html  # data rides in json_script, behaviour in static/
     assert response.context["metric"] == "loss"
-    assert response.context["sx"] == "tag:lr" and response.context["sy"] == "metric:loss:last"
+    assert response.context["sx"] == "tags.lr" and response.context["sy"] == "metrics.loss.last"
     bar = response.context["bar_figure"]
     assert bar["data"][0]["y"] == [0.25, 3.0]
 
@@ -278,3 +284,85 @@ def test_compare_page_query_count_does_not_grow_with_runs(
     query = "&".join(f"run={run_id}" for run_id in ids)
     with django_assert_max_num_queries(12):
         assert client.get(f"/w/lab/compare/?{query}").status_code == 200
+
+
+# --- the compare page speaks the run list's column language ----------------------------------
+
+
+def test_compare_columns_are_run_list_keys_with_the_run_lists_values(client, cast, make_run):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.models import Run
+
+    a = logged_run(make_run, "a", [1.0, float("nan")], tags={"opt": "adam", "baseline": None})
+    b = logged_run(make_run, "b", [2.0, 0.5], tags={"opt": "sgd"})
+    services.run_add_properties(run=a, properties={"lr": "0.1"})
+    services.run_add_properties(run=b, properties={"lr": "0.01"})
+    end = timezone.now()
+    Run.objects.filter(pk=a.pk).update(started_at=end - timedelta(seconds=90), ended_at=end)
+    Run.objects.filter(pk=b.pk).update(started_at=end - timedelta(seconds=30), ended_at=end)
+    signed_in(client, cast.reader)
+    page = client.get(
+        f"/w/lab/compare/?run={a.run_id}&run={b.run_id}&sx=duration&sy=metrics.loss.last"
+    )
+    assert page.status_code == 200
+    keys = [c.key for c in page.context["columns"]]
+    assert keys[:3] == ["metrics.loss.last", "metrics.loss.min", "metrics.loss.max"]
+    assert {"properties.lr", "tags.opt", "tags.baseline", "duration"} <= set(keys)
+    html = page.content.decode()
+    assert '<option value="properties.lr">properties.lr</option>' in html
+    # The scatter plots the list's duration (seconds) against the list's last value: a NaN
+    # last value is left out, as a gap.
+    trace = page.context["scatter_figure"]["data"][0]
+    assert trace["x"] == [30.0] and trace["y"] == [0.5]
+    # The diff table's rows are the same columns; durations read as on the list.
+    rows = {row["field"].key: row for row in page.context["diff_rows"]}
+    assert rows["duration"]["differs"] and "1m 30s" in html and "30.0s" in html
+    assert rows["tags.baseline"]["values"] == [True, None]
+    assert 'data-key="properties.lr"' in html and 'data-key="metrics.loss.min"' in html
+    # Any spelling the search language reads names the same column.
+    again = client.get(
+        f"/w/lab/compare/?run={a.run_id}&run={b.run_id}&sx=params.lr&sy=metrics.loss"
+    )
+    assert again.context["sx"] == "properties.lr" and again.context["sy"] == "metrics.loss.last"
+
+
+def test_an_old_compare_url_moves_to_the_same_columns_named_by_their_keys(client, cast, make_run):
+    a = logged_run(make_run, "a", tags={"lr": "0.1"})
+    b = logged_run(make_run, "b", tags={"lr": "0.2"})
+    signed_in(client, cast.reader)
+    old = (
+        f"/w/lab/compare/?run={a.run_id}&run={b.run_id}&metric=loss"
+        "&sx=tag%3Alr&sy=metric%3Aloss%3Amin"
+    )
+    moved = client.get(old)
+    assert moved.status_code == 301
+    location = moved["Location"]
+    assert "sx=tags.lr" in location and "sy=metrics.loss.min" in location
+    assert f"run={a.run_id}" in location and "metric=loss" in location
+    page = client.get(location)
+    assert page.context["sx"] == "tags.lr" and page.context["sy"] == "metrics.loss.min"
+    duration = client.get(f"/w/lab/compare/?run={a.run_id}&sx=attr%3Aduration+%28s%29")
+    assert duration.status_code == 301 and "sx=duration" in duration["Location"]
+    # The move answers nobody who could not see the page: an outsider is still refused.
+    signed_in(client, cast.outsider)
+    assert client.get(old).status_code == 404
+
+
+def test_two_live_runs_started_together_do_not_differ_in_duration(client, cast, make_run):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.models import Run
+
+    a, b = logged_run(make_run, "a"), logged_run(make_run, "b")
+    start = timezone.now() - timedelta(seconds=5)
+    Run.objects.filter(pk__in=[a.pk, b.pk]).update(started_at=start, ended_at=None)
+    Run.objects.filter(pk=b.pk).update(started_at=start + timedelta(microseconds=30))
+    signed_in(client, cast.reader)
+    page = client.get(f"/w/lab/compare/?run={a.run_id}&run={b.run_id}&diff=1")
+    keys = [row["field"].key for row in page.context["diff_rows"]]
+    assert "duration" not in keys

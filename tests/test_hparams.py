@@ -5,15 +5,17 @@ import json
 import pytest
 
 from runs import hparams
+from runs.query import Field
 
 
-def record(props=None, tags=None, loss=None):
-    return {
-        "properties": props or {},
-        "tags": tags or {},
-        "metrics": {"loss": {"last": loss, "min": loss, "max": loss}} if loss is not None else {},
-        "attrs": {},
-    }
+def columns(*runs: tuple[dict, dict]) -> list[tuple[Field, list]]:
+    """Property and tag columns of some runs, as runs/compare.py hands them over: each
+    (properties, tags) pair is a run; a key a run lacks is None there."""
+    found = []
+    for index, kind in ((0, "property"), (1, "tag")):
+        for key in sorted({k for run in runs for k in run[index]}):
+            found.append((Field(kind, key), [run[index].get(key) for run in runs]))
+    return found
 
 
 def test_spearman_matches_known_values_and_handles_ties():
@@ -30,27 +32,27 @@ def test_spearman_matches_known_values_and_handles_ties():
 
 
 def test_only_varying_parameters_become_axes_and_importance_ranks_them():
-    records = [
-        record({"lr": "0.1", "epochs": "10", "seed": "3"}, {"opt": "adam"}, loss=0.9),
-        record({"lr": "0.01", "epochs": "10", "seed": "1"}, {"opt": "sgd"}, loss=0.5),
-        record({"lr": "0.001", "epochs": "10", "seed": "2"}, {"opt": "adam"}, loss=0.2),
-        record({"lr": "0.0001", "epochs": "10", "seed": "4"}, {"opt": "sgd"}, loss=0.1),
-    ]
-    found = hparams.params(records)
-    assert [p.key for p in found] == ["property:lr", "property:seed", "tag:opt"]
+    found = hparams.params(
+        columns(
+            ({"lr": "0.1", "epochs": "10", "seed": "3"}, {"opt": "adam"}),
+            ({"lr": "0.01", "epochs": "10", "seed": "1"}, {"opt": "sgd"}),
+            ({"lr": "0.001", "epochs": "10", "seed": "2"}, {"opt": "adam"}),
+            ({"lr": "0.0001", "epochs": "10", "seed": "4"}, {"opt": "sgd"}),
+        )
+    )
+    # Axes are named by their run-list column keys.
+    assert [p.key for p in found] == ["properties.lr", "properties.seed", "tags.opt"]
     assert [p.numeric for p in found] == [True, True, False]
-    target = [r["metrics"]["loss"]["last"] for r in records]
+    target = [0.9, 0.5, 0.2, 0.1]
     ranked = hparams.importance(found, target)
     assert [r["label"] for r in ranked] == ["lr", "seed"]
     assert ranked[0]["rho"] == pytest.approx(1)
 
 
 def test_the_parcoords_figure_is_plain_json_with_categories_as_ticks_and_text_escaped():
-    records = [
-        record({"lr": "0.1"}, {"opt": "<b>adam</b>"}, loss=0.9),
-        record({"lr": "0.01"}, {"opt": "sgd"}, loss=None),
-    ]
-    found = hparams.params(records)
+    found = hparams.params(
+        columns(({"lr": "0.1"}, {"opt": "<b>adam</b>"}), ({"lr": "0.01"}, {"opt": "sgd"}))
+    )
     figure = hparams.parcoords_figure(found, [("loss (last)", [0.9, None])])
     json.dumps(figure, allow_nan=False)  # no NaN: the page parses it with JSON.parse
     dims = figure["data"][0]["dimensions"]
@@ -58,6 +60,13 @@ def test_the_parcoords_figure_is_plain_json_with_categories_as_ticks_and_text_es
     assert dims[1]["ticktext"] == ["&lt;b&gt;adam&lt;/b&gt;", "sgd"]
     assert dims[1]["values"] == [0, 1]
     assert dims[2]["values"] == [0.9, None]
+
+
+def test_a_bare_tag_is_a_category_of_its_own():
+    found = hparams.params(columns(({}, {"baseline": True}), ({}, {"baseline": None})))
+    assert found == []  # set on one run, missing on the other: one value, nothing to relate
+    found = hparams.params(columns(({}, {"mode": True}), ({}, {"mode": "fast"})))
+    assert found[0].values == ["(set)", "fast"] and not found[0].numeric
 
 
 def test_bars_of_close_values_do_not_start_at_zero_but_spread_out_ones_do():

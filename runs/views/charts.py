@@ -6,17 +6,17 @@ errors as JSON (`{"error": {...}}`): 401 signed out, 404 for a run the user cann
 """
 
 import functools
-from datetime import datetime
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from runs import charts, downsample, hparams
+from runs import charts, compare, downsample, hparams, selectors
 from runs.access import run_for
 from runs.errors import InvalidInput, ServiceError
-from runs.models import MetricKind, MetricSeries, Run, RunProperty, RunTag
+from runs.models import MetricKind, MetricSeries, Run
+from runs.query import Field
 from runs.views.common import load_workspace
 
 MAX_COMPARE_RUNS = 50
@@ -164,7 +164,10 @@ def children_figure(request):
 @login_required
 @require_GET
 def compare_page(request, workspace: str):
+    """The runs side by side, every value a run-list column (runs/compare.py)."""
     ws, membership = load_workspace(request, workspace)
+    if moved := _legacy_redirect(request):
+        return moved
     try:
         ids = _run_ids(request)
     except InvalidInput as exc:
@@ -176,15 +179,13 @@ def compare_page(request, workspace: str):
         )
     found = {
         run.run_id: run
-        for run in Run.objects.filter(workspace=ws, run_id__in=ids).select_related(
-            "experiment", "submitter"
-        )
+        for run in selectors.with_run_details(Run.objects.filter(workspace=ws, run_id__in=ids))
     }
     if len(found) != len(ids):
         raise Http404("No such run in this workspace.")
     runs = [found[run_id] for run_id in ids]
-    records = _records(runs)
-    metrics = sorted({name for r in records.values() for name in r["metrics"]})
+    table = compare.compare_table(runs=runs)
+    metrics = table.metrics
     # Several metrics chart at once (a grid, one chart each); the first feeds the bar, the
     # scatter's default and the table.
     chosen = [m for m in dict.fromkeys(request.GET.getlist("metric")) if m in metrics]
@@ -200,30 +201,17 @@ def compare_page(request, workspace: str):
         "clip": request.GET.get("clip") == "1",
     }
     shared["smoothing"] = min(max(shared["smoothing"], 0.0), SMOOTHING_MAX)
-    columns = _columns(records, metrics)
-    column_keys = [key for key, _ in columns]
-    default_y = f"metric:{metric}:last" if metric else ""
-    sy = request.GET.get("sy") if request.GET.get("sy") in column_keys else default_y
-    sx = request.GET.get("sx") if request.GET.get("sx") in column_keys else _default_x(columns, sy)
-    rows = [
-        {"label": _label(run), **(records[run.pk]["metrics"].get(metric) or {})} for run in runs
-    ]
-    scatter_points = [
-        {
-            "label": _label(run),
-            "x": charts.column_value(records[run.pk], sx),
-            "y": charts.column_value(records[run.pk], sy),
-        }
-        for run in runs
-    ]
+    columns = compare.scatter_columns(table)
+    sy = compare.pick_column(request.GET.get("sy"), columns) or (
+        Field("metric", metric, "last") if metric else None
+    )
+    sx = compare.pick_column(request.GET.get("sx"), columns) or _default_x(columns, sy)
+    summaries = _summaries(table, metric)
     context = {
         "workspace": ws,
         "membership": membership,
         "nav_section": "runs",
-        "runs": [
-            (run, records[run.pk]["metrics"].get(metric) or {}, charts.color(i))
-            for i, run in enumerate(runs)
-        ],
+        "runs": [(run, summaries[i], charts.color(i)) for i, run in enumerate(runs)],
         "run_ids": " ".join(ids),
         "metrics": metrics,
         "metric": metric,
@@ -233,54 +221,57 @@ def compare_page(request, workspace: str):
         "only_diff": only_diff,
         "shared": shared,
         "smoothing_choices": sorted({0.0, 0.6, 0.8, 0.9, 0.95, 0.99, shared["smoothing"]}),
-        "diff_rows": _diff_rows(runs, records, chosen, only_diff=only_diff),
-        **_hparams(runs, records, chosen, goal=request.GET.get("goal")),
+        "diff_rows": compare.diff_rows(table, metrics=chosen, only_diff=only_diff),
+        **_hparams(table, chosen, goal=request.GET.get("goal")),
         "columns": columns,
-        "sx": sx,
-        "sy": sy,
-        "bar_figure": charts.summary_bar_figure(rows, metric=metric) if metric else None,
-        "scatter_figure": charts.scatter_figure(
-            scatter_points, x_label=charts.column_label(sx), y_label=charts.column_label(sy)
+        "sx": sx.key if sx else "",
+        "sy": sy.key if sy else "",
+        "bar_figure": charts.summary_bar_figure(
+            [{"label": _label(run), **summaries[i]} for i, run in enumerate(runs)], metric=metric
         )
-        if sx and sy
+        if metric
         else None,
+        "scatter_figure": _scatter(table, sx, sy) if sx and sy else None,
     }
     return render(request, "runs/compare.html", context)
 
 
-def _records(runs: list[Run]) -> dict[int, dict]:
-    """Per run: scalar metric summaries, tags, properties and attributes; four queries."""
-    records = {
-        run.pk: {
-            "metrics": {},
-            "tags": {},
-            "properties": {},
-            "attrs": {"duration (s)": _duration(run)},
-        }
-        for run in runs
+def _legacy_redirect(request):
+    """Compare URLs from before the page spoke the run list's column language carry
+    `sx`/`sy` as `metric:loss:last`, `tag:opt`, `property:lr` or `attr:duration (s)`: they
+    move (301) to the same page with the keys of today, so bookmarks and shared links keep
+    working and the address bar shows the one language."""
+    data = request.GET.copy()
+    moved = False
+    for name in ("sx", "sy"):
+        key = compare.legacy_column_key(data.get(name, ""))
+        if key is not None:
+            data[name] = key
+            moved = True
+    if not moved:
+        return None
+    return HttpResponsePermanentRedirect(f"{request.path}?{data.urlencode()}")
+
+
+def _summaries(table: compare.CompareTable, metric: str | None) -> list[dict]:
+    """Per run: the first chosen metric's last / min / max, for the bar and the runs table."""
+    if metric is None:
+        return [{} for _ in table.runs]
+    columns = {
+        agg: table.column(Field("metric", metric, agg).key) for agg in compare.METRIC_AGGREGATES
     }
-    for s in MetricSeries.objects.filter(run__in=runs, kind=MetricKind.SCALAR):
-        records[s.run_id]["metrics"][s.name] = {
-            "last": s.last_value,
-            "min": s.min_value,
-            "max": s.max_value,
-            "count": s.count,
-        }
-    for run_pk, key, value in RunTag.objects.filter(run__in=runs).values_list(
-        "run_id", "key", "value"
-    ):
-        records[run_pk]["tags"][key] = value
-    for run_pk, key, value in RunProperty.objects.filter(run__in=runs).values_list(
-        "run_id", "key", "value"
-    ):
-        records[run_pk]["properties"][key] = value
-    return records
+    return [{agg: values[i] for agg, values in columns.items()} for i in range(len(table.runs))]
 
 
-def _duration(run: Run) -> float | None:
-    start = run.started_at or run.created_at
-    end: datetime | None = run.ended_at
-    return (end - start).total_seconds() if start and end else None
+def _scatter(table: compare.CompareTable, sx: Field, sy: Field) -> dict:
+    xs, ys = table.column(sx.key), table.column(sy.key)
+    points = [
+        {"label": _label(run), "x": compare.plot_value(xs[i]), "y": compare.plot_value(ys[i])}
+        for i, run in enumerate(table.runs)
+    ]
+    return charts.scatter_figure(
+        points, x_label=compare.axis_title(sx), y_label=compare.axis_title(sy)
+    )
 
 
 def _default_metric(metrics: list[str]) -> str | None:
@@ -290,72 +281,33 @@ def _default_metric(metrics: list[str]) -> str | None:
     return metrics[0] if metrics else None
 
 
-def _columns(records: dict[int, dict], metrics: list[str]) -> list[tuple[str, str]]:
-    keys: list[str] = []
-    for name in metrics:
-        keys += [f"metric:{name}:{aggregate}" for aggregate in charts.AGGREGATES]
-    for source, kind in (("properties", "property"), ("tags", "tag")):
-        found = sorted({key for r in records.values() for key in r[source]})
-        keys += [f"{kind}:{key}" for key in found]
-    keys.append("attr:duration (s)")
-    return [(key, charts.column_label(key)) for key in keys]
+def _default_x(columns: list[Field], sy: Field | None) -> Field | None:
+    """A parameter against the metric by default: a property, else a tag, else a metric."""
+    for kind in ("property", "tag", "metric"):
+        for field in columns:
+            if field.kind == kind and field != sy:
+                return field
+    return columns[-1] if columns else None
 
 
-def _default_x(columns: list[tuple[str, str]], sy: str) -> str:
-    keys = [key for key, _ in columns]
-    for prefix in ("property:", "tag:", "metric:"):
-        for key in keys:
-            if key.startswith(prefix) and key != sy:
-                return key
-    return keys[-1] if keys else ""
-
-
-def _diff_rows(
-    runs: list[Run], records: dict[int, dict], metrics: list[str], *, only_diff: bool
-) -> list[dict]:
-    """The compare page's diff table: one row per attribute, property, tag and chosen metric
-    summary, a value per run; `differs` when the runs do not all agree (a missing value counts
-    as a value of its own)."""
-    rows: list[dict] = []
-
-    def add(section: str, key: str, values: list) -> None:
-        differs = len({repr(v) for v in values}) > 1
-        if differs or not only_diff:
-            rows.append({"section": section, "key": key, "values": values, "differs": differs})
-
-    add("attribute", "experiment", [run.experiment.name for run in runs])
-    add("attribute", "status", [run.status for run in runs])
-    add("attribute", "duration (s)", [records[run.pk]["attrs"]["duration (s)"] for run in runs])
-    for source, section in (("properties", "property"), ("tags", "tag")):
-        for key in sorted({k for run in runs for k in records[run.pk][source]}):
-            add(section, key, [records[run.pk][source].get(key) for run in runs])
-    for name in metrics:
-        for aggregate in ("last", "min", "max"):
-            add(
-                "metric",
-                f"{name} ({aggregate})",
-                [(records[run.pk]["metrics"].get(name) or {}).get(aggregate) for run in runs],
-            )
-    return rows
-
-
-def _hparams(runs: list[Run], records: dict[int, dict], metrics: list[str], *, goal) -> dict:
-    """Hyperparameter analysis (runs/hparams.py): parallel coordinates over the parameters that
-    vary and the chosen metrics' last values, and each numeric parameter's rank correlation
-    with the first chosen metric's best value (`goal=min|max`, default by its name)."""
-    ordered = [records[run.pk] for run in runs]
-    found = hparams.params(ordered)
+def _hparams(table: compare.CompareTable, metrics: list[str], *, goal) -> dict:
+    """Hyperparameter analysis (runs/hparams.py): parallel coordinates over the property and
+    tag columns that vary and the chosen metrics' last values, and each numeric parameter's
+    rank correlation with the first chosen metric's best value (`goal=min|max`, default by
+    its name)."""
+    found = hparams.params([(f, table.column(f.key)) for f in table.columns])
     if not metrics:
         return {"hp_params": found}
     target = metrics[0]
     if goal not in ("min", "max"):
         lower = target.lower()
         goal = "min" if any(w in lower for w in ("loss", "error", "err", "rmse", "mae")) else "max"
-    best = [(r["metrics"].get(target) or {}).get(goal) for r in ordered]
-    lasts = [
-        (f"{name} (last)", [(r["metrics"].get(name) or {}).get("last") for r in ordered])
-        for name in metrics
-    ]
+
+    def numbers(field: Field) -> list[float | None]:
+        return [_finite(v) for v in table.column(field.key)]
+
+    best = numbers(Field("metric", target, goal))
+    lasts = [(f.label, numbers(f)) for f in (Field("metric", n, "last") for n in metrics)]
     return {
         "hp_params": found,
         "hp_goal": goal,
@@ -363,3 +315,8 @@ def _hparams(runs: list[Run], records: dict[int, dict], metrics: list[str], *, g
         "hp_importance": hparams.importance(found, best),
         "hp_figure": hparams.parcoords_figure(found, lasts) if found else None,
     }
+
+
+def _finite(value) -> float | None:
+    value = compare.plot_value(value)
+    return value if isinstance(value, float) else None

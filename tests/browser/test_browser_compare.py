@@ -150,3 +150,35 @@ def test_the_child_runs_tab_shows_tags_and_properties_as_columns(
     cells = page.locator("#run-children tbody td.rd-kvcell").all_inner_texts()
     assert cells == ["0.1", "adam", "0.2", "sgd"]
     screenshot(page, "children_kv_columns")
+
+
+def test_the_scatter_picks_run_list_columns_and_an_old_compare_link_still_opens(
+    page, live_server, cast, pair, sign_in, screenshot
+):
+    ids = f"run={pair[0].run_id}&run={pair[1].run_id}"
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/compare/?{ids}")
+    options = page.locator("select[name=sx] option").all_inner_texts()
+    assert {"metrics.loss.last", "properties.lr", "tags.optimizer", "duration"} <= set(options)
+    with page.expect_navigation():
+        page.select_option("select[name=sx]", "properties.lr")
+    with page.expect_navigation():
+        page.select_option("select[name=sy]", "metrics.accuracy.max")
+    assert "sx=properties.lr" in page.url and "sy=metrics.accuracy.max" in page.url
+    page.wait_for_selector("#compare-scatter .main-svg")
+    title = page.locator("#compare-scatter .gtitle").text_content()
+    assert title == "accuracy (max) vs lr (property)"
+    assert page.locator("#compare-scatter g.scatterlayer .point").count() == 2
+    # The diff table names each row by the same key (its title) the list and search use.
+    row = page.locator("#compare-diff tr[data-key='properties.lr'] th")
+    assert row.get_attribute("title") == "properties.lr"
+    screenshot(page, "compare_scatter_columns")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "compare_scatter_columns_dark")
+    page.emulate_media(color_scheme="light")
+
+    # A link saved before the page spoke the list's keys moves to the same columns.
+    page.goto(f"{live_server.url}/w/lab/compare/?{ids}&sx=property%3Alr&sy=metric%3Aloss%3Amin")
+    assert "sx=properties.lr" in page.url and "sy=metrics.loss.min" in page.url
+    assert page.locator("select[name=sx]").input_value() == "properties.lr"
+    assert page.locator("select[name=sy]").input_value() == "metrics.loss.min"
