@@ -215,71 +215,17 @@ class TokenCreateRequestSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, help_text="A label for the token.")
 
 
-class TokenSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    prefix = serializers.CharField(help_text="The key's first characters, to tell tokens apart.")
-    created_at = serializers.DateTimeField()
-    last_used_at = serializers.DateTimeField(allow_null=True)
-    revoked_at = serializers.DateTimeField(allow_null=True)
-
-
-class TokenCreatedSerializer(TokenSerializer):
-    token = serializers.CharField(help_text="The key, shown this once: `Token <key>`.")
-
-
-class TokenListSerializer(serializers.Serializer):
-    results = TokenSerializer(many=True)
-
-
 # ---------------------------------------------------------------------------------------------
 # workspaces and members
-
-
-class WorkspaceSerializer(serializers.Serializer):
-    """A workspace as its member sees it: with the member's role."""
-
-    name = serializers.CharField()
-    role = serializers.ChoiceField(choices=Role.choices)
-    created_at = serializers.DateTimeField()
-
-
-class WorkspaceListSerializer(PageSerializer):
-    results = WorkspaceSerializer(many=True)
 
 
 class WorkspaceCreateRequestSerializer(serializers.Serializer):
     name = serializers.RegexField(limits.WORKSPACE_NAME_RE.pattern)
 
 
-class MeSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    workspaces = WorkspaceSerializer(many=True)
-
-
-class MemberSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    role = serializers.ChoiceField(choices=Role.choices)
-
-
-class MemberListSerializer(serializers.Serializer):
-    results = MemberSerializer(many=True)
-
-
 class MemberSetRequestSerializer(serializers.Serializer):
     username = serializers.CharField()
     role = serializers.ChoiceField(choices=Role.choices, required=False, default=Role.READER)
-
-
-class InvitationSerializer(serializers.Serializer):
-    """What an owner gets for someone they share no workspace with (whether or not the
-    account exists): a key to pass on, shown this once."""
-
-    username = serializers.CharField()
-    role = serializers.ChoiceField(choices=Role.choices)
-    workspace = serializers.CharField()
-    invitation = serializers.CharField(help_text="The key; the invitee sends it to accept.")
-    expires_at = serializers.DateTimeField()
 
 
 class InvitationAcceptRequestSerializer(serializers.Serializer):

@@ -10,7 +10,16 @@ from rest_framework.response import Response
 from runs import limits, selectors, services
 from runs.access import workspace_for
 from runs.api import schemas as s
-from runs.api.serializers import invitation_json, member_json, membership_json, token_json
+from runs.api.serializers import (
+    InvitationSerializer,
+    MemberListSerializer,
+    MemberSerializer,
+    MeSerializer,
+    TokenCreatedSerializer,
+    TokenListSerializer,
+    WorkspaceListSerializer,
+    WorkspaceSerializer,
+)
 from runs.api.views.common import _object
 from runs.errors import InvalidInput, NotFound
 from runs.models import ApiToken, Role
@@ -23,7 +32,7 @@ from runs.models import ApiToken, Role
     tags=["auth"],
     request=s.TokenCreateRequestSerializer,
     responses={
-        201: s.TokenCreatedSerializer,
+        201: TokenCreatedSerializer,
         **s.errors(400, 401, e401="Wrong username or password."),
     },
 )
@@ -42,7 +51,7 @@ def token_create(request):
             status=status.HTTP_401_UNAUTHORIZED,
         )
     token, key = services.token_create(user=user, name=data.get("name") or "")
-    return Response({**token_json(token), "token": key}, status=status.HTTP_201_CREATED)
+    return Response(TokenCreatedSerializer.render(token, key=key), status=status.HTTP_201_CREATED)
 
 
 @extend_schema(
@@ -50,13 +59,13 @@ def token_create(request):
     summary="List the caller's tokens",
     description="The caller's unrevoked tokens, newest first, without their keys.",
     tags=["auth"],
-    responses={200: s.TokenListSerializer, **s.errors(401)},
+    responses={200: TokenListSerializer, **s.errors(401)},
 )
 @api_view(["GET"])
 def token_list(request):
     tokens = ApiToken.objects.filter(user=request.user, revoked_at__isnull=True).order_by("-id")
     tokens = tokens[: limits.LIST_MAX]  # every list answers a bounded number of items
-    return Response({"results": [token_json(t) for t in tokens]})
+    return Response(TokenListSerializer.render({"results": tokens}))
 
 
 @extend_schema(
@@ -78,13 +87,13 @@ def token_revoke(request, token_id: int):
     operation_id="me",
     summary="The signed-in user and their workspaces",
     tags=["auth"],
-    responses={200: s.MeSerializer, **s.errors(401)},
+    responses={200: MeSerializer, **s.errors(401)},
 )
 @api_view(["GET"])
 def me(request):
     memberships = selectors.membership_list(user=request.user)
     return Response(
-        {"username": request.user.username, "workspaces": [membership_json(m) for m in memberships]}
+        MeSerializer.render({"username": request.user.username, "workspaces": memberships})
     )
 
 
@@ -94,7 +103,7 @@ def me(request):
     summary="List the caller's workspaces",
     description="Every workspace the caller belongs to, with the caller's role (one page).",
     tags=["workspaces"],
-    responses={200: s.WorkspaceListSerializer, **s.errors(401)},
+    responses={200: WorkspaceListSerializer, **s.errors(401)},
 )
 @extend_schema(
     methods=["POST"],
@@ -104,7 +113,7 @@ def me(request):
     tags=["workspaces"],
     request=s.WorkspaceCreateRequestSerializer,
     responses={
-        201: s.WorkspaceSerializer,
+        201: WorkspaceSerializer,
         **s.errors(400, 401, 409, e409="A workspace with that name exists."),
     },
 )
@@ -113,21 +122,21 @@ def workspace_list(request):
     if request.method == "POST":
         workspace = services.workspace_create(name=_object(request).get("name"), owner=request.user)
         membership = workspace.memberships.get(user=request.user)
-        return Response(membership_json(membership), status=status.HTTP_201_CREATED)
+        return Response(WorkspaceSerializer.render(membership), status=status.HTTP_201_CREATED)
     memberships = selectors.membership_list(user=request.user)[: limits.LIST_MAX]
-    return Response({"results": [membership_json(m) for m in memberships], "next_cursor": None})
+    return Response(WorkspaceListSerializer.render({"results": memberships, "next_cursor": None}))
 
 
 @extend_schema(
     operation_id="workspace_retrieve",
     summary="One workspace, with the caller's role",
     tags=["workspaces"],
-    responses={200: s.WorkspaceSerializer, **s.errors(401, 404)},
+    responses={200: WorkspaceSerializer, **s.errors(401, 404)},
 )
 @api_view(["GET"])
 def workspace_detail(request, workspace: str):
     _, membership = workspace_for(user=request.user, name=workspace)
-    return Response(membership_json(membership))
+    return Response(WorkspaceSerializer.render(membership))
 
 
 @extend_schema(
@@ -135,7 +144,7 @@ def workspace_detail(request, workspace: str):
     operation_id="member_list",
     summary="List a workspace's members",
     tags=["workspaces"],
-    responses={200: s.MemberListSerializer, **s.errors(401, 404)},
+    responses={200: MemberListSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -147,8 +156,8 @@ def workspace_detail(request, workspace: str):
     tags=["workspaces"],
     request=s.MemberSetRequestSerializer,
     responses={
-        201: s.MemberSerializer,
-        202: s.InvitationSerializer,
+        201: MemberSerializer,
+        202: InvitationSerializer,
         **s.errors(400, 401, 403, 404, 409, e409="The last owner cannot be demoted."),
     },
 )
@@ -166,14 +175,12 @@ def member_list(request, workspace: str):
             made = services.membership_invite(
                 workspace=ws, username=username, role=role, by=request.user
             )
-            return Response(
-                invitation_json(made.invitation, made.key), status=status.HTTP_202_ACCEPTED
-            )
+            return Response(InvitationSerializer.render(made), status=status.HTTP_202_ACCEPTED)
         membership = services.membership_set(workspace=ws, user=user, role=role)
-        return Response(member_json(membership), status=status.HTTP_201_CREATED)
+        return Response(MemberSerializer.render(membership), status=status.HTTP_201_CREATED)
     ws, _ = workspace_for(user=request.user, name=workspace)
     members = selectors.member_list(workspace=ws)[: limits.LIST_MAX]
-    return Response({"results": [member_json(m) for m in members]})
+    return Response(MemberListSerializer.render({"results": members}))
 
 
 @extend_schema(
@@ -211,8 +218,8 @@ def member_remove(request, workspace: str, username: str):
     tags=["workspaces"],
     request=s.InvitationAcceptRequestSerializer,
     responses={
-        200: s.WorkspaceSerializer,
-        201: s.WorkspaceSerializer,
+        200: WorkspaceSerializer,
+        201: WorkspaceSerializer,
         **s.errors(400, 401, 404),
     },
 )
@@ -222,6 +229,6 @@ def invitation_accept(request):
         user=request.user, key=_object(request).get("invitation")
     )
     return Response(
-        membership_json(membership),
+        WorkspaceSerializer.render(membership),
         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
     )
