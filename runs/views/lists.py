@@ -163,7 +163,9 @@ def _table_context(state: ListState, page) -> dict:
         "tree_max": limits.TREE_DESCENDANTS_MAX,
         "sort_links": state.sort_links(),
         "first_index": _offset(state) + 1,
-        "last_index": _offset(state) + len(rows),
+        # A tree page is paged by top-level run: its range counts those, not the children
+        # under them ("Top-level runs 1–6 of 6", not "1–19 of 6").
+        "last_index": _offset(state) + sum(1 for _, _, depth, _ in rows if depth == 0),
         "prev_url": state.page_url(state.page - 1),
         "next_url": state.page_url(state.page + 1),
         "selected_elsewhere": [r for r in state.selected if r not in on_page],

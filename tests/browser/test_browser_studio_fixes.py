@@ -71,6 +71,8 @@ def test_child_rows_sit_under_their_parent_newest_first(
         "child-1",
         "grandchild",
     ]
+    # Paged by top-level run: the range counts the two roots, not the six rows.
+    assert page.locator("#run-range").inner_text() == "Top-level runs 1–2 of 2"
     # Collapse the parent: its whole subtree hides; expand: it is back.
     parent_row = page.locator("#run-table tbody tr", has_text="sweep-parent")
     parent_row.locator("button.tree-toggle").click()
