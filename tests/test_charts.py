@@ -366,3 +366,18 @@ def test_two_live_runs_started_together_do_not_differ_in_duration(client, cast, 
     page = client.get(f"/w/lab/compare/?run={a.run_id}&run={b.run_id}&diff=1")
     keys = [row["field"].key for row in page.context["diff_rows"]]
     assert "duration" not in keys
+
+
+def test_the_scatter_plots_the_most_important_parameter_against_the_metric_by_default(
+    client, cast, make_run
+):
+    ids = []
+    for i, (noise, lr) in enumerate([("3", "0.1"), ("1", "0.03"), ("4", "0.01"), ("2", "0.001")]):
+        run = logged_run(make_run, f"t{i}", [2.0, 1.0 - 0.2 * i])  # lower lr, lower loss
+        services.run_add_properties(run=run, properties={"a_noise": noise, "lr": lr})
+        ids.append(run.run_id)
+    signed_in(client, cast.reader)
+    page = client.get("/w/lab/compare/?" + "&".join(f"run={i}" for i in ids))
+    assert page.context["hp_importance"][0]["key"] == "properties.lr"
+    assert page.context["sx"] == "properties.lr"  # not a_noise, the first key
+    assert page.context["sy"] == "metrics.loss.last"

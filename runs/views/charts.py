@@ -205,7 +205,10 @@ def compare_page(request, workspace: str):
     sy = compare.pick_column(request.GET.get("sy"), columns) or (
         Field("metric", metric, "last") if metric else None
     )
-    sx = compare.pick_column(request.GET.get("sx"), columns) or _default_x(columns, sy)
+    hp = _hparams(table, chosen, goal=request.GET.get("goal"))
+    sx = compare.pick_column(request.GET.get("sx"), columns) or _default_x(
+        columns, sy, hp.get("hp_importance")
+    )
     summaries = _summaries(table, metric)
     context = {
         "workspace": ws,
@@ -222,7 +225,7 @@ def compare_page(request, workspace: str):
         "shared": shared,
         "smoothing_choices": sorted({0.0, 0.6, 0.8, 0.9, 0.95, 0.99, shared["smoothing"]}),
         "diff_rows": compare.diff_rows(table, metrics=chosen, only_diff=only_diff),
-        **_hparams(table, chosen, goal=request.GET.get("goal")),
+        **hp,
         "columns": columns,
         "sx": sx.key if sx else "",
         "sy": sy.key if sy else "",
@@ -281,8 +284,11 @@ def _default_metric(metrics: list[str]) -> str | None:
     return metrics[0] if metrics else None
 
 
-def _default_x(columns: list[Field], sy: Field | None) -> Field | None:
-    """A parameter against the metric by default: a property, else a tag, else a metric."""
+def _default_x(columns: list[Field], sy: Field | None, importance=None) -> Field | None:
+    """A parameter against the metric by default: the one whose rank correlation with it is
+    strongest (the importance table's first), else a property, a tag, a metric."""
+    if importance:
+        return compare.pick_column(importance[0]["key"], columns)
     for kind in ("property", "tag", "metric"):
         for field in columns:
             if field.kind == kind and field != sy:
