@@ -385,3 +385,39 @@ def test_two_app_hosts_and_a_worker_host_sharing_only_the_database_and_a_bucket_
         assert stray == [], (host.name, stray)
     assert not list(work_dir.iterdir())
     assert any(f.startswith("data/static/") for f in hosts["a"].files())  # the walk sees files
+
+
+def test_two_app_hosts_started_together_on_an_empty_database_both_serve(seaweedfs, tmp_path):
+    """The first start of a team: both hosts find the database empty at the same moment. One
+    migrates while the other waits (an advisory lock) instead of both running `migrate`, which
+    failed half-way on the slower one."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the team setup runs on PostgreSQL (SQLite is one file on one host)")
+    name = f"rs_fresh_{secrets.token_hex(4)}"
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    hosts = [Host(h, tmp_path / "hosts" / h, [tmp_path], logs) for h in ("a", "b")]
+    env = database_env(tmp_path)
+    env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+    env |= seaweedfs.env(f"s3://runstudio-test/fresh-{name}")
+    env |= {"RUNSTUDIO_DB_CONN_MAX_AGE": "0", "RUNSTUDIO_SECRET_KEY": secrets.token_urlsafe(50)}
+    try:
+        urls = []
+        for host in hosts:
+            port = free_port()
+            urls.append(f"http://127.0.0.1:{port}")
+            host.start([RUNSTUDIO, "serve", "--port", str(port), "--local-workers", "0"], env)
+        for url, host in zip(urls, hosts, strict=True):
+            _served(url, host, host.processes[0])
+            assert requests.get(f"{url}/api/v1/me", timeout=10).status_code == 401
+        said = [host.log() for host in hosts]
+        # Exactly one of them set the database up; neither failed.
+        assert sum("Setting up the database (migrate)" in text for text in said) == 1, said
+        assert not any("Traceback" in text for text in said), said
+    finally:
+        for host in hosts:
+            host.stop()
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
