@@ -34,6 +34,7 @@ import requests
 from django.conf import settings as django_settings
 from django.db import connection
 
+from studio import settings as settings_module
 from tests.conftest import PASSWORD
 from tests.processes import database_env, free_port, wait_for
 
@@ -421,3 +422,22 @@ def test_two_app_hosts_started_together_on_an_empty_database_both_serve(seaweedf
             host.stop()
         with connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_serve_warns_when_run_files_are_in_a_bucket_but_each_host_would_make_its_own_key(
+    settings, seaweedfs, monkeypatch
+):
+    from runs import serving
+
+    monkeypatch.delenv("RUNSTUDIO_SECRET_KEY", raising=False)
+    assert serving.secret_key_warning() is None  # a files folder: one host, or a shared disk
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": settings_module.files_storage("s3://runstudio-test/warn"),
+    }
+    warning = serving.secret_key_warning()
+    assert "RUNSTUDIO_SECRET_KEY" in warning and "every app host" in warning
+    monkeypatch.setenv("RUNSTUDIO_SECRET_KEY", "one key for every host")
+    assert serving.secret_key_warning() is None
