@@ -48,6 +48,17 @@ PAGE_SIZE_MAX = 1_000
 SORT_KEYS_MAX = 10
 HISTORY_PAGE_MAX = 100_000
 
+# Run inputs (MLflow's log-inputs / log-outputs): MLflow's own limits (mlflow/utils/validation.py).
+RUN_INPUTS_PER_REQUEST = 1_000  # datasets, or models, in one request
+DATASET_NAME_MAX_LENGTH = 500
+DATASET_DIGEST_MAX_LENGTH = 36
+DATASET_SOURCE_TYPE_MAX_LENGTH = 36
+DATASET_SOURCE_MAX_LENGTH = 65_535
+DATASET_SCHEMA_MAX_LENGTH = 1_048_575
+DATASET_PROFILE_MAX_LENGTH = 1_048_575  # MLflow allows 16 MB; a request body holds 32 MB
+INPUT_TAGS_MAX = 100  # tags of one input (MLflow sets mlflow.data.context); keys: NAME_MAX_LENGTH
+INPUT_TAG_VALUE_MAX_LENGTH = 500
+
 # Compute targets: the name is also the django.tasks queue name, which django-tasks-db stores
 # in a 32-character column.
 COMPUTE_TARGET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")

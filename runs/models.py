@@ -568,6 +568,42 @@ class LoggedModel(models.Model):
         return f"{self.name} ({self.model_id})"
 
 
+class RunInputKind(models.TextChoices):
+    DATASET = "dataset", "Dataset"
+    MODEL_INPUT = "model_input", "Model used"
+    MODEL_OUTPUT = "model_output", "Model produced"
+
+
+class RunInput(models.Model):
+    """What a run read or produced, from MLflow's log-inputs / log-outputs (MLflow keeps the
+    same in its datasets, inputs and input_tags tables): a dataset with its input tags (e.g.
+    `mlflow.data.context: train`), or a logged model used or produced, with its step. Logged
+    once: the same dataset (name, digest) or model again is a no-op, as in MLflow."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="inputs")
+    kind = models.CharField(max_length=16, choices=RunInputKind.choices)
+    name = models.CharField(max_length=500)  # the dataset's name, or the logged model's id
+    digest = models.CharField(max_length=36, blank=True)
+    source_type = models.CharField(max_length=36, blank=True)
+    source = models.TextField(blank=True)
+    schema = models.TextField(blank=True)
+    profile = models.TextField(blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    step = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "kind", "name", "digest"], name="unique_run_input"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}: {self.kind} {self.name}"
+
+
 class RunAction(models.TextChoices):
     ARCHIVE = "archive", "Archived"
     RESTORE = "restore", "Restored"

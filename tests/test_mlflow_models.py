@@ -52,6 +52,14 @@ def test_sklearn_autolog_logs_params_metrics_and_the_model(door):
     assert properties["max_depth"] == "2"
     assert "training_accuracy_score" in set(stored.metric_series.values_list("name", flat=True))
     model = LoggedModel.objects.get(run=stored)
+    got = MlflowClient().get_run(run.info.run_id)
+    # autolog also logs the training set (log_input) and links the model as the run's output.
+    contexts = [
+        {t.key: t.value for t in d.tags}.get("mlflow.data.context")
+        for d in got.inputs.dataset_inputs
+    ]
+    assert "train" in contexts
+    assert [o.model_id for o in got.outputs.model_outputs] == [model.model_id]
     loaded = mlflow.sklearn.load_model(f"models:/{model.model_id}")
     assert loaded.predict(X[:1]).shape == (1,)
 

@@ -13,7 +13,7 @@ from django.db.models import Prefetch
 from django.http import HttpResponse
 
 from runs import services
-from runs.access import run_for, scope_user, workspace_for
+from runs.access import run_in_workspace, scope_user, workspace_for
 from runs.errors import Conflict, Forbidden, InvalidInput, LengthRequired, NotFound, ServiceError
 from runs.mlflow import translate as t
 from runs.models import (
@@ -23,6 +23,7 @@ from runs.models import (
     MetricSeries,
     Role,
     Run,
+    RunInput,
     RunProperty,
     RunTag,
     Workspace,
@@ -127,6 +128,7 @@ def with_details(runs):
         Prefetch("tags", queryset=RunTag.objects.order_by("id")),
         Prefetch("properties", queryset=RunProperty.objects.order_by("id")),
         Prefetch("metric_series", queryset=MetricSeries.objects.order_by("name")),
+        Prefetch("inputs", queryset=RunInput.objects.order_by("id")),
     )
 
 
@@ -134,11 +136,8 @@ def load_run(door: Door, run_id: object, *, write: bool = False, active: bool = 
     """The door's workspace's run. A run elsewhere reads exactly like one that does not exist."""
     if not isinstance(run_id, str) or not run_id:
         raise InvalidInput("run_id: required.", field="run_id")
-    try:
-        run, _ = run_for(user=door.user, run_id=run_id)
-    except NotFound:
-        run = None
-    if run is None or run.workspace_id != door.workspace.pk:
+    run = run_in_workspace(user=door.user, membership=door.membership, run_id=run_id)
+    if run is None:
         raise NotFound(f"Run with id={run_id!r} not found.", field="run_id")
     if write:
         door.require(Role.CONTRIBUTOR, "logging to a run")

@@ -13,7 +13,15 @@ import orjson
 
 from runs import limits, query
 from runs.errors import InvalidInput
-from runs.models import Experiment, LoggedModel, LoggedModelStatus, MetricKind, Run, RunStatus
+from runs.models import (
+    Experiment,
+    LoggedModel,
+    LoggedModelStatus,
+    MetricKind,
+    Run,
+    RunInputKind,
+    RunStatus,
+)
 
 # The workspace's Default experiment is MLflow's experiment "0" (`mlflow.start_run()` with no
 # experiment set logs there).
@@ -185,9 +193,52 @@ def run_json(run: Run) -> dict:
             "params": [{"key": p.key, "value": p.value} for p in run.properties.all()],
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
         },
-        "inputs": {"dataset_inputs": [], "model_inputs": []},
-        "outputs": {"model_outputs": []},
+        **run_inputs_json(run.inputs.all()),
     }
+
+
+def run_inputs_json(inputs) -> dict:
+    """A run's RunInput rows as MLflow's `inputs` and `outputs`."""
+    datasets, models_in, models_out = [], [], []
+    for item in inputs:
+        if item.kind == RunInputKind.DATASET:
+            dataset = {
+                "name": item.name,
+                "digest": item.digest,
+                "source_type": item.source_type,
+                "source": item.source,
+            }
+            if item.schema:
+                dataset["schema"] = item.schema
+            if item.profile:
+                dataset["profile"] = item.profile
+            tags = [{"key": k, "value": v} for k, v in item.tags.items()]
+            datasets.append({"tags": tags, "dataset": dataset})
+        elif item.kind == RunInputKind.MODEL_INPUT:
+            models_in.append({"model_id": item.name})
+        else:
+            models_out.append({"model_id": item.name, "step": item.step})
+    return {
+        "inputs": {"dataset_inputs": datasets, "model_inputs": models_in},
+        "outputs": {"model_outputs": models_out},
+    }
+
+
+def dataset_in(item: Any, *, field: str) -> dict:
+    """One of MLflow's DatasetInput ({"tags": [{key, value}], "dataset": {name, digest,
+    source_type, source, schema, profile}}) → run_log_inputs' flat dataset."""
+    if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
+        raise InvalidInput(f"{field}: must be an object with a 'dataset' object.", field=field)
+    tags = dict(key_values(item.get("tags"), field=f"{field}.tags"))
+    return {**item["dataset"], "tags": tags}
+
+
+def model_ref_in(item: Any, *, field: str) -> tuple[str, int]:
+    """One of MLflow's LoggedModelInput / LoggedModelOutput → (model id, step)."""
+    if not isinstance(item, dict) or not isinstance(item.get("model_id"), str):
+        raise InvalidInput(f"{field}: must be an object with a string 'model_id'.", field=field)
+    step = parse_int(item.get("step"), field=f"{field}.step", default=0)
+    return item["model_id"], step
 
 
 # --- logged models ----------------------------------------------------------------------------

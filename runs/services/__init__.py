@@ -50,6 +50,7 @@ from runs.services.logged_models import (
     logged_model_update,
 )
 from runs.services.metrics import BatchResult, run_log_batch, series_summarize
+from runs.services.run_inputs import run_log_inputs, run_log_outputs
 from runs.services.runs import (
     RunSpec,
     check_client_time,
@@ -110,6 +111,8 @@ __all__ = [
     "logged_model_finalize",
     "logged_model_folder",
     "logged_model_update",
+    "run_log_inputs",
+    "run_log_outputs",
     # compute targets, workers, the reaper
     "WORKER_KEY_PREFIX",
     "compute_target_create",
