@@ -260,8 +260,12 @@ def _secrets() -> list[Path]:
         test_name = database.get("TEST", {}).get("NAME")
         if test_name:
             found.append(Path(test_name).parent)
-    location = settings.STORAGES.get("default", {}).get("OPTIONS", {}).get("location")
-    found.append(Path(location) if location else Path(settings.FILES_DIR))
+    # The run files' folder. Not the storage's `location` option as such: on object storage it
+    # is a key prefix (s3://bucket/runs), which taken as ./runs covered the `runs` package.
+    from runs.storage.local import storage_root
+
+    root = storage_root()
+    found.append(Path(root) if root is not None else Path(settings.FILES_DIR))
     found.append(Path(settings.DATA_DIR) / "secret_key")
     found.append(Path(settings.RUNSTUDIO_WORK_DIR or tempfile.gettempdir()))
     return [Path(os.path.realpath(p)) for p in found]

@@ -36,7 +36,7 @@ from django.db import connection
 
 from studio import settings as settings_module
 from tests.conftest import PASSWORD
-from tests.processes import database_env, free_port, wait_for
+from tests.processes import ROOT, database_env, free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -441,3 +441,41 @@ def test_serve_warns_when_run_files_are_in_a_bucket_but_each_host_would_make_its
     assert "RUNSTUDIO_SECRET_KEY" in warning and "every app host" in warning
     monkeypatch.setenv("RUNSTUDIO_SECRET_KEY", "one key for every host")
     assert serving.secret_key_warning() is None
+
+
+def test_a_bucket_prefix_named_like_a_folder_hides_nothing_from_the_sandbox(
+    settings, seaweedfs, monkeypatch, tmp_path
+):
+    """With run files in a bucket, the storage's `location` is a key prefix, not a folder: the
+    sandbox took s3://…/runs for ./runs and covered the `runs` package (which scripts import
+    for the SDK) when the worker started in the checkout."""
+    from runs import sandbox
+
+    if not sandbox.sandbox_status().isolated:
+        pytest.skip(sandbox.sandbox_status().reason)
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": settings_module.files_storage("s3://runstudio-test/runs"),
+    }
+    monkeypatch.chdir(ROOT)  # a worker started in the checkout, next to ./runs
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    sandbox.sandbox_prepare_workdir(workdir=workdir)
+    command = [sys.executable, "-c", "import runs.sdk; print('sdk ok')"]
+    env = sandbox.sandbox_environment(run_vars={}, home=sandbox.SCRATCH, tmpdir=sandbox.SCRATCH)
+    wrapped = sandbox.sandbox_command(command=command, workdir=workdir, env=env)
+    try:
+        done = subprocess.run(  # noqa: S603 - bwrap around our own interpreter
+            wrapped.argv,
+            env=wrapped.env,
+            pass_fds=wrapped.pass_fds,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        wrapped.close()
+    assert done.stdout.strip() == "sdk ok", done.stderr
