@@ -85,6 +85,15 @@ CALLS = [
         lambda rid: {"experiment_id": "0", "source_run_id": rid},
     ),
     ("get", "api/2.0/mlflow-artifacts/artifacts", lambda rid: {"path": f"runs/{rid}/outputs"}),
+    (
+        "post",
+        "api/2.0/mlflow/runs/log-inputs",
+        lambda rid: {
+            "run_id": rid,
+            "datasets": [{"dataset": {"name": "d", "digest": "1", "source_type": "local"}}],
+        },
+    ),
+    ("post", "api/2.0/mlflow/runs/outputs", lambda rid: {"run_id": rid, "models": []}),
 ]
 
 
@@ -181,6 +190,26 @@ def test_another_workspaces_logged_model_reads_like_a_missing_one(cast, foreign_
         _same(foreign, missing, model.model_id, "m-" + MISSING)
     model.refresh_from_db()
     assert model.status == "PENDING" and model.archived_at is None
+
+
+def test_another_workspaces_logged_model_cannot_be_linked_as_an_input_or_output(
+    cast, foreign_run, make_run
+):
+    from runs.models import RunInput
+
+    model = services.logged_model_create(run=foreign_run, name="m")
+    run = make_run()
+    for route in ("runs/log-inputs", "runs/outputs"):
+        url = f"/mlflow/lab/api/2.0/mlflow/{route}"
+
+        def body(model_id):
+            return {"run_id": run.run_id, "models": [{"model_id": model_id}]}
+
+        foreign = _call(cast.contributor, "post", url, body(model.model_id))
+        missing = _call(cast.contributor, "post", url, body("m-" + MISSING))
+        assert foreign.status_code == 404, route
+        _same(foreign, missing, model.model_id, "m-" + MISSING)
+    assert not RunInput.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -306,3 +335,37 @@ def test_junk_of_any_type_is_a_4xx_in_mlflows_shape(cast, make_run, value):
             # (A NUL in a query string is refused before any door, in plain text.)
             if answer.status_code >= 400 and answer["Content-Type"] == "application/json":
                 assert "error_code" in answer.json(), (route, field)
+
+
+@pytest.mark.parametrize("value", [*JUNK, None, "x" * 70_000, {"\x00": "v"}], ids=repr)
+def test_junk_anywhere_in_log_inputs_or_outputs_is_a_4xx_never_a_5xx(cast, make_run, value):
+    from runs.models import RunInput
+
+    run = make_run()
+    dataset = {"name": "d", "digest": "1", "source_type": "local", "source": "{}"}
+    bodies = [{"datasets": value}, {"models": value}, {"datasets": [value]}, {"models": [value]}]
+    bodies += [{"datasets": [{"dataset": {**dataset, k: value}}]} for k in dataset]
+    bodies += [{"datasets": [{"dataset": {**dataset, k: value}}]} for k in ("schema", "profile")]
+    bodies += [
+        {"datasets": [{"dataset": dataset, "tags": value}]},
+        {"datasets": [{"dataset": dataset, "tags": [{"key": "k", "value": value}]}]},
+        {"datasets": [{"dataset": dataset, "tags": [{"key": value, "value": "v"}]}]},
+        {"models": [{"model_id": value}]},
+        {"models": [{"model_id": "m-1", "step": value}]},
+    ]
+    for route in ("runs/log-inputs", "runs/outputs"):
+        for body in bodies:
+            answer = _call(
+                cast.contributor,
+                "post",
+                f"/mlflow/lab/api/2.0/mlflow/{route}",
+                {"run_id": run.run_id, **body},
+            )
+            assert answer.status_code < 500, (route, body, answer.content[:300])
+            if answer.status_code >= 400:
+                assert "error_code" in answer.json(), (route, body)
+    # Whatever was accepted is a well-formed input of this run, and reads back.
+    for item in RunInput.objects.all():
+        assert item.run_id == run.pk and item.name and item.kind == "dataset"
+    url = "/mlflow/lab/api/2.0/mlflow/runs/get"
+    assert _call(cast.contributor, "get", url, {"run_id": run.run_id}).status_code == 200
