@@ -80,6 +80,27 @@
     return out;
   }
 
+  // A theme switch after drawing: every drawn chart takes the other colours in place (the
+  // light ones are runs/charts.py's FONT, paper and axis colours).
+  document.addEventListener("rs-theme", function () {
+    if (typeof Plotly === "undefined") return;
+    var dark = document.documentElement.dataset.theme === "dark";
+    document.querySelectorAll(".js-plotly-plot").forEach(function (gd) {
+      var patch = {
+        paper_bgcolor: dark ? "rgba(0,0,0,0)" : "#ffffff",
+        plot_bgcolor: dark ? "rgba(0,0,0,0)" : "#ffffff",
+        "font.color": dark ? "#e6edf3" : "#24292f",
+      };
+      Object.keys(gd.layout || {}).forEach(function (key) {
+        if (/^[xy]axis\d*$/.test(key)) {
+          patch[key + ".gridcolor"] = dark ? "#30363d" : "#eaeef2";
+          patch[key + ".zerolinecolor"] = dark ? "#3d444d" : "#d0d7de";
+        }
+      });
+      Plotly.relayout(gd, patch);
+    });
+  });
+
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (key) {

@@ -15,7 +15,10 @@
   function apply() {
     var pick = chosen();
     var dark = pick === "dark" || (pick !== "light" && system && system.matches);
+    var changed = root.dataset.theme && root.dataset.theme !== (dark ? "dark" : "light");
     root.dataset.theme = dark ? "dark" : "light";
+    // Charts already drawn recolour themselves (charts.js listens), without a reload.
+    if (changed) document.dispatchEvent(new CustomEvent("rs-theme"));
     root.dataset.themeChoice = pick || "system";
     var toggle = document.querySelector("[data-theme-toggle]");
     if (toggle) {
