@@ -11,7 +11,9 @@ It takes ~10 s to start, so the suite starts one per session (tests/conftest.py,
 """
 
 import contextlib
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -66,8 +68,8 @@ class SeaweedFS:
     process: subprocess.Popen
     directory: Path
     log_path: Path
-    access_key: str = "runstudio-test"
-    secret_key: str = "runstudio-test-secret"  # noqa: S105 - a throwaway local server's
+    access_key: str = ""
+    secret_key: str = ""
     region: str = "us-east-1"
     buckets: list[str] = field(default_factory=list)
 
@@ -142,6 +144,24 @@ def start_seaweedfs(tmp_dir, *, timeout: float = START_TIMEOUT) -> SeaweedFS:
     directory.mkdir(parents=True, exist_ok=True)
     s3, master, volume, filer = _ports(4)
     log_path = directory / "weed.log"
+    # With an identity configured, the gateway checks signatures: a request without this key
+    # pair (a sandboxed script that reaches 127.0.0.1) is refused, as on a real deployment.
+    access_key, secret_key = "runstudio-test", secrets.token_hex(20)
+    config = directory / "s3.json"
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "runstudio",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    config.chmod(0o600)
     command = [
         binary,
         "server",
@@ -153,6 +173,7 @@ def start_seaweedfs(tmp_dir, *, timeout: float = START_TIMEOUT) -> SeaweedFS:
         f"-filer.port={filer}",
         "-s3",
         f"-s3.port={s3}",
+        f"-s3.config={config}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         # Small volumes: the default reserves 30 GB-sized volume files' worth of room.
@@ -173,6 +194,8 @@ def start_seaweedfs(tmp_dir, *, timeout: float = START_TIMEOUT) -> SeaweedFS:
         process=process,
         directory=directory,
         log_path=log_path,
+        access_key=access_key,
+        secret_key=secret_key,
     )
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
