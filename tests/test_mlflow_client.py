@@ -419,3 +419,36 @@ def test_an_experiment_name_outside_the_studios_rule_says_the_rule(door):
         mlflow.set_experiment("My Experiment")
     assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
     assert "letters, digits" in str(refused.value)
+
+
+def test_running_and_scheduled_read_back_from_the_studios_states(door, make_run):
+    from runs.models import Run
+
+    client = MlflowClient()
+    created = client.create_run("0")
+    assert created.info.status == "RUNNING"
+    assert Run.objects.get(run_id=created.info.run_id).status == "Running"
+    for studio in ("NotStarted", "Queued", "Preparing"):
+        assert client.get_run(make_run(status=studio).run_id).info.status == "SCHEDULED"
+    for studio in ("Finalizing", "CancelRequested"):
+        assert client.get_run(make_run(status=studio).run_id).info.status == "RUNNING"
+
+
+def test_a_history_longer_than_the_clients_page_arrives_whole_and_in_order(door):
+    from mlflow.entities import Metric
+
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    total = 26_000  # the client asks 25,000 points a page: this takes two
+    for start in range(0, total, 1000):
+        client.log_batch(
+            run_id,
+            metrics=[
+                Metric("loss", float(i), 1_700_000_000_000 + i, i)
+                for i in range(start, start + 1000)
+            ],
+        )
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(total))
+    assert history[-1].value == total - 1
+    assert history[-1].timestamp == 1_700_000_000_000 + total - 1
