@@ -16,10 +16,13 @@ def test_the_view_run_link_opens_the_mlflow_runs_studio_page(
     page, door, cast, sign_in, screenshot, capsys
 ):
     import mlflow
+    import pandas as pd
 
     mlflow.set_experiment("mlflow-demo")
+    train = mlflow.data.from_pandas(pd.DataFrame({"x": [1.0, 2.0]}), name="train-set")
     with mlflow.start_run(run_name="logged by mlflow") as run:
         mlflow.log_param("lr", "0.01")
+        mlflow.log_input(train, context="training")
         for step in range(20):
             mlflow.log_metric("loss", 1 / (step + 1), step=step)
         mlflow.log_text("all good\n", "report.txt")
@@ -32,9 +35,12 @@ def test_the_view_run_link_opens_the_mlflow_runs_studio_page(
     page.wait_for_url(f"**/w/lab/runs/{run.info.run_id}/")
     assert page.locator("h1#run-name").inner_text() == "logged by mlflow"
     assert "0.01" in page.locator("#run-properties").inner_text()
+    dataset = page.locator("#run-inputs .rd-input")
+    assert dataset.count() == 1
+    assert "train-set" in dataset.inner_text() and "training" in dataset.inner_text()
     screenshot(page, "mlflow-run-overview")
     page.click(".rd-tabs a:has-text('Metrics')")
-    page.wait_for_selector("#run-metric-summary, .js-plotly-plot", timeout=15_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=15_000)
     assert "loss" in page.content()
     page.click(".rd-tabs a:has-text('Outputs')")
     page.wait_for_selector("text=report.txt")
