@@ -172,3 +172,33 @@ def test_dragging_along_a_parallel_coordinates_axis_keeps_only_those_runs(
     )
     assert constraint, "dragging along the axis sets a filter"
     screenshot(page, "compare_parcoords_filtered")
+
+
+def test_the_child_runs_tab_reads_in_dark_mode_and_its_close_bars_do_not_start_at_zero(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    parent = make_run("sweep", display_name="sweep")
+    for i, acc in enumerate((0.912, 0.918, 0.925)):
+        child = make_run("sweep", parent=parent, display_name=f"trial-{i}", tags={"opt": "adam"})
+        services.run_add_properties(run=child, properties={"lr": f"0.0{i + 1}"})
+        services.run_log_batch(
+            run=child, metrics=[{"name": "accuracy", "kind": "scalar", "values": [0.5, acc]}]
+        )
+    page.emulate_media(color_scheme="dark")
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/{parent.run_id}/?tab=children")
+    page.locator(".rs-chart-children .js-plotly-plot").wait_for()
+    page.wait_for_function(
+        "(document.querySelector('.rs-chart-children .js-plotly-plot').layout || {}).yaxis"
+    )
+    low, _ = page.evaluate(
+        "document.querySelector('.rs-chart-children .js-plotly-plot').layout.yaxis.range"
+    )
+    assert 0.85 < low < 0.912  # close accuracies: the axis hugs them instead of starting at 0
+    for select in ("select[name=kv]", ".rs-chart-children select"):
+        colours = page.locator(select).first.evaluate(
+            "el => [getComputedStyle(el).backgroundColor, getComputedStyle(el).color]"
+        )
+        assert colours[0] != "rgb(255, 255, 255)", (select, colours)  # not light on white
+        assert colours[0] != colours[1]
+    screenshot(page, "children_tab_dark")
