@@ -99,7 +99,8 @@ def stats(samples: list[float]) -> dict[str, float]:
 
 
 def fmt(s: dict[str, float]) -> str:
-    return f"median {s['median']:8.1f} ms   p95 {s['p95']:8.1f} ms   (n={s['n']})"
+    refused = f", {s['refused']} stopped by the time budget (400)" if s.get("refused") else ""
+    return f"median {s['median']:8.1f} ms   p95 {s['p95']:8.1f} ms   (n={s['n']}{refused})"
 
 
 # --- data shape shared by both stores ----------------------------------------------------------
@@ -390,17 +391,24 @@ class Session:
             raise SystemExit(f"sign-in failed (HTTP {status})")
 
     def time(self, path: str, reps: int, vary=None) -> tuple[dict, bytes]:
-        samples, data = [], b""
+        samples, data, refused = [], b"", 0
         for i in range(reps + 1):
             url = vary(path, i) if vary else path
             start = time.perf_counter()
             status, data = self.request("GET", url)
             elapsed = time.perf_counter() - start
-            if status != 200:
+            # A search stopped by the query time budget (runs/budget.py) is a 400 naming
+            # query_too_expensive: timed and counted, so a slow list shows as such.
+            if status == 400 and b"took longer than" in data:
+                refused += 1
+            elif status != 200:
                 raise SystemExit(f"GET {url} → HTTP {status}: {data[:300]!r}")
             if i:  # the first request warms the worker
                 samples.append(elapsed)
-        return stats(samples), data
+        result = stats(samples)
+        if refused:
+            result["refused"] = refused
+        return result, data
 
 
 def bench_runstudio(
@@ -461,7 +469,7 @@ def bench_runstudio(
                 continue
             results[label], body = session.time(path, reps)
             say(f"  {label:62s} {fmt(results[label])}{_total_shown(body)}")
-            if b"bench_" not in body:
+            if b"bench_" not in body and not results[label].get("refused"):
                 say("    (warning: the page shows no runs — check the URL parameters above)")
             if label.startswith("REST") and b'"next_cursor":"' in body.replace(b" ", b""):
                 # The next page through the answer's cursor: keyset paging past page one.
@@ -502,9 +510,10 @@ def bench_runstudio(
 
 def _total_shown(body: bytes) -> str:
     """What the answer says the total is: the pager's words, or the API's count."""
-    pager = re.search(rb'id="pager-total">([^<]*)<', body)
+    pager = re.search(rb'id="pager-total">(.*?)</span>\s*(?:<a|</nav>)', body, re.S)
     if pager:
-        return "   pager: " + " ".join(pager.group(1).decode().split())
+        words = re.sub(r"<[^>]*>", "", pager.group(1).decode())
+        return "   pager: " + " ".join(words.split())
     if body.startswith(b"{"):
         data = json.loads(body)
         if "count" in data:
@@ -668,28 +677,40 @@ def main() -> None:
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="time the studio on the data a --keep run left (its folder; with --database-url, "
+        "that database as it is) instead of seeding; --runs and --big must match that run",
+    )
+    parser.add_argument(
         "--database-url",
         help="a PostgreSQL server (postgres://user:password@host:port/db): the bench makes a "
         "fresh database there (and drops it at the end) instead of the embedded SQLite file",
     )
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="runstudio-bench-studio-"))
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="runstudio-bench-studio-"))
     drop_database = None
     say(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     try:
-        if args.database_url:
+        if args.reuse:
+            args.keep = True
+            big_runs = [bench_run_id(args.runs - 1 - b) for b in range(args.big)]
+            huge_run = bench_run_id(args.runs - 1 - args.big) if args.huge_points else None
+            say(f"Runstudio: the data seeded before in {work}")
+        elif args.database_url:
             args.database_url, drop_database = fresh_postgres(args.database_url)
             say(f"PostgreSQL: a fresh database {urllib.parse.urlsplit(args.database_url).path}")
-        say(f"Runstudio: seeding {args.runs:,} runs (3 tags, 2 properties, 5 metric summaries "
-            f"each), {args.big} × {args.big_points:,}-point series and one "
-            f"{args.huge_points:,}-point series into {work}…")  # fmt: skip
-        big_runs, huge_run, seconds, summarized = seed_runstudio(
-            work / "data", args.runs, args.big, args.big_points, args.huge_points,
-            args.database_url,
-        )  # fmt: skip
-        say(f"  seeded by bulk SQL in {seconds:.1f}s; chart pyramids built by "
-            f"metrics_summarize in {summarized:.1f}s")  # fmt: skip
+        if not args.reuse:
+            say(f"Runstudio: seeding {args.runs:,} runs (3 tags, 2 properties, 5 metric summaries "
+                f"each), {args.big} × {args.big_points:,}-point series and one "
+                f"{args.huge_points:,}-point series into {work}…")  # fmt: skip
+            big_runs, huge_run, seconds, summarized = seed_runstudio(
+                work / "data", args.runs, args.big, args.big_points, args.huge_points,
+                args.database_url,
+            )  # fmt: skip
+            say(f"  seeded by bulk SQL in {seconds:.1f}s; chart pyramids built by "
+                f"metrics_summarize in {summarized:.1f}s")  # fmt: skip
         ours = bench_runstudio(args, work / "data", big_runs, huge_run)
         theirs: dict[str, dict] = {}
         if not args.skip_mlflow:

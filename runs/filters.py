@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import django_filters
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from runs import limits, query
 from runs.models import Run, RunProperty, RunStatus, RunTag
@@ -80,7 +80,9 @@ class QueryFilter(django_filters.Filter):
     field_class = QueryField
 
     def filter(self, qs: QuerySet, value) -> QuerySet:
-        return qs.filter(value.q) if value else qs
+        if not value:
+            return qs
+        return qs.filter(query.probing(value.q) if _probing(self) else value.q)
 
 
 class KeyValueFilter(django_filters.Filter):
@@ -95,9 +97,15 @@ class KeyValueFilter(django_filters.Filter):
             match = self.kv_model.objects.filter(key=key)
             if val is not None:
                 match = match.filter(value=val)
-            # IN (subquery), not EXISTS: planned once, from the (key, value) index.
-            qs = qs.filter(pk__in=match.values("run_id"))
+            if _probing(self):  # RunFilter.probe_qs: a correlated probe per run
+                qs = qs.filter(Exists(match.filter(run_id=OuterRef("pk"))))
+            else:  # IN (subquery), not EXISTS: planned once, from the (key, value) index.
+                qs = qs.filter(pk__in=match.values("run_id"))
         return qs
+
+
+def _probing(one: django_filters.Filter) -> bool:
+    return getattr(one.parent, "probing", False)
 
 
 def _day_start(day) -> datetime:
@@ -151,6 +159,18 @@ class RunFilter(django_filters.FilterSet):
 
     def filter_archived(self, qs: QuerySet, name: str, value) -> QuerySet:
         return qs  # applied in filter_queryset, which also runs when the parameter is absent
+
+    probing = False
+
+    def probe_qs(self) -> QuerySet:  # a method: `property` is a filter's name here
+        """The same runs as `qs`, with each tag, property and metric condition a correlated
+        EXISTS (runs.query.probing): what the run list checks a window of candidate runs
+        against. Only after `is_valid()`."""
+        self.probing = True
+        try:
+            return self.filter_queryset(self.queryset.all())
+        finally:
+            self.probing = False
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         archived = self.form.cleaned_data.get("archived") or "0"

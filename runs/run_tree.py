@@ -1,4 +1,5 @@
-"""Run list selectors beyond selectors.py: the pager's total, and the list as a tree. With
+"""Run list selectors beyond selectors.py: the list as a tree (the pager's total and the
+sorted ids are runs/selectors/run_pages.py's). With
 child runs included, a page is a page of the matching runs whose parent does not match
 (top-level runs, and children whose parent the search left out), each followed by its matching
 descendants in tree order, siblings in the list's sort.
@@ -6,11 +7,12 @@ descendants in tree order, siblings in the list's sort.
 
 from dataclasses import dataclass, field
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from runs import limits
 from runs.models import Run
 from runs.selectors import RunPage, run_rows, run_sort, scalar_metric_names, with_run_details
+from runs.selectors.run_pages import Order, RunCount, RunSet, run_page_ids
 
 
 @dataclass
@@ -25,20 +27,38 @@ def tree_roots(runs: QuerySet[Run]) -> QuerySet[Run]:
     return runs.filter(Q(parent__isnull=True) | ~Q(parent_id__in=runs.values("pk")))
 
 
+def tree_root_set(runs: RunSet) -> RunSet:
+    """tree_roots of both forms; the probe asks, per candidate, whether its parent matches."""
+    parent_matches = Exists(runs.probe.filter(pk=OuterRef("parent_id")))
+    return RunSet(
+        tree_roots(runs.members),
+        runs.probe.filter(Q(parent__isnull=True) | ~parent_matches),
+        runs.workspace_id,
+    )
+
+
 def run_tree_page(
-    *, runs: QuerySet[Run], sort: str, columns: list, offset: int = 0, limit: int = 100
+    *,
+    runs: RunSet,
+    order: Order,
+    columns: list,
+    offset: int = 0,
+    limit: int = 100,
+    count: RunCount | None = None,
 ) -> TreePage:
-    """`runs` is the unsorted matching set. Roots are paged like the flat list (limit+1 ids, no
-    COUNT); descendants are read one query per level, each level in the list's sort."""
-    roots = run_sort(runs=tree_roots(runs), sort=sort)
-    root_ids = list(roots.values_list("pk", flat=True)[offset : offset + limit + 1])
-    has_next = len(root_ids) > limit
-    root_ids = root_ids[:limit]
+    """`runs` is the unsorted matching set. Roots are paged like the flat list (limit+1 ids,
+    run_pages.run_page_ids; `count` is the roots' total); descendants are read one query per
+    level, each level in the list's sort, checked against the filters run by run (a level is
+    a few hundred runs)."""
+    page = run_page_ids(
+        runs=tree_root_set(runs), order=order, offset=offset, limit=limit, count=count
+    )
+    root_ids, has_next = page.ids, page.has_next
     below: dict[int, list[int]] = {}
     level, budget, truncated = root_ids, limits.TREE_DESCENDANTS_MAX, False
     while level and budget > 0:
         children = list(
-            run_sort(runs=runs.filter(parent_id__in=level), sort=sort).values_list(
+            run_sort(runs=runs.probe.filter(parent_id__in=level), sort=order.key).values_list(
                 "pk", "parent_id"
             )[: budget + 1]
         )
@@ -49,7 +69,7 @@ def run_tree_page(
             below.setdefault(parent_id, []).append(pk)
         level = [pk for pk, _ in children]
     if level and budget <= 0:
-        truncated = truncated or runs.filter(parent_id__in=level).exists()
+        truncated = truncated or runs.probe.filter(parent_id__in=level).exists()
 
     ordered: list[tuple[int, int]] = []
     stack = [(pk, 0) for pk in reversed(root_ids)]
@@ -68,9 +88,3 @@ def run_tree_page(
         child_counts={pk: len(kids) for pk, kids in below.items()},
         truncated=truncated,
     )
-
-
-def run_total(*, runs: QuerySet[Run], cap: int = limits.LIST_TOTAL_MAX) -> int:
-    """How many runs match, counted up to `cap` + 1 (the pager shows "10,000+" past it): a
-    bounded COUNT over a LIMIT subquery, so a huge workspace costs at most `cap` index rows."""
-    return runs.order_by()[: cap + 1].count()

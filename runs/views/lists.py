@@ -21,7 +21,15 @@ from runs.errors import Forbidden, InvalidInput, NotFound
 from runs.forms import PAGE_SIZE, STANDARD_COLUMNS, ListState, ViewSaveForm
 from runs.models import TERMINAL_STATUSES, Role, RunStatus
 from runs.query import ATTRIBUTES, Field
-from runs.run_tree import run_total, run_tree_page, tree_roots
+from runs.run_tree import run_tree_page, tree_root_set
+from runs.selectors.run_pages import (
+    RunSet,
+    count_number,
+    count_words,
+    run_count,
+    run_order,
+    run_page,
+)
 from runs.services import saved_views
 from runs.views.common import load_workspace
 
@@ -67,26 +75,32 @@ def view_page(request, workspace: str, view_id: int):
 def _run_list(request, ws, membership, state: ListState, *, experiment=None, view=None, **extra):
     filterset = selectors.run_filterset(workspace=ws, params=state.data)
     page, total = None, None
+    tree = state.data.get("top_level") in ("0", "false")
     if filterset.is_valid():
         try:
+            runs = RunSet(filterset.qs, filterset.probe_qs(), ws.pk)
+            order = run_order(state.sort)
             with query_budget():  # a search may not hold the worker (runs/budget.py)
-                if state.data.get("top_level") in ("0", "false"):
+                if tree:
                     # Child runs included: each sits under its parent (runs/run_tree.py).
+                    total = run_count(runs=tree_root_set(runs))
                     page = run_tree_page(
-                        runs=filterset.qs,
-                        sort=state.sort,
+                        runs=runs,
+                        order=order,
                         columns=state.columns,
                         offset=_offset(state),
                         limit=PAGE_SIZE,
+                        count=total,
                     )
-                    total = run_total(runs=tree_roots(filterset.qs))
                 else:
-                    total = run_total(runs=filterset.qs)
-                    page = selectors.run_page(
-                        runs=selectors.run_sort(runs=filterset.qs, sort=state.sort),
+                    total = run_count(runs=runs)
+                    page, _ = run_page(
+                        runs=runs,
+                        order=order,
                         columns=state.columns,
                         offset=_offset(state),
                         limit=PAGE_SIZE,
+                        count=total,
                     )
         except InvalidInput as exc:
             state.errors.append(exc.message)
@@ -104,8 +118,10 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
         "form_action": request.path,
         "terminal_statuses": sorted(TERMINAL_STATUSES),
         "compare_url": _compare_url(ws),
+        # Exact up to LIST_TOTAL_MAX, then "about …" (PostgreSQL) or "more than …" (SQLite).
         "total": total,
-        "total_capped": total is not None and total > limits.LIST_TOTAL_MAX,
+        "total_of": count_number(total),
+        "total_words": count_words(total, "top-level run" if tree else "run"),
         "can_manage": membership.allows(Role.CONTRIBUTOR),
         "can_purge": membership.allows(Role.OWNER),
         **_table_context(state, page),
