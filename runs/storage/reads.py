@@ -39,9 +39,12 @@ def _open_record(run: Run, record: RunFile, parts: list | None = None) -> Binary
     return io.BufferedReader(JoinedReader(segments), buffer_size=CHUNK)
 
 
-def _open_indexed(run: Run, path: str) -> BinaryIO:
+def _open_indexed(run: Run, path: str, record: RunFile | None = None) -> BinaryIO:
     try:
-        record = RunFile.objects.filter(run=run, path=path).first()
+        if record is None and not is_object_storage():
+            return open_stored(storage_name(run, path))  # no query: the folder is the truth
+        if record is None:
+            record = RunFile.objects.filter(run=run, path=path).first()
         if record is None:
             raise FileNotFoundError(path)
         return _open_record(run, record)
@@ -85,7 +88,7 @@ def run_file_read(
         raise InvalidInput(
             f"length: must be between 0 and {limits.MAX_FILE_READ_BYTES}.", field="length"
         )
-    with _open_indexed(run, record.path) as f:
+    with _open_indexed(run, record.path, record) as f:
         size = f.seek(0, os.SEEK_END)
         if offset >= size:
             return b"", size
@@ -101,14 +104,14 @@ def run_file_read(
 def run_file_open(*, run: Run, path: str) -> BinaryIO:
     """The indexed file, open for reading; NotFound when it is not a regular file in storage."""
     record = run_file_get(run=run, path=path)
-    return _open_indexed(run, record.path)
+    return _open_indexed(run, record.path, record)
 
 
 def run_file_iter(*, run: Run, path: str) -> Iterator[bytes]:
     """The whole file in chunks, for streaming downloads. The file is opened now, so a
     missing file or a symlink is a NotFound before any response starts."""
     record = run_file_get(run=run, path=path)
-    return _iter_chunks(_open_indexed(run, record.path))
+    return _iter_chunks(_open_indexed(run, record.path, record))
 
 
 def _iter_chunks(source: BinaryIO) -> Iterator[bytes]:
