@@ -24,6 +24,7 @@ the way a team points the studio at a bucket, and measures through HTTP:
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -196,9 +197,12 @@ def bench_zip(api, browser, url: str, run_id: str, gib: float, proc, client) -> 
     }
 
 
-def bench_appends(api, url: str, run_id: str, count: int, client) -> dict:
-    piece = text_block(1024)
-    times = []
+def bench_appends(api, url: str, run_id: str, count: int, client, piece_kib: int) -> dict:
+    piece = text_block(piece_kib * 1024)
+    times, rmw = [], []
+    key = f"rmw/{run_id}/live.log"
+    client.put_object(Bucket="bench", Key=key, Body=b"")
+    # One append each way per round, so both see the same load on a shared machine.
     for _ in range(count):
         start = time.perf_counter()
         r = api.post(
@@ -206,21 +210,17 @@ def bench_appends(api, url: str, run_id: str, count: int, client) -> dict:
         )
         times.append(time.perf_counter() - start)
         assert r.status_code == 200, r.text
+        # The peer: the old way, read-modify-write of the whole object per append.
+        start = time.perf_counter()
+        old = client.get_object(Bucket="bench", Key=key)["Body"].read()
+        client.put_object(Bucket="bench", Key=key, Body=old + piece)
+        rmw.append(time.perf_counter() - start)
     got = api.get(f"{url}/api/v1/runs/{run_id}/files/logs/live.log").content
     ok = got == piece * count
     pages = client.get_paginator("list_objects_v2").paginate(
         Bucket="bench", Prefix=f"files/.appends/{run_id}/"
     )
     stored = sum(item["Size"] for page in pages for item in page.get("Contents", []))
-    # The peer: the old way, read-modify-write of the whole object per append.
-    rmw = []
-    key = f"rmw/{run_id}/live.log"
-    client.put_object(Bucket="bench", Key=key, Body=b"")
-    for _ in range(count):
-        start = time.perf_counter()
-        old = client.get_object(Bucket="bench", Key=key)["Body"].read()
-        client.put_object(Bucket="bench", Key=key, Body=old + piece)
-        rmw.append(time.perf_counter() - start)
     tenth = max(1, count // 10)
 
     def med(values):
@@ -243,8 +243,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=1.0, help="size of the Download all run")
     parser.add_argument("--appends", type=int, default=2000)
+    parser.add_argument("--piece-kib", type=int, default=1, help="size of each append")
+    parser.add_argument("--skip-zip", action="store_true", help="appends only")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     say(f"cpus {os.cpu_count()}, load average {os.getloadavg()}")
     work = Path(tempfile.mkdtemp(prefix="runstudio-bench-storage-"))
     weed = start_seaweedfs(work)
@@ -257,20 +260,22 @@ def main() -> int:
         api, browser = signed_in(url)
         run_id = new_run(api, url)
         say(f"studio {url} on bucket s3://bench/files (SeaweedFS {weed.endpoint_url})")
-        say(f"Download all of {args.gib} GiB:")
-        figures = {"zip": bench_zip(api, browser, url, run_id, args.gib, proc, client)}
-        z = figures["zip"]
-        say(
-            f"  zip streamed in {z['zip_s']:.1f} s ({z['zip_MBps']:.0f} MB/s of files); "
-            f"bucket floor {z['bucket_floor_s']:.1f} s ({z['bucket_floor_MBps']:.0f} MB/s), "
-            f"zip/floor speed {z['zip_vs_floor']:.2f}; server peak RSS "
-            f"{z['server_peak_rss_MB_before']:.0f} → {z['server_peak_rss_MB_after']:.0f} MB; "
-            f"zip {'OK' if z['zip_ok'] else 'BAD'}"
-        )
-        say(f"  load average {os.getloadavg()}")
+        figures = {}
+        z = {"zip_ok": True}
+        if not args.skip_zip:
+            say(f"Download all of {args.gib} GiB:")
+            figures["zip"] = z = bench_zip(api, browser, url, run_id, args.gib, proc, client)
+            say(
+                f"  zip streamed in {z['zip_s']:.1f} s ({z['zip_MBps']:.0f} MB/s of files); "
+                f"bucket floor {z['bucket_floor_s']:.1f} s ({z['bucket_floor_MBps']:.0f} MB/s), "
+                f"zip/floor speed {z['zip_vs_floor']:.2f}; server peak RSS "
+                f"{z['server_peak_rss_MB_before']:.0f} → {z['server_peak_rss_MB_after']:.0f} MB; "
+                f"zip {'OK' if z['zip_ok'] else 'BAD'}"
+            )
+            say(f"  load average {os.getloadavg()}")
         run2 = new_run(api, url)
-        say(f"{args.appends} appends of 1 KiB:")
-        figures["appends"] = a = bench_appends(api, url, run2, args.appends, client)
+        say(f"{args.appends} appends of {args.piece_kib} KiB:")
+        figures["appends"] = a = bench_appends(api, url, run2, args.appends, client, args.piece_kib)
         say(
             f"  parts: {a['append_ms_first_10pct']:.1f} ms first 10% → "
             f"{a['append_ms_last_10pct']:.1f} ms last 10%; bucket holds "
