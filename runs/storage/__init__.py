@@ -4,7 +4,9 @@ The `RunFile` table indexes the tree so listings never walk the storage (which m
 bucket). Writes are services (runs/services/files.py: a file is written complete or not at
 all — aside, checked, then moved into place and indexed); this package is the low level both
 sides use. On the filesystem backend no symlink below the storage root is ever followed and
-only regular files are read (local.py). Paths are checked and NFC-normalised
+only regular files are read (local.py); on object storage (RUNSTUDIO_FILES_URL=s3://…) files
+are read by ranged GETs and an appended file is several objects joined (objects.py). Paths are
+checked and NFC-normalised
 (paths.py); reads go by range, text page, listing and zip (reads.py). docs/architecture.md,
 "Run files: complete or untouched", has the rules.
 """
