@@ -38,18 +38,45 @@
 
   // The chart's data as drawn (each line's x and y; downsampled where the chart is), built in
   // the page: one row per point, the trace's name first.
+  // Text cells: the figure's user text was escaped for plotly's pseudo-HTML (runs/charts.py
+  // _escape), so it is unescaped back to what was typed; then OWASP's CSV-injection rule, as
+  // the run list's CSV export applies it: text a spreadsheet would read as a formula (=, +, -,
+  // @, tab, CR first; plain numbers excepted) gets a leading single quote.
+  var PLAIN_NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
   function csvCell(value) {
     var text = value === null || value === undefined ? "" : String(value);
+    if (typeof value === "string") {
+      text = text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+      if (/^[=+\-@\t\r]/.test(text) && !PLAIN_NUMBER.test(text)) text = "'" + text;
+    }
     return /[",\n\r]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
   }
 
   function downloadCsv(gd) {
     var rows = [["series", "x", "y"]];
-    (gd.data || []).forEach(function (trace, index) {
+    var parcoords = (gd.data || []).filter(function (t) { return t.dimensions; })[0];
+    if (parcoords) {
+      // Parallel coordinates: one row per run, a column per axis (categories by their name).
+      var dims = parcoords.dimensions;
+      rows = [dims.map(function (d) { return d.label; })];
+      var count = Math.max.apply(null, dims.map(function (d) { return (d.values || []).length; }));
+      for (var r = 0; r < count; r++) {
+        rows.push(dims.map(function (d) {
+          var v = (d.values || [])[r];
+          var at = d.tickvals ? d.tickvals.indexOf(v) : -1;
+          return at >= 0 && d.ticktext ? d.ticktext[at] : v;
+        }));
+      }
+    }
+    (parcoords ? [] : gd.data || []).forEach(function (trace, index) {
       var name = trace.name || "series " + (index + 1);
       var xs = trace.x || [];
       var ys = trace.y || [];
-      for (var i = 0; i < Math.max(xs.length, ys.length); i++) rows.push([name, xs[i], ys[i]]);
+      // A scatter of runs names each point by its run (its `text`), not the trace.
+      var labels = Array.isArray(trace.text) ? trace.text : null;
+      for (var i = 0; i < Math.max(xs.length, ys.length); i++) {
+        rows.push([labels ? labels[i] : name, xs[i], ys[i]]);
+      }
     });
     var text = rows.map(function (row) { return row.map(csvCell).join(","); }).join("\n") + "\n";
     var link = document.createElement("a");

@@ -202,3 +202,43 @@ def test_the_child_runs_tab_reads_in_dark_mode_and_its_close_bars_do_not_start_a
         assert colours[0] != "rgb(255, 255, 255)", (select, colours)  # not light on white
         assert colours[0] != colours[1]
     screenshot(page, "children_tab_dark")
+
+
+def download_csv(page, chart: str) -> list[list[str]]:
+    import csv
+
+    page.locator(chart).hover()
+    with page.expect_download() as info:
+        page.locator(f"{chart} [data-title='Download the data as CSV']").first.click()
+    with open(info.value.path(), newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_the_compare_pages_charts_download_their_runs_as_csv_without_formulas(
+    page, live_server, cast, make_run, sign_in
+):
+    ids = []
+    names = ['=HYPERLINK("http://evil.example","x")', "<b>bold</b>", "plain"]
+    for i, name in enumerate(names):
+        run = make_run("csv", display_name=name)
+        services.run_add_properties(run=run, properties={"lr": f"0.{i + 1}", "opt": f"o{i % 2}"})
+        services.run_log_batch(
+            run=run, metrics=[{"name": "loss", "kind": "scalar", "values": [1.0, 0.1 * i]}]
+        )
+        ids.append(run.run_id)
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/compare/?" + "&".join(f"run={i}" for i in ids))
+    page.wait_for_selector("#compare-scatter .main-svg")
+    scatter = download_csv(page, "#compare-scatter")
+    assert scatter[0] == ["series", "x", "y"]
+    # Each point is named by its run, as typed, and a formula stays text.
+    assert [row[0] for row in scatter[1:]] == [
+        "'" + names[0],
+        "<b>bold</b>",
+        "plain",
+    ]
+    assert [row[1:] for row in scatter[1:]] == [["0.1", "0"], ["0.2", "0.1"], ["0.3", "0.2"]]
+    page.locator("#compare-parcoords .parcoords").first.wait_for()
+    table = download_csv(page, "#compare-parcoords")
+    assert table[0] == ["lr", "opt", "loss (last)"]
+    assert table[1:] == [["0.1", "o0", "0"], ["0.2", "o1", "0.1"], ["0.3", "o0", "0.2"]]
