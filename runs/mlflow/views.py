@@ -43,7 +43,9 @@ def _body(request) -> dict:
         raise InvalidInput(f"body: not JSON ({exc}).", field="body") from None
     if not isinstance(data, dict):
         raise InvalidInput("body: must be a JSON object.", field="body")
-    if _holds_nul(data):
+    # JSON can carry a NUL only as the escape \u0000 (a raw one is not JSON), so a body
+    # without that text holds none and skips the walk: ~4 ms of a 1,000-metric log-batch.
+    if b"\\u0000" in request.body and _holds_nul(data):
         # No name, value or text of the model may hold one, and PostgreSQL cannot even compare
         # it: refused here once for every route (a NUL in the URL is the middleware's).
         raise InvalidInput("body: a string holds a NUL character (\\u0000).", field="body")
