@@ -452,3 +452,25 @@ def test_a_history_longer_than_the_clients_page_arrives_whole_and_in_order(door)
     assert [m.step for m in history] == list(range(total))
     assert history[-1].value == total - 1
     assert history[-1].timestamp == 1_700_000_000_000 + total - 1
+
+
+def test_each_workspace_has_its_own_default_experiment_zero(door, cast, live_server, monkeypatch):
+    from runs.models import Run
+
+    with mlflow.start_run() as ours:
+        pass
+    uri = f"{live_server.url}/mlflow/elsewhere"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", cast.outsider.token)
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run() as theirs:
+        pass
+    assert theirs.info.experiment_id == ours.info.experiment_id == "0"
+    placed = {
+        r.run_id: (r.workspace.name, r.experiment.name)
+        for r in Run.objects.select_related("workspace", "experiment")
+    }
+    assert placed[ours.info.run_id] == ("lab", "Default")
+    assert placed[theirs.info.run_id] == ("elsewhere", "Default")
+    assert [r.info.run_id for r in MlflowClient().search_runs(["0"])] == [theirs.info.run_id]
+    assert MlflowClient().get_experiment("0").name == "Default"
