@@ -242,3 +242,21 @@ def test_the_compare_pages_charts_download_their_runs_as_csv_without_formulas(
     table = download_csv(page, "#compare-parcoords")
     assert table[0] == ["lr", "opt", "loss (last)"]
     assert table[1:] == [["0.1", "o0", "0"], ["0.2", "o1", "0.1"], ["0.3", "o0", "0.2"]]
+
+
+def test_every_status_pill_reads_in_dark_mode(
+    page, live_server, cast, make_run, sign_in, screenshot
+):
+    for status in (RunStatus.NOT_STARTED, RunStatus.RUNNING, RunStatus.FAILED):
+        make_run("pills", display_name=f"pill-{status}", status=status)
+    page.emulate_media(color_scheme="dark")
+    sign_in(page, cast.reader, "/w/lab/runs/")
+    pills = page.locator("#run-table tbody .status")
+    assert pills.count() == 3
+    for i in range(3):
+        background, colour = pills.nth(i).evaluate(
+            "el => [getComputedStyle(el).backgroundColor, getComputedStyle(el).color]"
+        )
+        assert colour != "rgb(230, 237, 243)", pills.nth(i).inner_text()  # not the page's text
+        assert background != colour
+    screenshot(page, "status_pills_dark")
