@@ -199,12 +199,6 @@ PAGE_PARAMETERS = [
 ]
 
 
-class PageSerializer(serializers.Serializer):
-    next_cursor = serializers.CharField(
-        allow_null=True, help_text="Pass as `cursor` for the next page; null on the last page."
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # tokens and the signed-in user
 
@@ -236,18 +230,6 @@ class InvitationAcceptRequestSerializer(serializers.Serializer):
 # experiments and runs
 
 
-class ExperimentSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    workspace = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    run_count = serializers.IntegerField(allow_null=True)
-    last_run_at = serializers.DateTimeField(allow_null=True)
-
-
-class ExperimentListSerializer(PageSerializer):
-    results = ExperimentSerializer(many=True)
-
-
 class ExperimentCreateRequestSerializer(serializers.Serializer):
     name = serializers.RegexField(limits.EXPERIMENT_NAME_RE.pattern)
 
@@ -255,37 +237,6 @@ class ExperimentCreateRequestSerializer(serializers.Serializer):
 class RunErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-
-
-class RunSerializer(serializers.Serializer):
-    """Run details (docs/architecture.md, "Run details")."""
-
-    run_id = serializers.CharField()
-    workspace = serializers.CharField()
-    experiment = serializers.CharField()
-    parent_id = serializers.CharField(allow_null=True)
-    display_name = serializers.CharField(allow_blank=True)
-    description = serializers.CharField(allow_blank=True)
-    status = serializers.ChoiceField(choices=RunStatus.choices)
-    run_type = serializers.CharField()
-    submitter = serializers.CharField(allow_null=True)
-    compute_target = serializers.CharField(allow_blank=True)
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    ended_at = serializers.DateTimeField(allow_null=True)
-    heartbeat_at = serializers.DateTimeField(allow_null=True)
-    error = RunErrorSerializer(allow_null=True)
-    tags = _tags_field()
-    properties = _properties_field()
-    portal_url = serializers.URLField(help_text="The run's page in the studio.")
-
-
-class RunPageSerializer(PageSerializer):
-    results = RunSerializer(many=True)
-
-
-class RunListSerializer(serializers.Serializer):
-    results = RunSerializer(many=True)
 
 
 @extend_schema_field(
@@ -380,11 +331,6 @@ class RunStatusRequestSerializer(serializers.Serializer):
     )
 
 
-class HeartbeatSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=RunStatus.choices)
-    heartbeat_at = serializers.DateTimeField()
-
-
 class RunChildrenRequestSerializer(serializers.Serializer):
     """`count` or `runs` (runs/api/schema.py adds the anyOf that says one is required)."""
 
@@ -404,10 +350,6 @@ class RunChildrenRequestSerializer(serializers.Serializer):
     )
 
 
-class TagsSerializer(serializers.Serializer):
-    tags = _tags_field()
-
-
 class TagsUpdateRequestSerializer(serializers.Serializer):
     set = _tags_field(
         required=False, allow_null=True, help_text="Keys to add or change (null: a bare tag)."
@@ -419,10 +361,6 @@ class TagsUpdateRequestSerializer(serializers.Serializer):
         max_length=limits.TAGS_PER_REQUEST,
         help_text="Keys to remove.",
     )
-
-
-class PropertiesSerializer(serializers.Serializer):
-    properties = _properties_field()
 
 
 class PropertiesAddRequestSerializer(serializers.Serializer):

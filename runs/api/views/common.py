@@ -39,8 +39,9 @@ def _object(request) -> dict:
     return request.data
 
 
-def _page(request, queryset, render, *, params=None) -> Response:
-    """Keyset pagination, newest first, on the primary key."""
+def _page(request, queryset, shape, *, params=None) -> Response:
+    """Keyset pagination, newest first, on the primary key; `shape` (serializers.page_of) renders
+    the page."""
     limit = _int_param(
         request,
         "limit",
@@ -56,10 +57,10 @@ def _page(request, queryset, render, *, params=None) -> Response:
     more = len(items) > limit
     items = items[:limit]
     return Response(
-        {
-            "results": [render(item) for item in items],
-            "next_cursor": str(items[-1].pk) if more else None,
-        }
+        shape.render(
+            {"results": items, "next_cursor": str(items[-1].pk) if more else None},
+            request=request,
+        )
     )
 
 

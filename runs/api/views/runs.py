@@ -12,7 +12,16 @@ from rest_framework.response import Response
 from runs import limits, selectors, services
 from runs.access import run_for, workspace_for
 from runs.api import schemas as s
-from runs.api.serializers import experiment_json, run_json
+from runs.api.serializers import (
+    ExperimentListSerializer,
+    ExperimentSerializer,
+    HeartbeatSerializer,
+    PropertiesSerializer,
+    RunListSerializer,
+    RunPageSerializer,
+    RunSerializer,
+    TagsSerializer,
+)
 from runs.api.views.common import _flag_param, _object, _page
 from runs.budget import query_budget
 from runs.errors import Conflict, InvalidInput, NotFound
@@ -26,7 +35,7 @@ from runs.services import RunSpec
     operation_id="experiment_list",
     summary="List a workspace's experiments",
     tags=["experiments"],
-    responses={200: s.ExperimentListSerializer, **s.errors(401, 404)},
+    responses={200: ExperimentListSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -36,8 +45,8 @@ from runs.services import RunSpec
     tags=["experiments"],
     request=s.ExperimentCreateRequestSerializer,
     responses={
-        200: s.ExperimentSerializer,
-        201: s.ExperimentSerializer,
+        200: ExperimentSerializer,
+        201: ExperimentSerializer,
         **s.errors(400, 401, 403, 404),
     },
 )
@@ -51,20 +60,20 @@ def experiment_list(request, workspace: str):
             workspace=ws, name=_object(request).get("name")
         )
         return Response(
-            experiment_json(experiment),
+            ExperimentSerializer.render(experiment),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
     ws, _ = workspace_for(user=request.user, name=workspace)
     experiments = selectors.experiment_list(workspace=ws).select_related("workspace")
     experiments = experiments[: limits.LIST_MAX]  # every list answers a bounded number
-    return Response({"results": [experiment_json(e) for e in experiments], "next_cursor": None})
+    return Response(ExperimentListSerializer.render({"results": experiments, "next_cursor": None}))
 
 
 @extend_schema(
     operation_id="experiment_retrieve",
     summary="One experiment",
     tags=["experiments"],
-    responses={200: s.ExperimentSerializer, **s.errors(401, 404)},
+    responses={200: ExperimentSerializer, **s.errors(401, 404)},
 )
 @api_view(["GET"])
 def experiment_detail(request, workspace: str, experiment: str):
@@ -77,7 +86,7 @@ def experiment_detail(request, workspace: str, experiment: str):
     )
     if found is None:
         raise NotFound(f"No experiment named {experiment!r} in {ws.name!r}.", field="experiment")
-    return Response(experiment_json(found))
+    return Response(ExperimentSerializer.render(found))
 
 
 @extend_schema(
@@ -88,7 +97,7 @@ def experiment_detail(request, workspace: str, experiment: str):
     tags=["runs"],
     request=s.RunSpecSerializer,
     responses={
-        201: s.RunSerializer,
+        201: RunSerializer,
         **s.errors(400, 401, 403, 404, 409, e409="A run with that `run_id` exists."),
     },
 )
@@ -100,7 +109,7 @@ def run_create(request, workspace: str, experiment: str):
     spec = RunSpec.from_input(_object(request))
     exp, _ = services.experiment_get_or_create(workspace=ws, name=experiment)
     run = services.run_create(experiment=exp, spec=spec, submitter=request.user)
-    return Response(run_json(run, request), status=status.HTTP_201_CREATED)
+    return Response(RunSerializer.render(run, request=request), status=status.HTTP_201_CREATED)
 
 
 @extend_schema(
@@ -135,7 +144,7 @@ def run_create(request, workspace: str, experiment: str):
             description="Archived runs are left out by default; 1: only them; all: both.",
         ),
     ],
-    responses={200: s.RunPageSerializer, **s.errors(400, 401, 404)},
+    responses={200: RunPageSerializer, **s.errors(400, 401, 404)},
 )
 @api_view(["GET"])
 def run_list(request, workspace: str):
@@ -180,7 +189,7 @@ def run_list(request, workspace: str):
             "cursor": drf_serializers.CharField(required=False),
         },
     ),
-    responses={200: s.RunPageSerializer, **s.errors(400, 401, 404)},
+    responses={200: RunPageSerializer, **s.errors(400, 401, 404)},
 )
 @api_view(["POST"])
 def run_search(request, workspace: str):
@@ -216,7 +225,7 @@ def _run_search_page(request, workspace: str, params) -> Response:
     runs = selectors.run_search(workspace=ws, params=params)
     runs = selectors.with_run_details(runs).order_by("-id")
     with query_budget():  # a search may not hold the worker (runs/budget.py)
-        return _page(request, runs, lambda run: run_json(run, request), params=params)
+        return _page(request, runs, RunPageSerializer, params=params)
 
 
 @extend_schema(
@@ -224,7 +233,7 @@ def _run_search_page(request, workspace: str, params) -> Response:
     operation_id="run_retrieve",
     summary="Run details",
     tags=["runs"],
-    responses={200: s.RunSerializer, **s.errors(401, 404)},
+    responses={200: RunSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["PATCH"],
@@ -232,7 +241,7 @@ def _run_search_page(request, workspace: str, params) -> Response:
     summary="Change a run's display name or description",
     tags=["runs"],
     request=s.RunUpdateRequestSerializer,
-    responses={200: s.RunSerializer, **s.errors(400, 401, 403, 404)},
+    responses={200: RunSerializer, **s.errors(400, 401, 403, 404)},
 )
 @api_view(["GET", "PATCH"])
 def run_detail(request, run_id: str):
@@ -246,7 +255,7 @@ def run_detail(request, run_id: str):
         )
     else:
         run, _ = run_for(user=request.user, run_id=run_id)
-    return Response(run_json(run, request))
+    return Response(RunSerializer.render(run, request=request))
 
 
 @extend_schema(
@@ -255,7 +264,7 @@ def run_detail(request, run_id: str):
     tags=["runs"],
     request=s.RunStatusRequestSerializer,
     responses={
-        200: s.RunSerializer,
+        200: RunSerializer,
         **s.errors(
             400,
             401,
@@ -288,7 +297,7 @@ def run_status(request, run_id: str):
     )
     run.status, run.started_at, run.ended_at = updated.status, updated.started_at, updated.ended_at
     run.error_code, run.error_message = updated.error_code, updated.error_message
-    return Response(run_json(run, request))
+    return Response(RunSerializer.render(run, request=request))
 
 
 @extend_schema(
@@ -297,7 +306,7 @@ def run_status(request, run_id: str):
     tags=["runs"],
     request=None,
     responses={
-        200: s.HeartbeatSerializer,
+        200: HeartbeatSerializer,
         **s.errors(401, 403, 404, 409, e409="The run has finished (e.g. failed by the reaper)."),
     },
 )
@@ -317,7 +326,7 @@ def run_heartbeat(request, run_id: str):
             code="run_finished",
         )
     services.run_heartbeat(run=run)
-    return Response({"status": run.status, "heartbeat_at": run.heartbeat_at})
+    return Response(HeartbeatSerializer.render(run))
 
 
 @extend_schema(
@@ -333,7 +342,7 @@ def run_heartbeat(request, run_id: str):
             description="Every descendant, breadth first, instead of direct children.",
         ),
     ],
-    responses={200: s.RunListSerializer, **s.errors(400, 401, 404)},
+    responses={200: RunListSerializer, **s.errors(400, 401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -343,7 +352,7 @@ def run_heartbeat(request, run_id: str):
     tags=["runs"],
     request=s.RunChildrenRequestSerializer,
     responses={
-        201: s.RunListSerializer,
+        201: RunListSerializer,
         **s.errors(400, 401, 403, 404, 409, e409="A run with a given `run_id` exists."),
     },
 )
@@ -384,12 +393,13 @@ def run_children(request, run_id: str):
             ).order_by("id")
         )
         return Response(
-            {"results": [run_json(c, request) for c in children]}, status=status.HTTP_201_CREATED
+            RunListSerializer.render({"results": children}, request=request),
+            status=status.HTTP_201_CREATED,
         )
     run, _ = run_for(user=request.user, run_id=run_id)
     recursive = _flag_param(request, "recursive")
     children = selectors.run_children(run=run, recursive=recursive)
-    return Response({"results": [run_json(c, request) for c in children]})
+    return Response(RunListSerializer.render({"results": children}, request=request))
 
 
 @extend_schema(
@@ -397,7 +407,7 @@ def run_children(request, run_id: str):
     operation_id="run_tags_retrieve",
     summary="A run's tags",
     tags=["runs"],
-    responses={200: s.TagsSerializer, **s.errors(401, 404)},
+    responses={200: TagsSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["PATCH"],
@@ -405,7 +415,7 @@ def run_children(request, run_id: str):
     summary="Set and remove a run's tags",
     tags=["runs"],
     request=s.TagsUpdateRequestSerializer,
-    responses={200: s.TagsSerializer, **s.errors(400, 401, 403, 404)},
+    responses={200: TagsSerializer, **s.errors(400, 401, 403, 404)},
 )
 @api_view(["GET", "PATCH"])
 def run_tags(request, run_id: str):
@@ -421,7 +431,7 @@ def run_tags(request, run_id: str):
         services.run_set_tags(run=run, set_tags=data.get("set"), remove=remove)
     else:
         run, _ = run_for(user=request.user, run_id=run_id)
-    return Response({"tags": selectors.run_tags(run=run)})
+    return Response(TagsSerializer.render({"tags": selectors.run_tags(run=run)}))
 
 
 @extend_schema(
@@ -429,7 +439,7 @@ def run_tags(request, run_id: str):
     operation_id="run_properties_retrieve",
     summary="A run's properties",
     tags=["runs"],
-    responses={200: s.PropertiesSerializer, **s.errors(401, 404)},
+    responses={200: PropertiesSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -439,7 +449,7 @@ def run_tags(request, run_id: str):
     tags=["runs"],
     request=s.PropertiesAddRequestSerializer,
     responses={
-        200: s.PropertiesSerializer,
+        200: PropertiesSerializer,
         **s.errors(400, 401, 403, 404, 409, e409="A key already has another value."),
     },
 )
@@ -452,7 +462,7 @@ def run_properties(request, run_id: str):
         services.run_add_properties(run=run, properties=_object(request).get("properties"))
     else:
         run, _ = run_for(user=request.user, run_id=run_id)
-    return Response({"properties": selectors.run_properties(run=run)})
+    return Response(PropertiesSerializer.render({"properties": selectors.run_properties(run=run)}))
 
 
 @extend_schema(
@@ -463,7 +473,7 @@ def run_properties(request, run_id: str):
     tags=["runs"],
     request=None,
     responses={
-        200: s.RunSerializer,
+        200: RunSerializer,
         **s.errors(401, 403, 404, 409, e409="The run has already finished."),
     },
 )
@@ -472,7 +482,7 @@ def run_cancel(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id, role=Role.CONTRIBUTOR, what="canceling runs")
     run = services.run_cancel(run=run, by=request.user)
     run, _ = run_for(user=request.user, run_id=run_id)
-    return Response(run_json(run, request))
+    return Response(RunSerializer.render(run, request=request))
 
 
 @extend_schema(
@@ -482,7 +492,7 @@ def run_cancel(request, run_id: str):
     tags=["compute"],
     request={"multipart/form-data": s.RunSubmitFormSerializer},
     responses={
-        201: s.RunSerializer,
+        201: RunSerializer,
         **s.errors(
             400,
             401,
@@ -546,4 +556,4 @@ def run_submit(request, workspace: str, experiment: str):
         spec=spec,
     )
     run, _ = run_for(user=request.user, run_id=run.run_id)
-    return Response(run_json(run, request), status=status.HTTP_201_CREATED)
+    return Response(RunSerializer.render(run, request=request), status=status.HTTP_201_CREATED)
