@@ -575,7 +575,7 @@ def _queries(client, url: str) -> int:
 # then what each tab reads: a fixed number whatever the run holds (the child-run tree reads one
 # query per level, so both runs below have the same depth).
 QUERIES = {
-    "": 9,
+    "": 10,  # + the run's inputs (MLflow datasets and models)
     "?tab=metrics": 9,
     "?tab=children": 13,  # + the children's tag keys and property keys (the column picker)
     "?tab=outputs&file=outputs/f0.txt": 10,

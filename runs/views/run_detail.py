@@ -67,7 +67,7 @@ def _overview(request, run: Run, full: bool) -> dict:
     return {
         "tags": selectors.run_tags(run=run),
         "properties": selectors.run_properties(run=run),
-        "inputs": list(run.inputs.all()),
+        "inputs": list(run.inputs.all()) if full else [],  # the live fragment does not redraw them
         "metrics": selectors.metric_summaries(run=run),
         "description_html": render_markdown(run.description),
     }
