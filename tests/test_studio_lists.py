@@ -483,3 +483,12 @@ def test_a_missing_time_is_a_dash_and_an_exact_one_keeps_its_seconds():
     exact = when_exact(moment)
     assert timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") + "</time>" in exact
     assert "data-relative" not in exact
+
+
+def test_an_experiments_runs_sit_under_experiments_in_the_top_bar(cast, make_run):
+    make_run("resnet")
+    client = browser(cast.reader)
+    html = client.get("/w/lab/experiments/resnet/").content.decode()
+    assert '<a href="/w/lab/" class="active">Experiments</a>' in html
+    html = client.get("/w/lab/runs/").content.decode()
+    assert '<a href="/w/lab/runs/" class="active">All runs</a>' in html

@@ -107,7 +107,8 @@ def _run_list(request, ws, membership, state: ListState, *, experiment=None, vie
     context = {
         "workspace": ws,
         "membership": membership,
-        "nav_section": "views" if view else "runs",
+        # An experiment's runs sit under Experiments in the top bar, where they were opened.
+        "nav_section": "views" if view else "experiments" if experiment else "runs",
         "experiment": experiment,
         "view": view,
         "can_edit_view": view is not None and view.owner_id == request.user.pk,
