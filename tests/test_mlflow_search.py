@@ -96,6 +96,11 @@ def test_mlflow_search_runs_returns_a_frame_with_the_right_rows_and_order(runs):
     assert list(frame["metrics.loss"]) == [0.1, 0.5, 0.7]
     assert list(frame["params.lr"]) == ["0.2", "0.0", "0.4"]
     assert set(frame["status"]) == {"FINISHED"}
+    every = mlflow.search_runs(
+        experiment_names=["search"], order_by=["tags.team ASC", "metrics.loss DESC"]
+    )
+    assert list(every["tags.mlflow.runName"]) == ["r1", "r3", "r4", "r0", "r2"]
+    assert list(every["run_id"]) == [runs[name] for name in ["r1", "r3", "r4", "r0", "r2"]]
 
 
 def test_order_by_uses_every_clause_then_start_time_then_run_id(runs):
