@@ -10,7 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
-from runs import downsample, limits
+from runs import limits
 from runs.models import AlertChannel, MetricKind, Role, RunStatus
 
 # ---------------------------------------------------------------------------------------------
@@ -406,81 +406,6 @@ class MetricBatchRequestSerializer(serializers.Serializer):
         help_text=f"At most {limits.MAX_SERIES_PER_BATCH} series and "
         f"{limits.MAX_POINTS_PER_BATCH} points; validated whole, a failing batch writes nothing.",
     )
-
-
-class MetricBatchResultSerializer(serializers.Serializer):
-    accepted = serializers.IntegerField(help_text="Points in the batch.")
-    duplicate = serializers.BooleanField(help_text="The key was seen: nothing was written.")
-
-
-class MetricSummarySerializer(serializers.Serializer):
-    name = serializers.CharField()
-    kind = serializers.ChoiceField(choices=MetricKind.choices)
-    count = serializers.IntegerField()
-    last = MetricNumberField(allow_null=True)
-    min = MetricNumberField(allow_null=True)
-    max = MetricNumberField(allow_null=True)
-    last_step = serializers.IntegerField(allow_null=True)
-
-
-class MetricSummaryListSerializer(serializers.Serializer):
-    metrics = MetricSummarySerializer(many=True)
-
-
-class MetricValuesSerializer(serializers.Serializer):
-    metrics = serializers.DictField(
-        child=serializers.JSONField(),
-        help_text="Metric name → its values in logged order (a list; a row metric: an object "
-        "of columns), the SDK's `get_metrics()` shape.",
-    )
-
-
-class MetricHistoryPointsSerializer(serializers.Serializer):
-    seq = serializers.ListField(child=serializers.IntegerField())
-    step = serializers.ListField(child=serializers.IntegerField())
-    value = serializers.ListField(child=serializers.JSONField())
-    time = serializers.ListField(child=serializers.FloatField())
-
-
-class MetricHistorySerializer(serializers.Serializer):
-    name = serializers.CharField()
-    kind = serializers.ChoiceField(choices=MetricKind.choices)
-    points = MetricHistoryPointsSerializer()
-    next_after_seq = serializers.IntegerField(
-        allow_null=True, help_text="Pass as `after_seq` for the next page; null on the last."
-    )
-
-
-class SeriesPointsSerializer(serializers.Serializer):
-    x = serializers.ListField(child=serializers.FloatField())
-    y = serializers.ListField(
-        child=serializers.FloatField(allow_null=True), help_text="null: a gap (NaN)."
-    )
-
-
-class SeriesNanSerializer(serializers.Serializer):
-    x = serializers.ListField(child=serializers.FloatField())
-    count = serializers.ListField(child=serializers.IntegerField())
-
-
-class MetricSeriesSerializer(serializers.Serializer):
-    run_id = serializers.CharField()
-    name = serializers.CharField()
-    x = serializers.ChoiceField(choices=[(x, x) for x in downsample.X_AXES])
-    count = serializers.IntegerField(help_text="Points in the whole series.")
-    in_range = serializers.IntegerField(help_text="Points in the requested range.")
-    downsampled = serializers.BooleanField()
-    buckets = serializers.IntegerField(help_text="0 when the points come back raw.")
-    t0 = serializers.FloatField(allow_null=True, help_text="The series' first point's time.")
-    x_range = serializers.ListField(
-        child=serializers.FloatField(allow_null=True),
-        allow_null=True,
-        min_length=2,
-        max_length=2,
-        help_text="[x_min, x_max] as asked; null for a side not given.",
-    )
-    points = SeriesPointsSerializer()
-    nan = SeriesNanSerializer()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,13 @@ from rest_framework.response import Response
 from runs import downsample, limits, selectors, services
 from runs.access import run_for
 from runs.api import schemas as s
+from runs.api.serializers import (
+    MetricBatchResultSerializer,
+    MetricHistorySerializer,
+    MetricSeriesSerializer,
+    MetricSummaryListSerializer,
+    MetricValuesSerializer,
+)
 from runs.api.views.common import _float_param, _int_param, _object
 from runs.errors import NotFound, TooLarge
 from runs.models import Role
@@ -21,7 +28,7 @@ from runs.models import Role
     tags=["metrics"],
     request=s.MetricBatchRequestSerializer,
     responses={
-        200: s.MetricBatchResultSerializer,
+        200: MetricBatchResultSerializer,
         **s.errors(
             400,
             401,
@@ -50,19 +57,20 @@ def metric_batch(request, run_id: str):
     result = services.run_log_batch(
         run=run, metrics=data.get("metrics"), idempotency_key=data.get("idempotency_key")
     )
-    return Response({"accepted": result.accepted, "duplicate": result.duplicate})
+    return Response(MetricBatchResultSerializer.render(result))
 
 
 @extend_schema(
     operation_id="metric_list",
     summary="Summaries of a run's metrics",
     tags=["metrics"],
-    responses={200: s.MetricSummaryListSerializer, **s.errors(401, 404)},
+    responses={200: MetricSummaryListSerializer, **s.errors(401, 404)},
 )
 @api_view(["GET"])
 def metric_list(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
-    return Response({"metrics": selectors.metric_summaries(run=run)})
+    summaries = selectors.metric_summaries(run=run)
+    return Response(MetricSummaryListSerializer.render({"metrics": summaries}))
 
 
 @extend_schema(
@@ -72,13 +80,14 @@ def metric_list(request, run_id: str):
     parameters=[
         OpenApiParameter("name", str, many=True, description="Metric names; default: all."),
     ],
-    responses={200: s.MetricValuesSerializer, **s.errors(401, 404)},
+    responses={200: MetricValuesSerializer, **s.errors(401, 404)},
 )
 @api_view(["GET"])
 def metric_values(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
     names = request.query_params.getlist("name")
-    return Response({"metrics": selectors.metric_values(run=run, names=names or None)})
+    values = selectors.metric_values(run=run, names=names or None)
+    return Response(MetricValuesSerializer.render({"metrics": values}))
 
 
 @extend_schema(
@@ -101,7 +110,7 @@ def metric_values(request, run_id: str):
             description=f"Points per page, 1–{limits.HISTORY_PAGE_MAX}.",
         ),
     ],
-    responses={200: s.MetricHistorySerializer, **s.errors(400, 401, 404)},
+    responses={200: MetricHistorySerializer, **s.errors(400, 401, 404)},
 )
 @api_view(["GET"])
 def metric_history(request, run_id: str):
@@ -114,9 +123,8 @@ def metric_history(request, run_id: str):
     )
     if series is None:
         raise NotFound(f"Run {run.run_id} has no metric named {name!r}.", field="name")
-    return Response(
-        {"name": series.name, "kind": series.kind, "points": points, "next_after_seq": next_after}
-    )
+    page = {"name": series.name, "kind": series.kind, "points": points}
+    return Response(MetricHistorySerializer.render({**page, "next_after_seq": next_after}))
 
 
 @extend_schema(
@@ -139,7 +147,7 @@ def metric_history(request, run_id: str):
         OpenApiParameter("x_min", float, description="The range's start, in x units."),
         OpenApiParameter("x_max", float, description="The range's end, in x units."),
     ],
-    responses={200: s.MetricSeriesSerializer, **s.errors(400, 401, 404)},
+    responses={200: MetricSeriesSerializer, **s.errors(400, 401, 404)},
 )
 @api_view(["GET"])
 def metric_series(request, run_id: str):
@@ -160,4 +168,5 @@ def metric_series(request, run_id: str):
         x_min=_float_param(request, "x_min"),
         x_max=_float_param(request, "x_max"),
     )
-    return Response({"run_id": run.run_id, "name": series.name, **result.as_json()})
+    answer = {"run_id": run.run_id, "name": series.name, **result.as_json()}
+    return Response(MetricSeriesSerializer.render(answer))
