@@ -474,3 +474,25 @@ def test_each_workspace_has_its_own_default_experiment_zero(door, cast, live_ser
     assert placed[theirs.info.run_id] == ("elsewhere", "Default")
     assert [r.info.run_id for r in MlflowClient().search_runs(["0"])] == [theirs.info.run_id]
     assert MlflowClient().get_experiment("0").name == "Default"
+
+
+def test_delete_experiment_records_its_runs_archive_once_per_tree_and_restore_too(door, cast):
+    from runs.models import RunActivity
+
+    client = MlflowClient()
+    exp = client.create_experiment("to-delete")
+    with mlflow.start_run(experiment_id=exp, run_name="sweep") as parent:
+        with mlflow.start_run(experiment_id=exp, run_name="trial", nested=True):
+            pass
+    with mlflow.start_run(experiment_id=exp, run_name="single") as single:
+        pass
+    client.delete_experiment(exp)
+    rows = RunActivity.objects.filter(action="archive")
+    assert {r.run_id for r in rows} == {parent.info.run_id, single.info.run_id}
+    assert {(r.by, r.detail["with_experiment"]) for r in rows} == {
+        (cast.contributor.user, "to-delete")
+    }
+    client.restore_experiment(exp)
+    restored = RunActivity.objects.filter(action="restore").values_list("run_id", flat=True)
+    assert set(restored) == {parent.info.run_id, single.info.run_id}
+    assert len(client.search_runs([exp])) == 3

@@ -109,13 +109,14 @@ def experiments_delete(door: Door, body: dict) -> dict:
     experiment = load_experiment(door, body.get("experiment_id"))
     if experiment.name == t.DEFAULT_EXPERIMENT_NAME:
         raise InvalidInput("experiment_id: the Default experiment cannot be deleted.")
-    services.experiment_archive(experiment=experiment)
+    services.experiment_archive(experiment=experiment, by=door.user)
     return {}
 
 
 def experiments_restore(door: Door, body: dict) -> dict:
     door.require(Role.CONTRIBUTOR, "restoring an experiment")
-    services.experiment_restore(experiment=load_experiment(door, body.get("experiment_id")))
+    experiment = load_experiment(door, body.get("experiment_id"))
+    services.experiment_restore(experiment=experiment, by=door.user)
     return {}
 
 
