@@ -22,6 +22,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ import requests
 from django.conf import settings as django_settings
 from django.db import connection
 
+from runs import services
 from studio import settings as settings_module
 from tests.conftest import PASSWORD
 from tests.processes import ROOT, database_env, free_port, wait_for
@@ -90,14 +92,35 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
+@pytest.fixture(scope="session")
+def static_build(tmp_path_factory) -> Path:
+    """One build of the static files (what `runstudio serve` makes at a host's first start),
+    copied to every app host: each would otherwise build the same files at once, which is
+    most of a start under load and not what these tests are about."""
+    data = tmp_path_factory.mktemp("static-build")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTUDIO_")}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "studio.settings",
+        "RUNSTUDIO_DATA_DIR": str(data),
+        "RUNSTUDIO_STATIC_FINDERS": "0",
+    }
+    code = "import django; django.setup(); from runs import serving; serving.static_build()"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)  # noqa: S603
+    return data / "static"
+
+
 class Host:
     """A machine of its own: `folder` is its disk; in its processes' mount namespace every
     other host's folder (everything under `hidden`, but `folder`) is an empty tmpfs."""
 
-    def __init__(self, name: str, folder: Path, hidden: list[Path], logs: Path) -> None:
+    def __init__(
+        self, name: str, folder: Path, hidden: list[Path], logs: Path, static: Path | None = None
+    ) -> None:
         self.name, self.folder, self.hidden, self.logs = name, folder, hidden, logs
         self.data = folder / "data"
         self.data.mkdir(parents=True)
+        if static is not None:  # as after an earlier start (see static_build)
+            shutil.copytree(static, self.data / "static")
         self.processes: list[subprocess.Popen] = []
 
     def env(self, base: dict[str, str], **extra: str) -> dict[str, str]:
@@ -121,12 +144,14 @@ class Host:
             path.read_text(errors="replace") for path in sorted(self.logs.glob(f"{self.name}-*"))
         )
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         """SIGTERM to the command inside (bwrap's child), so it stops as a person's Ctrl+C
         stops it; bwrap then exits with it (and kills it, --die-with-parent, if it must)."""
         for process in self.processes:
             for child in _children(process.pid):
                 os.kill(child, signal.SIGTERM)
+
+    def wait(self) -> None:
         for process in self.processes:
             try:
                 process.wait(timeout=30)
@@ -176,6 +201,13 @@ class Studio:
         return self.get(url, **params).json()
 
 
+def stop(hosts) -> None:
+    for host in hosts:
+        host.terminate()
+    for host in hosts:
+        host.wait()
+
+
 def _served(url: str, host: Host, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 90
     while True:
@@ -190,9 +222,10 @@ def _served(url: str, host: Host, process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def team(cast, seaweedfs, tmp_path, settings):
-    """Hosts a and b serving (no local workers), host w for the worker; the setup's shared
-    environment: the test database's URL, the bucket, one secret key (app hosts only)."""
+def team(cast, seaweedfs, static_build, tmp_path, settings):
+    """Hosts a and b serving (no local workers) and host w running a worker for the
+    workspace's `gpu-a`, all started at once. They share the test database's URL and the
+    bucket; the app hosts also one secret key."""
     if connection.vendor != "postgresql":
         pytest.skip("the team setup runs on PostgreSQL (SQLite is one file on one host)")
     hosts_root, logs = tmp_path / "hosts", tmp_path / "logs"
@@ -200,12 +233,17 @@ def team(cast, seaweedfs, tmp_path, settings):
     # Everything a host must not see: the other hosts, the bucket's own disk, this test's
     # folder and the test process's data directory.
     hidden = [tmp_path, seaweedfs.directory, Path(django_settings.DATA_DIR)]
-    hosts = {name: Host(name, hosts_root / name, hidden, logs) for name in ("a", "b", "w")}
+    hosts = {
+        name: Host(name, hosts_root / name, hidden, logs, static_build if name != "w" else None)
+        for name in ("a", "b", "w")
+    }
     prefix = f"team-{secrets.token_hex(4)}"
     base = database_env(tmp_path)  # the test database; RUNSTUDIO_DATA_DIR is set per host
     base |= seaweedfs.env(f"s3://runstudio-test/{prefix}")
     base |= {"RUNSTUDIO_DB_CONN_MAX_AGE": "0", "RUNSTUDIO_HEARTBEAT_INTERVAL": "1"}
     key = secrets.token_urlsafe(50)
+    target = services.compute_target_create(workspace=cast.workspace, name=TARGET)
+    worker_key = services.compute_target_worker_key_rotate(target=target)
     urls = {}
     for name in ("a", "b"):
         port = free_port()
@@ -214,6 +252,20 @@ def team(cast, seaweedfs, tmp_path, settings):
             [RUNSTUDIO, "serve", "--port", str(port), "--local-workers", "0"],
             hosts[name].env(base, RUNSTUDIO_SECRET_KEY=key),
         )
+    # The worker host: the database, the bucket and the target's key; no app host's secret
+    # key. Its scripts call B back.
+    work_dir = hosts["w"].folder / "work"
+    work_dir.mkdir()
+    hosts["w"].start(
+        [RUNSTUDIO, "worker", "-w", "lab", "-c", TARGET, "--key", worker_key],
+        hosts["w"].env(
+            base,
+            RUNSTUDIO_SERVER_URL=urls["b"],
+            RUNSTUDIO_WORK_DIR=str(work_dir),
+            RUNSTUDIO_SANDBOX="required",
+            RUNSTUDIO_REAPER_INTERVAL="3600",
+        ),
+    )
     # Passwords the app processes can check (the suite's fast hasher is not in their list).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     cast.reader.user.set_password(PASSWORD)
@@ -221,14 +273,20 @@ def team(cast, seaweedfs, tmp_path, settings):
     try:
         for name in ("a", "b"):
             _served(urls[name], hosts[name], hosts[name].processes[0])
-        yield hosts, urls, base, prefix
+        yield hosts, urls, prefix, work_dir
     finally:
-        for host in hosts.values():
-            host.stop()
+        stop(hosts.values())
 
 
 def _sdk(url: str, token: str, folder: Path, *args: str, code: str = LOG_FROM_SDK) -> str:
-    """Runs SDK code as a client machine does (RUNSTUDIO_* variables; no server folder)."""
+    """Runs SDK code (or with code="", the CLI) as a client machine does: RUNSTUDIO_*
+    variables, its own folder, nothing of the servers'; returns what it printed."""
+    return _finished(_sdk_start(url, token, folder, *args, code=code))
+
+
+def _sdk_start(
+    url: str, token: str, folder: Path, *args: str, code: str = LOG_FROM_SDK
+) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNSTUDIO_", "AWS_"))}
     env.pop("DATABASE_URL", None)
@@ -238,17 +296,20 @@ def _sdk(url: str, token: str, folder: Path, *args: str, code: str = LOG_FROM_SD
         "RUNSTUDIO_WORKSPACE": "lab",
         "RUNSTUDIO_HOME": str(folder / "home"),
     }
-    done = subprocess.run(  # noqa: S603 - our own SDK and CLI
+    return subprocess.Popen(  # noqa: S603 - our own SDK and CLI
         [sys.executable, "-c", code, *args] if code else [RUNSTUDIO, *args],
         cwd=folder,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.strip()
+
+
+def _finished(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, out + err
+    return out.strip()
 
 
 def _bucket_keys(seaweedfs, prefix: str, run_id: str) -> set[str]:
@@ -261,15 +322,21 @@ def _bucket_keys(seaweedfs, prefix: str, run_id: str) -> set[str]:
 def test_two_app_hosts_and_a_worker_host_sharing_only_the_database_and_a_bucket_run_it_all(
     team, cast, seaweedfs, tmp_path
 ):
-    hosts, urls, base, prefix = team
+    hosts, urls, prefix, work_dir = team
     a, b = urls["a"], urls["b"]
     api = Studio(cast.contributor.token)
 
-    # The SDK logs to A and to B; each run, its metrics and its file read back from the other.
-    logged = {}
+    # The SDK logs to A and to B (two clients at once); each run, its metrics and its file
+    # read back from the other app host.
+    clients = {
+        name: _sdk_start(
+            urls[name], cast.contributor.token, tmp_path / f"client-{name}", name, EXPERIMENT
+        )
+        for name in ("a", "b")
+    }
+    logged = {name: _finished(process) for name, process in clients.items()}
     for name, other in (("a", b), ("b", a)):
-        run_id = _sdk(urls[name], cast.contributor.token, tmp_path / "client", name, EXPERIMENT)
-        logged[name] = run_id
+        run_id = logged[name]
         run = api.json(f"{other}/api/v1/runs/{run_id}")
         assert (run["status"], run["display_name"]) == ("Completed", f"logged via {name}")
         metrics = api.json(f"{other}/api/v1/runs/{run_id}/metrics/values")["metrics"]
@@ -277,30 +344,10 @@ def test_two_app_hosts_and_a_worker_host_sharing_only_the_database_and_a_bucket_
         notes = api.get(f"{other}/api/v1/runs/{run_id}/files/outputs/notes.txt")
         assert notes.content == f"notes via {name}".encode()
 
-    # An owner makes the target and its worker key (through A); the worker host starts with
-    # the database, the bucket and the key, and no secret key of the app hosts.
-    owner = Studio(cast.owner.token)
-    created = owner.http.post(f"{a}/api/v1/workspaces/lab/compute", json={"name": TARGET})
-    assert created.status_code == 201, created.text
-    made = owner.http.post(f"{a}/api/v1/workspaces/lab/compute/{TARGET}/worker-key")
-    assert made.status_code == 201, made.text
-    worker = hosts["w"]
-    work_dir = worker.folder / "work"
-    work_dir.mkdir()
-    worker.start(
-        [RUNSTUDIO, "worker", "-w", "lab", "-c", TARGET, "--key", made.json()["worker_key"]],
-        worker.env(
-            base,
-            RUNSTUDIO_SERVER_URL=b,  # the URL its scripts' SDK calls
-            RUNSTUDIO_WORK_DIR=str(work_dir),
-            RUNSTUDIO_SANDBOX="required",
-            RUNSTUDIO_REAPER_INTERVAL="3600",
-        ),
-    )
-
     # A script submitted through B (the CLI, from a client folder).
+    worker = hosts["w"]
     source = tmp_path / "client" / "project"
-    source.mkdir()
+    source.mkdir(parents=True)
     (source / "train.py").write_text(TRAIN)
     submitted = _sdk(
         b,
@@ -378,8 +425,8 @@ def test_two_app_hosts_and_a_worker_host_sharing_only_the_database_and_a_bucket_
     # … and none on any host's disk: each holds its static files, a key it made itself (the
     # worker's, unused), and the worker's working folder is empty again.
     run_ids = [run_id, *logged.values()]
+    stop(hosts.values())
     for host in hosts.values():
-        host.stop()
         files = host.files()
         assert not [f for f in files if any(r in f for r in run_ids)], (host.name, files)
         stray = [f for f in files if not f.startswith("data/static/") and f != "data/secret_key"]
@@ -388,7 +435,9 @@ def test_two_app_hosts_and_a_worker_host_sharing_only_the_database_and_a_bucket_
     assert any(f.startswith("data/static/") for f in hosts["a"].files())  # the walk sees files
 
 
-def test_two_app_hosts_started_together_on_an_empty_database_both_serve(seaweedfs, tmp_path):
+def test_two_app_hosts_started_together_on_an_empty_database_both_serve(
+    seaweedfs, static_build, tmp_path
+):
     """The first start of a team: both hosts find the database empty at the same moment. One
     migrates while the other waits (an advisory lock) instead of both running `migrate`, which
     failed half-way on the slower one."""
@@ -399,7 +448,7 @@ def test_two_app_hosts_started_together_on_an_empty_database_both_serve(seaweedf
         cursor.execute(f'CREATE DATABASE "{name}"')
     logs = tmp_path / "logs"
     logs.mkdir()
-    hosts = [Host(h, tmp_path / "hosts" / h, [tmp_path], logs) for h in ("a", "b")]
+    hosts = [Host(h, tmp_path / "hosts" / h, [tmp_path], logs, static_build) for h in "ab"]
     env = database_env(tmp_path)
     env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
     env |= seaweedfs.env(f"s3://runstudio-test/fresh-{name}")
@@ -409,7 +458,8 @@ def test_two_app_hosts_started_together_on_an_empty_database_both_serve(seaweedf
         for host in hosts:
             port = free_port()
             urls.append(f"http://127.0.0.1:{port}")
-            host.start([RUNSTUDIO, "serve", "--port", str(port), "--local-workers", "0"], env)
+            command = [RUNSTUDIO, "serve", "--port", str(port), "--local-workers", "0"]
+            host.start(command, host.env(env))
         for url, host in zip(urls, hosts, strict=True):
             _served(url, host, host.processes[0])
             assert requests.get(f"{url}/api/v1/me", timeout=10).status_code == 401
@@ -418,8 +468,7 @@ def test_two_app_hosts_started_together_on_an_empty_database_both_serve(seaweedf
         assert sum("Setting up the database (migrate)" in text for text in said) == 1, said
         assert not any("Traceback" in text for text in said), said
     finally:
-        for host in hosts:
-            host.stop()
+        stop(hosts)
         with connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
