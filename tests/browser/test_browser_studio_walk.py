@@ -260,3 +260,26 @@ def test_every_status_pill_reads_in_dark_mode(
         assert colour != "rgb(230, 237, 243)", pills.nth(i).inner_text()  # not the page's text
         assert background != colour
     screenshot(page, "status_pills_dark")
+
+
+# A 1×1 PNG (the smallest real image a browser decodes).
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+def test_a_descriptions_image_loads_lazily_from_the_runs_files(
+    page, live_server, cast, make_run, sign_in
+):
+    filler = "\n\n".join(f"Paragraph {i}." for i in range(80))  # the image starts far below
+    run = make_run(
+        "imgs", display_name="pictured", description=f"{filler}\n\n![plot](files/outputs/p.png)"
+    )
+    services.run_file_write(run=run, path="outputs/p.png", stream=io.BytesIO(PNG))
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/")
+    image = page.locator("#description-view img").first
+    assert image.get_attribute("loading") == "lazy"
+    image.scroll_into_view_if_needed()
+    page.wait_for_function("el => el.complete && el.naturalWidth === 1", arg=image.element_handle())
