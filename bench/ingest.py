@@ -18,7 +18,12 @@ Phases, one after another so that none competes with another for the CPU:
 2. **The floor.** Python's ``sqlite3.executemany`` of the same rows into a fresh copy of the
    studio's own ``runs_metricpoint`` table (DDL read from the migrated studio db), with the
    project's pragmas, one transaction per 20,000 rows (the SDK's batch size).
-3. **MLflow** (if importable, unless ``--skip-mlflow``). ``mlflow server`` on a SQLite backend
+3. **PostgreSQL** (unless ``--skip-postgres``): a throwaway server started here as
+   ``scripts/test`` starts one (or ``--database-url``), the same SDK workload into
+   ``runstudio serve`` on it, then the floor there: psycopg's binary ``COPY`` of the same rows
+   into a copy of the studio's ``runs_metricpoint`` (``LIKE … INCLUDING ALL``), one
+   transaction per 20,000 rows.
+4. **MLflow** (if importable, unless ``--skip-mlflow``). ``mlflow server`` on a SQLite backend
    (MLflow's default server and worker count), ``MlflowClient.log_batch`` with 1,000 metrics
    per request, and ``mlflow.log_metric(..., synchronous=False)`` per-call cost.
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -44,6 +50,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -54,7 +61,8 @@ BIN = Path(sys.executable).parent
 # Goals (docs/architecture.md, DESIGN.md "Performance budgets").
 GOAL_LOG_US = 10.0  # run.log() per call, microseconds
 GOAL_VS_MLFLOW = 25.0  # Runstudio end-to-end points/s ÷ MLflow log_batch points/s
-GOAL_VS_FLOOR = 0.5  # Runstudio end-to-end points/s ÷ raw executemany points/s
+GOAL_VS_FLOOR = 0.8  # Runstudio end-to-end points/s ÷ raw executemany points/s (SQLite)
+GOAL_VS_COPY = 0.8  # the same on PostgreSQL ÷ raw binary COPY points/s
 
 # The studio's SQLite pragmas (studio/settings.py, DATABASES OPTIONS init_command).
 PROJECT_PRAGMAS = (
@@ -406,9 +414,12 @@ def server_command(args: argparse.Namespace, port: int) -> list[str]:
     ]
 
 
-def studio_phase(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) -> None:
-    """Fills ``result`` as it goes, so a failure still reports what was measured."""
-    data_dir = tmp / "studio-data"
+def studio_phase(
+    args: argparse.Namespace, tmp: Path, result: dict[str, Any], database_url: str | None = None
+) -> None:
+    """Fills ``result`` as it goes, so a failure still reports what was measured. With
+    ``database_url`` the studio runs on that PostgreSQL database instead of SQLite."""
+    data_dir = tmp / ("studio-data-pg" if database_url else "studio-data")
     data_dir.mkdir()
     env = dict(os.environ)
     env.update(
@@ -420,6 +431,8 @@ def studio_phase(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) ->
         PYTHONUNBUFFERED="1",
     )
     env.pop("DATABASE_URL", None)  # the embedded default
+    if database_url:
+        env["DATABASE_URL"] = database_url
     env.pop("RUNSTUDIO_URL", None)
     env.pop("RUNSTUDIO_TOKEN", None)
     manage = [sys.executable, str(REPO / "manage.py")]
@@ -428,7 +441,7 @@ def studio_phase(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) ->
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log_path = tmp / "studio-server.log"
+    log_path = tmp / ("studio-server-pg.log" if database_url else "studio-server.log")
     cmd = server_command(args, port)
     log(f"starting the studio: {' '.join(cmd)} (RUNSTUDIO_DATA_DIR={data_dir})")
     server = start_process(cmd, env=env, log_path=log_path)
@@ -456,16 +469,17 @@ def studio_phase(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) ->
 
         # The DDL of the points table, as Django made it, for the floor phase.
         db_uri = f"file:{data_dir / 'db.sqlite3'}?mode=ro"
-        with contextlib.closing(sqlite3.connect(db_uri, uri=True)) as db:
-            result["points_ddl"] = [
-                sql
-                for (sql,) in db.execute(
-                    "SELECT sql FROM sqlite_master WHERE tbl_name = 'runs_metricpoint' "
-                    "AND sql IS NOT NULL ORDER BY type DESC, name"
-                )
-            ]
-        if not result["points_ddl"]:
-            raise BenchmarkError("the studio's db has no runs_metricpoint table")
+        if not database_url:
+            with contextlib.closing(sqlite3.connect(db_uri, uri=True)) as db:
+                result["points_ddl"] = [
+                    sql
+                    for (sql,) in db.execute(
+                        "SELECT sql FROM sqlite_master WHERE tbl_name = 'runs_metricpoint' "
+                        "AND sql IS NOT NULL ORDER BY type DESC, name"
+                    )
+                ]
+            if not result["points_ddl"]:
+                raise BenchmarkError("the studio's db has no runs_metricpoint table")
 
         with RssSampler(server.pid) as sampler:
             result.update(sdk_workload(args, base, token))
@@ -484,7 +498,7 @@ def studio_phase(args: argparse.Namespace, tmp: Path, result: dict[str, Any]) ->
         log("stopping the studio")
         stop_process(server)
         result["server_log_tail"] = tail(log_path, 15)
-    if args.server == "serve" and args.restarts:
+    if args.server == "serve" and args.restarts and not database_url:
         result["restart_s"] = restart_times(args, env, tmp, args.restarts)
         log(f"studio restarts: first 200 after {result['restart_s']} s")
 
@@ -535,6 +549,7 @@ def sdk_workload(args: argparse.Namespace, base: str, token: str) -> dict[str, A
         "loop_overhead_us": round(loop_overhead_us, 3),
         "log_call_net_us": round(log_us - loop_overhead_us, 3),
         "end_to_end_points_per_s": round(points / (t2 - t0)),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
         "sdk_process_cpu_s": round(
             (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 2
         ),
@@ -568,6 +583,24 @@ def verify_studio(args: argparse.Namespace, base: str, token: str, run_id: str) 
 # --- phase 2: the raw sqlite floor ----------------------------------------------------------
 
 
+def floor_rows(args: argparse.Namespace) -> list[list[tuple[int, int, int, float, float]]]:
+    """The rows the server writes: per batch of FLOOR_CHUNK points (FLOOR_CHUNK / m steps of
+    every metric), grouped by series, seq = step, time = a float timestamp."""
+    n, m = args.points_per_metric, args.metrics
+    steps_per_chunk = max(1, FLOOR_CHUNK // m)
+    now = time.time()
+    chunks: list[list[tuple[int, int, int, float, float]]] = []
+    for start in range(0, n, steps_per_chunk):
+        stop = min(n, start + steps_per_chunk)
+        chunk = []
+        for sid in range(1, m + 1):
+            chunk.extend(
+                (sid, step, step, step * 1e-3, now + step * 1e-3) for step in range(start, stop)
+            )
+        chunks.append(chunk)
+    return chunks
+
+
 def floor_phase(args: argparse.Namespace, tmp: Path, ddl: list[str]) -> dict[str, Any]:
     n, m = args.points_per_metric, args.metrics
     path = tmp / "floor.sqlite3"
@@ -577,19 +610,8 @@ def floor_phase(args: argparse.Namespace, tmp: Path, ddl: list[str]) -> dict[str
             db.execute(pragma)
         for sql in ddl:
             db.execute(sql)
-        # The rows the server writes: per batch of FLOOR_CHUNK points (FLOOR_CHUNK / m steps
-        # of every metric), grouped by series, seq = step, time = a float timestamp.
         steps_per_chunk = max(1, FLOOR_CHUNK // m)
-        now = time.time()
-        chunks: list[list[tuple[int, int, int, float, float]]] = []
-        for start in range(0, n, steps_per_chunk):
-            stop = min(n, start + steps_per_chunk)
-            chunk = []
-            for sid in range(1, m + 1):
-                chunk.extend(
-                    (sid, step, step, step * 1e-3, now + step * 1e-3) for step in range(start, stop)
-                )
-            chunks.append(chunk)
+        chunks = floor_rows(args)
         insert = (
             'INSERT INTO "runs_metricpoint" ("series_id", "seq", "step", "value", "time") '
             "VALUES (?, ?, ?, ?, ?)"
@@ -603,6 +625,33 @@ def floor_phase(args: argparse.Namespace, tmp: Path, ddl: list[str]) -> dict[str
         (count,) = db.execute('SELECT count(*) FROM "runs_metricpoint"').fetchone()
     finally:
         db.close()
+    # For reference, not the goal's floor: what the server does (runs/services/metrics.py), 100
+    # rows an INSERT statement, into a fresh copy of the table, the rows flattened in the timed
+    # part as the server must.
+    db = sqlite3.connect(tmp / "floor-multirow.sqlite3", isolation_level=None)
+    try:
+        for sql in [*PROJECT_PRAGMAS, *ddl]:
+            db.execute(sql)
+        width = 5 * 100
+        many = (
+            'INSERT INTO "runs_metricpoint" ("series_id", "seq", "step", "value", "time") '
+            "VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * 100)
+        )
+        t0 = time.perf_counter()
+        for chunk in chunks:
+            flat = tuple(itertools.chain.from_iterable(chunk))
+            full = len(flat) - len(flat) % width
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(many, [flat[i : i + width] for i in range(0, full, width)])
+            db.executemany(
+                'INSERT INTO "runs_metricpoint" ("series_id", "seq", "step", "value", "time") '
+                "VALUES (?, ?, ?, ?, ?)",
+                [flat[i : i + 5] for i in range(full, len(flat), 5)],
+            )
+            db.execute("COMMIT")
+        multirow = time.perf_counter() - t0
+    finally:
+        db.close()
     if count != n * m:
         raise BenchmarkError(f"floor: {count} rows in the table, expected {n * m}")
     return {
@@ -611,9 +660,142 @@ def floor_phase(args: argparse.Namespace, tmp: Path, ddl: list[str]) -> dict[str
         "transactions": len(chunks),
         "seconds": round(elapsed, 3),
         "points_per_s": round(n * m / elapsed),
+        "multirow_seconds": round(multirow, 3),
+        "multirow_points_per_s": round(n * m / multirow),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
         "pragmas": list(PROJECT_PRAGMAS),
         "sqlite_version": sqlite3.sqlite_version,
     }
+
+
+# --- phase 3: PostgreSQL: the studio on it, and the raw COPY floor -----------------------------
+
+
+def postgres_bindir() -> Path | None:
+    """initdb and pg_ctl, found as scripts/test finds them."""
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / "initdb").exists() and (d / "pg_ctl").exists():
+            return d
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL server in a temp dir on 127.0.0.1 and a free port, as scripts/test starts
+    one: run as the postgres user when we are root (initdb refuses root), a password, fsync
+    and synchronous commit off (a benchmark database, thrown away after)."""
+
+    def __init__(self, tmp: Path) -> None:
+        bindir = postgres_bindir()
+        if bindir is None:
+            raise BenchmarkError(
+                "PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql, "
+                "pass --database-url, or --skip-postgres"
+            )
+        self.pg_ctl = bindir / "pg_ctl"
+        self.work = Path(tempfile.mkdtemp(prefix="pg-", dir=tmp))
+        self.data = self.work / "data"
+        self.port = free_port()
+        self.root = os.geteuid() == 0
+        if self.root:
+            shutil.chown(tmp, "postgres")
+            shutil.chown(self.work, "postgres")
+        password = os.urandom(16).hex()
+        pwfile = self.work / "pwfile"
+        pwfile.write_text(password + "\n")
+        if self.root:
+            shutil.chown(pwfile, "postgres")
+        self._run(
+            bindir / "initdb", "-D", self.data, "-U", "runstudio", "--auth=scram-sha-256",
+            f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale", "--no-sync",
+        )  # fmt: skip
+        pwfile.unlink()
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.data} -F "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            self.pg_ctl, "-D", self.data, "-l", self.work / "postgres.log", "-w", "-t", "60",
+            "-o", options, "start",
+        )  # fmt: skip
+        self.url = f"postgres://runstudio:{password}@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *cmd: Any) -> None:
+        argv = [str(c) for c in cmd]
+        if self.root:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode:
+            raise BenchmarkError(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(BenchmarkError):
+            self._run(self.pg_ctl, "-D", self.data, "-m", "immediate", "stop")
+
+
+def fresh_database(url: str, name: str) -> str:
+    """A new database on the server `url` names (dropped first if left over); its URL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def copy_floor_phase(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
+    """psycopg's binary COPY of the floor's rows, one transaction per FLOOR_CHUNK rows, into a
+    copy of the studio's runs_metricpoint (same columns, key and indexes) in its database."""
+    import psycopg
+
+    n, m = args.points_per_metric, args.metrics
+    chunks = floor_rows(args)
+    with psycopg.connect(database_url) as db:
+        db.execute("DROP TABLE IF EXISTS floor_points")
+        db.execute("CREATE TABLE floor_points (LIKE runs_metricpoint INCLUDING ALL)")
+        db.commit()
+        copy_sql = (
+            "COPY floor_points (series_id, seq, step, value, time) FROM STDIN (FORMAT BINARY)"
+        )
+        t0 = time.perf_counter()
+        for chunk in chunks:
+            with db.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                copy.set_types(["int8", "int8", "int8", "float8", "float8"])
+                write = copy.write_row
+                for row in chunk:
+                    write(row)
+            db.commit()
+        elapsed = time.perf_counter() - t0
+        (count,) = db.execute("SELECT count(*) FROM floor_points").fetchone()
+        version = db.execute("SHOW server_version").fetchone()[0]
+    if count != n * m:
+        raise BenchmarkError(f"COPY floor: {count} rows in the table, expected {n * m}")
+    return {
+        "points": n * m,
+        "chunk_rows": len(chunks[0]),
+        "transactions": len(chunks),
+        "seconds": round(elapsed, 3),
+        "points_per_s": round(n * m / elapsed),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "server_version": version,
+    }
+
+
+def postgres_phase(args: argparse.Namespace, tmp: Path, results: dict[str, Any]) -> None:
+    """The studio on PostgreSQL, then the COPY floor on the same server, one after the other."""
+    server = None if args.database_url else ThrowawayPostgres(tmp)
+    try:
+        url = fresh_database(args.database_url or server.url, "runstudio_bench_ingest")
+        log("PostgreSQL: the studio on " + url.rsplit("@", 1)[-1])
+        results["studio_pg"] = {}
+        studio_phase(args, tmp, results["studio_pg"], database_url=url)
+        log("PostgreSQL: raw binary COPY floor")
+        results["floor_pg"] = copy_floor_phase(args, url)
+        log(f"COPY floor: {results['floor_pg']['points_per_s']:,} points/s")
+    finally:
+        if server is not None:
+            server.stop()
 
 
 # --- phase 3: MLflow --------------------------------------------------------------------------
@@ -849,6 +1031,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "goal": f">= {GOAL_VS_FLOOR:g}x",
         "pass": None if ratio_floor is None else ratio_floor >= GOAL_VS_FLOOR,
     }
+    e2e_pg = (results.get("studio_pg") or {}).get("end_to_end_points_per_s")
+    copy = (results.get("floor_pg") or {}).get("points_per_s")
+    ratio_copy = e2e_pg / copy if e2e_pg and copy else None
+    goals["vs_postgres_copy"] = {
+        "value": None if ratio_copy is None else round(ratio_copy, 2),
+        "goal": f">= {GOAL_VS_COPY:g}x",
+        "pass": None if ratio_copy is None else ratio_copy >= GOAL_VS_COPY,
+    }
     return goals
 
 
@@ -918,7 +1108,7 @@ def print_report(results: dict[str, Any]) -> None:
             _row(
                 "end to end (first log..complete)",
                 f"{studio['end_to_end_s']:.2f} s",
-                f"= {studio['end_to_end_points_per_s']:,} points/s",
+                f"= {studio['end_to_end_points_per_s']:,} points/s (load {studio['loadavg'][0]})",
             )
         )
         w(
@@ -968,11 +1158,50 @@ def print_report(results: dict[str, Any]) -> None:
             _row(
                 f"{floor['points']:,} rows",
                 f"{floor['seconds']:.2f} s",
-                f"= {floor['points_per_s']:,} points/s",
+                f"= {floor['points_per_s']:,} points/s (load {floor['loadavg'][0]})",
+            )
+        )
+        if floor.get("multirow_points_per_s"):
+            w(
+                _row(
+                    "  (reference: 100 rows an INSERT)",
+                    f"{floor['multirow_seconds']:.2f} s",
+                    f"= {floor['multirow_points_per_s']:,} points/s, what the server does",
+                )
+            )
+    else:
+        w("Raw sqlite3 floor: not run")
+    w("")
+    pg, copy = results.get("studio_pg") or {}, results.get("floor_pg") or {}
+    if pg.get("end_to_end_s") is not None:
+        mem = pg.get("server_memory", {})
+        w(f"Runstudio on PostgreSQL {copy.get('server_version', '')} ({pg['server_command']})")
+        w(
+            _row(
+                "end to end (first log..complete)",
+                f"{pg['end_to_end_s']:.2f} s",
+                f"= {pg['end_to_end_points_per_s']:,} points/s (load {pg['loadavg'][0]})",
+            )
+        )
+        w(_row("verified via REST", "yes" if pg.get("verified") else "NO"))
+        w(
+            _row(
+                "server CPU / peak RSS (sum)",
+                f"{mem.get('cpu_s', 0):.2f} s",
+                f"{mem.get('sum_peak_rss_mib', 0):.1f} MiB (the database server not counted)",
             )
         )
     else:
-        w("Raw sqlite3 floor: not run")
+        w(f"Runstudio on PostgreSQL: {(results.get('postgres') or {}).get('skipped', 'not run')}")
+    if copy:
+        w(
+            _row(
+                f"raw binary COPY, {copy['points']:,} rows",
+                f"{copy['seconds']:.2f} s",
+                f"= {copy['points_per_s']:,} points/s (load {copy['loadavg'][0]}; "
+                f"{copy['chunk_rows']:,} rows a transaction)",
+            )
+        )
     w("")
     if ml.get("log_batch"):
         lb = ml["log_batch"]
@@ -1023,6 +1252,7 @@ def print_report(results: dict[str, Any]) -> None:
         "log_call_us": "run.log() per call",
         "vs_mlflow_log_batch": "end-to-end / MLflow log_batch",
         "vs_sqlite_floor": "end-to-end / raw executemany floor",
+        "vs_postgres_copy": "PostgreSQL end-to-end / raw COPY floor",
     }
     for key, goal in results["goals"].items():
         value = goal["value"]
@@ -1046,6 +1276,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metrics", type=int, default=10, help="metrics per step (default 10)")
     p.add_argument("--skip-mlflow", action="store_true", help="leave MLflow out")
     p.add_argument("--skip-studio", action="store_true", help="leave the studio out (dev aid)")
+    p.add_argument(
+        "--skip-postgres",
+        action="store_true",
+        help="leave out the PostgreSQL phase (the studio on it and the COPY floor)",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="a PostgreSQL server to use (postgres://user:password@host:port/db; the bench makes "
+        "a database runstudio_bench_ingest there) instead of starting a throwaway one",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument(
         "--server",
@@ -1132,6 +1373,10 @@ def main(argv: list[str] | None = None) -> int:
         log("floor: raw sqlite3 executemany")
         results["floor"] = floor_phase(args, tmp, ddl)
         log(f"floor: {results['floor']['points_per_s']:,} points/s")
+        if args.skip_postgres or args.skip_studio:
+            results["postgres"] = {"skipped": "skipped (--skip-postgres or --skip-studio)"}
+        else:
+            postgres_phase(args, tmp, results)
         version = mlflow_available()
         if args.skip_mlflow:
             results["mlflow"] = {"skipped": "skipped (--skip-mlflow)"}

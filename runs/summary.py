@@ -54,11 +54,13 @@ def _high(a, b):
     return b if a is None or (b is not None and b > a) else a
 
 
-def level1(start: int, values: Sequence) -> list[Block]:
-    """Level-1 blocks of values whose first seq is `start` (None = NaN)."""
+def level1(start: int, values: Sequence, *, has_nan: bool | None = None) -> list[Block]:
+    """Level-1 blocks of values whose first seq is `start` (None = NaN). `has_nan`: whether
+    any value is None, when the caller knows (ingest's validation does)."""
     out: list[Block] = []
     n = len(values)
-    has_nan = None in values  # one C-speed pass: most batches have no NaN at all
+    if has_nan is None:
+        has_nan = None in values  # one C-speed pass: most batches have no NaN at all
     bucket = start // BASE
     lo, hi = 0, min(n, (bucket + 1) * BASE - start)
     while lo < n:
@@ -90,20 +92,27 @@ def merge(blocks: list[Block], *, up: bool) -> list[Block]:
     return out
 
 
-_UPSERT = (
-    f"INSERT INTO {_TABLE} AS s (series_id, level, bucket, count, non_nan, min_value, max_value) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (series_id, level, bucket) DO UPDATE SET "
+# An upsert of many rows a statement (runs/services/metrics.py, _insert_rows) is the head, the
+# rows, then the tail: a batch's rows never repeat a block, as one statement requires.
+UPSERT_HEAD = (
+    f"INSERT INTO {_TABLE} AS s (series_id, level, bucket, count, non_nan, min_value, max_value)"
+)
+UPSERT_TAIL = (
+    " ON CONFLICT (series_id, level, bucket) DO UPDATE SET "
     "count = s.count + excluded.count, non_nan = s.non_nan + excluded.non_nan, "
     "min_value = CASE WHEN s.min_value IS NULL OR excluded.min_value < s.min_value "
     "THEN excluded.min_value ELSE s.min_value END, "
     "max_value = CASE WHEN s.max_value IS NULL OR excluded.max_value > s.max_value "
     "THEN excluded.max_value ELSE s.max_value END"
 )
+_UPSERT = UPSERT_HEAD + " VALUES (%s, %s, %s, %s, %s, %s, %s)" + UPSERT_TAIL
 
 
-def batch_rows(cursor, *, series_id: int, old_count: int, values: Sequence) -> list[tuple]:
-    """The upsert rows for `values` appended to a series that had `old_count` points."""
+def batch_rows(
+    cursor, *, series_id: int, old_count: int, values: Sequence, has_nan: bool | None = None
+) -> list[tuple]:
+    """The upsert rows for `values` appended to a series that had `old_count` points, each
+    block once."""
     new_count = old_count + len(values)
     top, before = levels(new_count), levels(old_count)
     if not top:
@@ -116,8 +125,9 @@ def batch_rows(cursor, *, series_id: int, old_count: int, values: Sequence) -> l
         )
         values = [row[0] for row in cursor.fetchall()] + list(values)
         old_count = 0
+        has_nan = None
     rows = []
-    blocks = level1(old_count, values)
+    blocks = level1(old_count, values, has_nan=has_nan)
     for level in range(1, top + 1):
         if level > 1:
             blocks = merge(blocks, up=True)

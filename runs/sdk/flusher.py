@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,72 @@ def build_batches(
     left out when no point in it has a step, and holds ``None`` (= the server's default,
     the point's sequence number) for the points that have none.
     """
+    points = points if isinstance(points, list) else list(points)
+    batches: list[list[dict[str, Any]]] = []
+    # A training loop logs the same metrics in the same order at every step: such a stretch of
+    # scalars is cut into columns by C-speed slicing (every k-th point) instead of a Python
+    # step per point. Batches come out exactly as the general loop below would cut them.
+    at = 0
+    while at < len(points):
+        batch = _cyclic_batch(points[at : at + max_points], max_series, max_bytes)
+        if batch is None:
+            break
+        batches.append(batch)
+        at += max_points
+    if at:
+        return batches + (_build_general(points[at:], max_points, max_series, max_bytes))
+    return _build_general(points, max_points, max_series, max_bytes)
+
+
+_NONE_TYPE = type(None)
+_NAME, _KIND, _VALUE, _STEP, _TIME = (itemgetter(i) for i in range(5))
+
+
+def _cyclic_batch(
+    chunk: list[Point], max_series: int, max_bytes: int
+) -> list[dict[str, Any]] | None:
+    """The batch of ``chunk`` when it is scalars whose names repeat with a period of k
+    distinct names (name[i] == name[i - k]); None otherwise, or when a limit would cut it."""
+    # map(itemgetter) over the point tuples: ~10 ns a point (zip(*chunk) costs ~15× that).
+    names = list(map(_NAME, chunk))
+    n = len(names)
+    try:
+        k = names.index(names[0], 1)
+    except ValueError:
+        k = n
+    if (
+        k > max_series
+        or names[k:] != names[:-k]
+        or len(set(names[:k])) != k
+        or list(map(_KIND, chunk)).count("scalar") != n
+        or n * _SCALAR_POINT_BYTES + sum(_SERIES_OVERHEAD_BYTES + len(m) for m in names[:k])
+        > max_bytes
+    ):
+        return None
+    batch = []
+    for j in range(k):
+        points = chunk[j::k]
+        series = {"name": names[j], "kind": "scalar", "steps": list(map(_STEP, points))}
+        series["values"] = list(map(_VALUE, points))
+        series["times"] = list(map(_TIME, points))
+        _finish_steps(series)
+        batch.append(series)
+    return batch
+
+
+def _finish_steps(series: dict[str, Any]) -> None:
+    """Leave ``steps`` out when no point has one; make every given step an int."""
+    steps = series["steps"]
+    types = set(map(type, steps))
+    if types == {_NONE_TYPE}:
+        del series["steps"]
+    elif not types <= {int, _NONE_TYPE}:
+        series["steps"] = [None if s is None else int(s) for s in steps]
+
+
+def _build_general(
+    points: list[Point], max_points: int, max_series: int, max_bytes: int
+) -> list[list[dict[str, Any]]]:
     batches: list[list[dict[str, Any]]] = []
     current: list[dict[str, Any]] = []
     by_name: dict[str, dict[str, Any]] = {}
@@ -156,11 +223,7 @@ def build_batches(
 
     for batch in batches:
         for series in batch:
-            steps = series["steps"]
-            if all(s is None for s in steps):
-                del series["steps"]
-            elif any(s is not None and type(s) is not int for s in steps):
-                series["steps"] = [None if s is None else int(s) for s in steps]
+            _finish_steps(series)
     return batches
 
 

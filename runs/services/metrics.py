@@ -2,7 +2,10 @@
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
+from itertools import chain, repeat
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -32,6 +35,11 @@ class _SeriesBatch:
     steps: list
     values: list
     times: list
+    # What validation learnt on its C-speed passes, so storing needs no pass of its own: a
+    # None (NaN) among the values, a None (the default) among the steps or the times.
+    has_nan: bool = True
+    steps_have_none: bool = True
+    times_have_none: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,9 @@ def _parse_batch(metrics: Any) -> list[_SeriesBatch]:
             )
         steps = _column(item, "steps", len(values), field)
         times = _column(item, "times", len(values), field)
+        has_nan = True
         if kind == MetricKind.SCALAR:
-            values = _scalar_values(values, field=f"{field}.values")
+            values, has_nan = _scalar_values(values, field=f"{field}.values")
         else:
             expected, label = _KIND_CHECKS[kind]
             for j, value in enumerate(values):
@@ -110,9 +119,13 @@ def _parse_batch(metrics: Any) -> list[_SeriesBatch]:
                         field=f"{field}.values[{j}]",
                         max_bytes=limits.MAX_ENTRY_JSON_BYTES,
                     )
-        _check_steps(steps, field=f"{field}.steps")
-        _check_times(times, field=f"{field}.times")
-        parsed.append(_SeriesBatch(name, kind, steps, values, times))
+        steps_have_none = _check_steps(steps, field=f"{field}.steps")
+        times_have_none = _check_times(times, field=f"{field}.times")
+        parsed.append(
+            _SeriesBatch(
+                name, kind, steps, values, times, has_nan, steps_have_none, times_have_none
+            )
+        )
     return parsed
 
 
@@ -154,9 +167,10 @@ def _all_finite_numbers(column: list) -> bool:
         return False
 
 
-def _scalar_values(values: list, *, field: str) -> list:
+def _scalar_values(values: list, *, field: str) -> tuple[list, bool]:
+    """The values to store (NaN as None) and whether any is NaN."""
     if _all_finite_numbers(values):
-        return values  # the common case, stored as given
+        return values, False  # the common case, stored as given
     out = []
     for j, value in enumerate(values):
         if type(value) is bool:
@@ -165,28 +179,31 @@ def _scalar_values(values: list, *, field: str) -> list:
             )
         number = scalar_value(value, field=f"{field}[{j}]")
         out.append(None if math.isnan(number) else number)  # NaN is stored as NULL
-    return out
+    return out, None in out
 
 
 _STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1  # the BigIntegerField's range
 
 
-def _check_steps(steps: list | None, *, field: str) -> None:
+def _check_steps(steps: list | None, *, field: str) -> bool:
+    """Refuses a step that is not a 64-bit whole number; True if some step is None."""
     if steps is None:
-        return
+        return False
     if set(map(type, steps)) == {int} and min(steps) >= _STEP_MIN and max(steps) <= _STEP_MAX:
-        return  # the common case, checked without a Python loop
+        return False  # the common case, checked without a Python loop
     for j, step in enumerate(steps):
         if not (step is None or (type(step) is int and _STEP_MIN <= step <= _STEP_MAX)):
             raise InvalidInput(
                 f"{field}[{j}]: a step must be a whole number that fits in 64 bits.",
                 field=f"{field}[{j}]",
             )
+    return None in steps
 
 
-def _check_times(times: list | None, *, field: str) -> None:
+def _check_times(times: list | None, *, field: str) -> bool:
+    """Refuses a time that is not seconds since the epoch; True if some time is None."""
     if times is None or _all_finite_numbers(times):
-        return
+        return False
     for j, t in enumerate(times):
         if not (type(t) is float or type(t) is int or t is None) or (
             # Not math.isfinite: it raises on an int beyond a float's range. NaN fails too.
@@ -195,11 +212,7 @@ def _check_times(times: list | None, *, field: str) -> None:
             raise InvalidInput(
                 f"{field}[{j}]: a time must be seconds since the epoch.", field=f"{field}[{j}]"
             )
-
-
-_INSERT_POINTS = (
-    "INSERT INTO runs_metricpoint (series_id, seq, step, value, time) VALUES (%s, %s, %s, %s, %s)"
-)
+    return None in times
 
 
 def run_log_batch(*, run: Run, metrics: Any, idempotency_key: str | None = None) -> BatchResult:
@@ -258,7 +271,7 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
 
     now = time.time()
     cursor = connection.cursor()
-    rows: list[tuple] = []
+    point_columns: list[tuple[int, range, list, list, list]] = []
     summary_rows: list[tuple] = []
     entries: list[MetricEntry] = []
     for b in batches:
@@ -266,38 +279,46 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         start = series.count
         n = len(b.values)
         seqs = range(start, start + n)
-        steps = (
-            [seq if s is None else s for seq, s in zip(seqs, b.steps, strict=True)]
-            if b.steps
-            else list(seqs)
-        )
-        times = [now if t is None else t for t in b.times] if b.times else [now] * n
+        # Only a column holding a None (the default) is copied: the common batch is stored
+        # from the lists the JSON parser made, with no Python loop over its points.
+        if b.steps is None:
+            steps = list(seqs)
+        elif b.steps_have_none:
+            steps = [seq if s is None else s for seq, s in zip(seqs, b.steps, strict=True)]
+        else:
+            steps = b.steps
+        if b.times is None:
+            times = [now] * n
+        elif b.times_have_none:
+            times = [now if t is None else t for t in b.times]
+        else:
+            times = b.times
         if b.kind == MetricKind.SCALAR:
             sid = series.pk
-            rows.extend(zip([sid] * n, seqs, steps, b.values, times, strict=True))
+            point_columns.append((sid, seqs, steps, b.values, times))
             if series.steps_sorted is not None:  # None: from before the pyramid, not rebuilt yet
                 summary_rows += summary.batch_rows(
-                    cursor, series_id=sid, old_count=start, values=b.values
+                    cursor, series_id=sid, old_count=start, values=b.values, has_nan=b.has_nan
                 )
                 # Windows by step or time read the pyramid only while the column never goes down.
                 series.steps_sorted = (
                     series.steps_sorted
-                    and summary.nondecreasing(steps)
+                    and (b.steps is None or summary.nondecreasing(steps))
                     and (not start or series.last_step is None or steps[0] >= series.last_step)
                 )
                 series.times_sorted = (
                     series.times_sorted
-                    and summary.nondecreasing(times)
+                    and (b.times is None or summary.nondecreasing(times))
                     and (not start or series.last_time is None or times[0] >= series.last_time)
                 )
             series.last_time = times[-1]
-            finite = [v for v in b.values if v is not None]
+            finite = [v for v in b.values if v is not None] if b.has_nan else b.values
             if finite:
                 low, high = min(finite), max(finite)
                 series.min_value = low if series.min_value is None else min(series.min_value, low)
                 series.max_value = high if series.max_value is None else max(series.max_value, high)
             last = b.values[-1]
-            series.last_value = math.nan if last is None else last
+            series.last_value = None if last is None else last
         else:
             entries.extend(
                 MetricEntry(series=series, seq=seq, step=step, value=value, time=t)
@@ -305,28 +326,100 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
             )
         series.count = start + n
         series.last_step = steps[-1]
-    if rows:
-        # One executemany, not bulk_create: building a model per point costs ~5× the insert.
-        cursor.executemany(_INSERT_POINTS, rows)
-        summary.write(cursor, summary_rows)
-    cursor.close()
+    if point_columns:
+        _insert_points(cursor, point_columns)
+        _insert_rows(cursor, summary.UPSERT_HEAD, summary.UPSERT_TAIL, 7, summary_rows)
     if entries:
         MetricEntry.objects.bulk_create(entries)
-    for b in batches:
-        series = existing[b.name]
-        MetricSeries.objects.filter(pk=series.pk).update(
-            count=series.count,
-            last_value=None
-            if series.last_value is not None and math.isnan(series.last_value)
-            else series.last_value,
-            min_value=series.min_value,
-            max_value=series.max_value,
-            last_step=series.last_step,
-            last_time=series.last_time,
-            steps_sorted=series.steps_sorted,
-            times_sorted=series.times_sorted,
-            updated_at=timezone.now(),
+    updated_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    # One statement for the batch's series, not one ORM update each (~0.3 ms apiece).
+    cursor.executemany(
+        _UPDATE_SERIES,
+        [
+            (
+                s.count,
+                s.last_value,
+                s.min_value,
+                s.max_value,
+                s.last_step,
+                s.last_time,
+                s.steps_sorted,
+                s.times_sorted,
+                updated_at,
+                s.pk,
+            )
+            for s in (existing[b.name] for b in batches)
+        ],
+    )
+    cursor.close()
+
+
+_UPDATE_SERIES = (
+    f"UPDATE {MetricSeries._meta.db_table} SET count = %s, last_value = %s, min_value = %s, "
+    "max_value = %s, last_step = %s, last_time = %s, steps_sorted = %s, times_sorted = %s, "
+    "updated_at = %s WHERE id = %s"
+)
+_POINTS_HEAD = f"INSERT INTO {MetricPoint._meta.db_table} (series_id, seq, step, value, time)"
+_COPY_POINTS = (
+    f"COPY {MetricPoint._meta.db_table} (series_id, seq, step, value, time) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = ["int8", "int8", "int8", "float8", "float8"]
+# Rows per INSERT statement. A statement of 100 rows (500 parameters, far under SQLite's
+# 32,766 and PostgreSQL's 65,535) costs SQLite ~40% less CPU per point than one-row
+# executemany, which steps, resets and hands the GIL back and forth once per row.
+ROWS_PER_STATEMENT = 100
+
+
+def _insert_points(cursor, columns: list[tuple[int, range, list, list, list]]) -> None:
+    """The batch's points, given per series as (series id, seqs, steps, values, times): binary
+    COPY on PostgreSQL (~10× its executemany), multi-row INSERTs elsewhere."""
+    if connection.vendor == "postgresql":
+        with connection.wrap_database_errors, cursor.cursor.copy(_COPY_POINTS) as copy:
+            copy.set_types(_COPY_TYPES)
+            write = copy.write_row
+            for sid, seqs, steps, values, times in columns:
+                for row in zip(repeat(sid, len(seqs)), seqs, steps, values, times, strict=True):
+                    write(row)
+        return
+    # The statements' parameters, row after row, laid out by slice assignment (C-speed, ~4×
+    # cheaper than flattening zipped rows).
+    flat: list = [None] * (5 * sum(len(seqs) for _, seqs, *_ in columns))
+    at = 0
+    for sid, seqs, steps, values, times in columns:
+        end = at + 5 * len(seqs)
+        flat[at:end:5] = [sid] * len(seqs)
+        flat[at + 1 : end : 5] = seqs
+        flat[at + 2 : end : 5] = steps
+        flat[at + 3 : end : 5] = values
+        flat[at + 4 : end : 5] = times
+        at = end
+    _execute_rows(cursor, _POINTS_HEAD, "", 5, flat)
+
+
+@cache
+def _statement(head: str, tail: str, width: int, rows: int) -> str:
+    one = "(" + ", ".join(["%s"] * width) + ")"
+    return f"{head} VALUES {', '.join([one] * rows)}{tail}"
+
+
+def _insert_rows(cursor, head: str, tail: str, width: int, rows: Iterable[tuple]) -> None:
+    """`head VALUES (…), (…) tail` for rows of `width` columns, ROWS_PER_STATEMENT a statement.
+    A statement never holds the same key twice (tail may be an upsert's ON CONFLICT)."""
+    _execute_rows(cursor, head, tail, width, list(chain.from_iterable(rows)))
+
+
+def _execute_rows(cursor, head: str, tail: str, width: int, flat: list) -> None:
+    """_insert_rows for rows given flat: every row's `width` values, one row after another."""
+    per = width * ROWS_PER_STATEMENT
+    full = len(flat) - len(flat) % per
+    if full:
+        cursor.executemany(
+            _statement(head, tail, width, ROWS_PER_STATEMENT),
+            [flat[i : i + per] for i in range(0, full, per)],
         )
+    if full < len(flat):
+        cursor.execute(_statement(head, tail, width, (len(flat) - full) // width), flat[full:])
 
 
 def series_summarize(*, series_ids: list[int] | None = None, force: bool = False) -> int:
