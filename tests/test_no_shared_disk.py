@@ -60,6 +60,7 @@ for step in range(3):
     run.log("acc", 0.5 + step / 10, step=step)
     print(f"step {step}", flush=True)
 run.flush()
+print("metrics sent", flush=True)
 deadline = time.monotonic() + 60
 while "go" not in run.get_tags() and time.monotonic() < deadline:
     time.sleep(0.2)
@@ -378,7 +379,7 @@ def test_two_app_hosts_and_a_worker_host_sharing_only_the_database_and_a_bucket_
         answer = api.http.get(log_url, timeout=10)
         return answer.status_code == 200 and text in answer.text and answer
 
-    tail = wait_for(lambda: log_shows("step 2"), timeout=20, what="the live log on A")
+    tail = wait_for(lambda: log_shows("metrics sent"), timeout=30, what="the live log on A")
     assert "hello from the sandbox" in tail.text and "done" not in tail.text
     offset = int(tail.headers["X-File-Size"])
     metrics = api.json(f"{run_url}/metrics/values")["metrics"]
