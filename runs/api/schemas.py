@@ -412,77 +412,8 @@ class MetricBatchRequestSerializer(serializers.Serializer):
 # files
 
 
-class RunFileSerializer(serializers.Serializer):
-    path = serializers.CharField()
-    size = serializers.IntegerField()
-    updated_at = serializers.DateTimeField()
-
-
-class RunFileListSerializer(serializers.Serializer):
-    files = RunFileSerializer(many=True)
-
-
-class RunFileWrittenSerializer(serializers.Serializer):
-    path = serializers.CharField()
-    size = serializers.IntegerField(help_text="The file's size after the write.")
-
-
 # ---------------------------------------------------------------------------------------------
 # compute targets and submission
-
-
-class WorkerSerializer(serializers.Serializer):
-    worker_id = serializers.CharField()
-    queue_name = serializers.CharField()
-    hostname = serializers.CharField()
-    pid = serializers.IntegerField()
-    alive = serializers.BooleanField()
-    isolated = serializers.BooleanField(
-        help_text="Whether it runs scripts in the sandbox; false: scripts run unisolated."
-    )
-    started_at = serializers.DateTimeField()
-    last_seen_at = serializers.DateTimeField(allow_null=True)
-    stopped_at = serializers.DateTimeField(allow_null=True)
-    current_run = serializers.CharField(
-        allow_null=True, help_text="The id of the run it executes, if it is this workspace's."
-    )
-    busy_elsewhere = serializers.BooleanField(
-        help_text="A shared `local` worker executing another workspace's run (never named)."
-    )
-
-
-class ComputeTargetSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    capacity = serializers.IntegerField()
-    description = serializers.CharField(allow_blank=True)
-    queue_name = serializers.CharField(
-        help_text="Its django.tasks queue: `local`, or `t<id>`, this workspace's target's own."
-    )
-    worker_key_prefix = serializers.CharField(
-        allow_null=True, help_text="The start of its worker key; null until an owner makes one."
-    )
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-
-
-class ComputeTargetOverviewSerializer(ComputeTargetSerializer):
-    active_runs = serializers.IntegerField()
-    queued_runs = serializers.IntegerField()
-    isolated = serializers.BooleanField(
-        allow_null=True,
-        help_text="true: every alive worker sandboxes scripts; false: NOT ISOLATED, an alive "
-        "worker runs scripts without the sandbox; null: no worker is alive.",
-    )
-    workers = WorkerSerializer(many=True)
-
-
-class ComputeTargetWorkerKeySerializer(ComputeTargetSerializer):
-    worker_key = serializers.CharField(help_text="Shown once; only its SHA-256 is stored.")
-    worker_command = serializers.CharField(help_text="The command that starts a worker with it.")
-
-
-class ComputeTargetListSerializer(serializers.Serializer):
-    results = ComputeTargetOverviewSerializer(many=True)
 
 
 class ComputeTargetCreateRequestSerializer(serializers.Serializer):
@@ -530,26 +461,6 @@ class RunSubmitFormSerializer(serializers.Serializer):
 
 # ---------------------------------------------------------------------------------------------
 # alert rules
-
-
-class AlertRuleSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    statuses = serializers.ListField(child=serializers.ChoiceField(choices=RunStatus.choices))
-    experiment = serializers.CharField(allow_null=True, help_text="null: any experiment.")
-    channel = serializers.ChoiceField(choices=AlertChannel.choices)
-    recipients = serializers.ListField(child=serializers.EmailField())
-    webhook_url = serializers.URLField(allow_null=True)
-    enabled = serializers.BooleanField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
-    secret = serializers.CharField(
-        required=False, help_text="The webhook signing secret; only owners get it."
-    )
-
-
-class AlertRuleListSerializer(serializers.Serializer):
-    results = AlertRuleSerializer(many=True)
 
 
 class AlertRuleUpdateRequestSerializer(serializers.Serializer):

@@ -503,8 +503,8 @@ class RunFileWrittenSerializer(Shape):
 class WorkerSerializer(Shape):
     worker_id = serializers.CharField()
     queue_name = serializers.CharField()
-    hostname = serializers.CharField()
-    pid = serializers.IntegerField()
+    hostname = serializers.CharField(allow_blank=True)
+    pid = serializers.IntegerField(allow_null=True, help_text="null: not known yet.")
     alive = serializers.BooleanField()
     isolated = serializers.BooleanField(
         help_text="Whether it runs scripts in the sandbox; false: scripts run unisolated."

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from runs import limits, selectors
 from runs.access import workspace_for
 from runs.api import schemas as s
+from runs.api.serializers import AlertRuleListSerializer, AlertRuleSerializer
 from runs.api.views.common import _object
 from runs.errors import NotFound
 from runs.models import Role
@@ -25,24 +26,6 @@ _ALERT_RULE_FIELDS = (
 )
 
 
-def _alert_rule_json(rule, *, owner: bool) -> dict:
-    data = {
-        "id": rule.pk,
-        "name": rule.name,
-        "statuses": rule.statuses,
-        "experiment": rule.experiment.name if rule.experiment_id else None,
-        "channel": rule.channel,
-        "recipients": rule.recipient_list,
-        "webhook_url": rule.webhook_url or None,
-        "enabled": rule.enabled,
-        "created_at": rule.created_at.isoformat().replace("+00:00", "Z"),
-        "updated_at": rule.updated_at.isoformat().replace("+00:00", "Z"),
-    }
-    if owner and rule.secret:
-        data["secret"] = rule.secret
-    return data
-
-
 def _alert_rule_fields(request) -> dict:
     data = _object(request)
     return {key: data[key] for key in _ALERT_RULE_FIELDS if key in data}
@@ -54,7 +37,7 @@ def _alert_rule_fields(request) -> dict:
     summary="List a workspace's alert rules",
     description="`secret` is only in an owner's answer.",
     tags=["alerts"],
-    responses={200: s.AlertRuleListSerializer, **s.errors(401, 404)},
+    responses={200: AlertRuleListSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -64,7 +47,7 @@ def _alert_rule_fields(request) -> dict:
     tags=["alerts"],
     request=s.AlertRuleCreateRequestSerializer,
     responses={
-        201: s.AlertRuleSerializer,
+        201: AlertRuleSerializer,
         **s.errors(400, 401, 403, 404, 409, e409="A rule with that name exists."),
     },
 )
@@ -76,11 +59,13 @@ def alert_rule_list(request, workspace: str):
         )
         fields = {"name": None, "statuses": None, "channel": None, **_alert_rule_fields(request)}
         rule = alerts.alert_rule_create(workspace=ws, user=request.user, **fields)
-        return Response(_alert_rule_json(rule, owner=True), status=status.HTTP_201_CREATED)
+        return Response(
+            AlertRuleSerializer.render(rule, owner=True), status=status.HTTP_201_CREATED
+        )
     ws, membership = workspace_for(user=request.user, name=workspace)
     owner = membership.allows(Role.OWNER)
     rules = selectors.alert_rule_list(workspace=ws)[: limits.LIST_MAX]
-    return Response({"results": [_alert_rule_json(r, owner=owner) for r in rules]})
+    return Response(AlertRuleListSerializer.render({"results": rules}, owner=owner))
 
 
 @extend_schema(
@@ -89,7 +74,7 @@ def alert_rule_list(request, workspace: str):
     summary="One alert rule",
     description="`secret` is only in an owner's answer.",
     tags=["alerts"],
-    responses={200: s.AlertRuleSerializer, **s.errors(401, 404)},
+    responses={200: AlertRuleSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["PATCH"],
@@ -99,7 +84,7 @@ def alert_rule_list(request, workspace: str):
     tags=["alerts"],
     request=s.AlertRuleUpdateRequestSerializer,
     responses={
-        200: s.AlertRuleSerializer,
+        200: AlertRuleSerializer,
         **s.errors(400, 401, 403, 404, 409, e409="A rule with that name exists."),
     },
 )
@@ -125,4 +110,4 @@ def alert_rule_detail(request, workspace: str, name: str):
         return Response(status=status.HTTP_204_NO_CONTENT)
     if request.method == "PATCH":
         rule = alerts.alert_rule_update(rule=rule, user=request.user, **_alert_rule_fields(request))
-    return Response(_alert_rule_json(rule, owner=membership.allows(Role.OWNER)))
+    return Response(AlertRuleSerializer.render(rule, owner=membership.allows(Role.OWNER)))

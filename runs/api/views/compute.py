@@ -7,22 +7,14 @@ from rest_framework.response import Response
 
 from runs.access import workspace_for
 from runs.api import schemas as s
+from runs.api.serializers import (
+    ComputeTargetListSerializer,
+    ComputeTargetOverviewSerializer,
+    ComputeTargetSerializer,
+    ComputeTargetWorkerKeySerializer,
+)
 from runs.api.views.common import _object
 from runs.models import Role
-
-
-def _target_overview_json(overview) -> dict:
-    from runs.api.serializers import compute_target_json, worker_json
-
-    return {
-        **compute_target_json(
-            overview.target,
-            active=len(overview.active_runs),
-            queued=len(overview.queued_runs),
-        ),
-        "isolated": overview.isolated,
-        "workers": [worker_json(w) for w in overview.workers],
-    }
 
 
 @extend_schema(
@@ -30,7 +22,7 @@ def _target_overview_json(overview) -> dict:
     operation_id="compute_target_list",
     summary="List a workspace's compute targets, with their workers",
     tags=["compute"],
-    responses={200: s.ComputeTargetListSerializer, **s.errors(401, 404)},
+    responses={200: ComputeTargetListSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -40,14 +32,13 @@ def _target_overview_json(overview) -> dict:
     tags=["compute"],
     request=s.ComputeTargetCreateRequestSerializer,
     responses={
-        201: s.ComputeTargetSerializer,
+        201: ComputeTargetSerializer,
         **s.errors(400, 401, 403, 404, 409, e409="A target with that name exists."),
     },
 )
 @api_view(["GET", "POST"])
 def compute_target_list(request, workspace: str):
     from runs import selectors, services
-    from runs.api.serializers import compute_target_json
 
     if request.method == "POST":
         ws, _ = workspace_for(
@@ -60,10 +51,10 @@ def compute_target_list(request, workspace: str):
             capacity=data.get("capacity", 1),
             description=data.get("description"),
         )
-        return Response(compute_target_json(target), status=status.HTTP_201_CREATED)
+        return Response(ComputeTargetSerializer.render(target), status=status.HTTP_201_CREATED)
     ws, _ = workspace_for(user=request.user, name=workspace)
     overviews = selectors.compute_target_overview(workspace=ws)
-    return Response({"results": [_target_overview_json(o) for o in overviews]})
+    return Response(ComputeTargetListSerializer.render({"results": overviews}))
 
 
 @extend_schema(
@@ -71,7 +62,7 @@ def compute_target_list(request, workspace: str):
     operation_id="compute_target_retrieve",
     summary="One compute target, with its workers",
     tags=["compute"],
-    responses={200: s.ComputeTargetOverviewSerializer, **s.errors(401, 404)},
+    responses={200: ComputeTargetOverviewSerializer, **s.errors(401, 404)},
 )
 @extend_schema(
     methods=["PATCH"],
@@ -80,7 +71,7 @@ def compute_target_list(request, workspace: str):
     description="Owners only.",
     tags=["compute"],
     request=s.ComputeTargetUpdateRequestSerializer,
-    responses={200: s.ComputeTargetSerializer, **s.errors(400, 401, 403, 404)},
+    responses={200: ComputeTargetSerializer, **s.errors(400, 401, 403, 404)},
 )
 @extend_schema(
     methods=["DELETE"],
@@ -96,7 +87,6 @@ def compute_target_list(request, workspace: str):
 @api_view(["GET", "PATCH", "DELETE"])
 def compute_target_detail(request, workspace: str, name: str):
     from runs import selectors, services
-    from runs.api.serializers import compute_target_json
 
     if request.method == "GET":
         ws, _ = workspace_for(user=request.user, name=workspace)
@@ -104,7 +94,7 @@ def compute_target_detail(request, workspace: str, name: str):
         overview = next(
             o for o in selectors.compute_target_overview(workspace=ws) if o.target.name == name
         )
-        return Response(_target_overview_json(overview))
+        return Response(ComputeTargetOverviewSerializer.render(overview))
     ws, _ = workspace_for(
         user=request.user, name=workspace, role=Role.OWNER, what="managing compute targets"
     )
@@ -116,7 +106,7 @@ def compute_target_detail(request, workspace: str, name: str):
     target = services.compute_target_update(
         target=target, capacity=data.get("capacity"), description=data.get("description")
     )
-    return Response(compute_target_json(target))
+    return Response(ComputeTargetSerializer.render(target))
 
 
 @extend_schema(
@@ -131,25 +121,21 @@ def compute_target_detail(request, workspace: str, name: str):
     tags=["compute"],
     request=None,  # no body: the server makes the key (one sent is ignored)
     responses={
-        201: s.ComputeTargetWorkerKeySerializer,
+        201: ComputeTargetWorkerKeySerializer,
         **s.errors(401, 403, 404, 409, e409="`local`, which the server's own workers serve."),
     },
 )
 @api_view(["POST"])
 def compute_target_worker_key(request, workspace: str, name: str):
     from runs import selectors, services
-    from runs.api.serializers import compute_target_json
 
     ws, _ = workspace_for(
         user=request.user, name=workspace, role=Role.OWNER, what="making worker keys"
     )
     target = selectors.compute_target_get(workspace=ws, name=name)
     key = services.compute_target_worker_key_rotate(target=target)
+    command = selectors.worker_command(target=target, key=key)
     return Response(
-        {
-            **compute_target_json(target),
-            "worker_key": key,
-            "worker_command": selectors.worker_command(target=target, key=key),
-        },
+        ComputeTargetWorkerKeySerializer.render(target, key=key, command=command),
         status=status.HTTP_201_CREATED,
     )

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from runs import limits, selectors, services, storage
 from runs.access import run_for
 from runs.api import schemas as s
+from runs.api.serializers import RunFileListSerializer, RunFileWrittenSerializer
 from runs.api.views.common import _int_param
 from runs.errors import InvalidInput, LengthRequired
 from runs.models import Role
@@ -56,16 +57,14 @@ class RawParser(BaseParser):
     summary="List a run's files",
     tags=["files"],
     parameters=[OpenApiParameter("prefix", str, description="Only paths starting with this.")],
-    responses={200: s.RunFileListSerializer, **s.errors(401, 404)},
+    responses={200: RunFileListSerializer, **s.errors(401, 404)},
 )
 @api_view(["GET"])
 def file_list(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
     prefix = unicodedata.normalize("NFC", request.query_params.get("prefix", ""))  # as paths are
     files = storage.run_files_servable(run=run, files=selectors.run_files(run=run, prefix=prefix))
-    return Response(
-        {"files": [{"path": f.path, "size": f.size, "updated_at": f.updated_at} for f in files]}
-    )
+    return Response(RunFileListSerializer.render({"files": files}))
 
 
 def _write_errors(*, e413: str) -> dict:
@@ -131,7 +130,7 @@ def _write_errors(*, e413: str) -> dict:
     parameters=[s.FILE_PATH_PARAMETER],
     request=s.BINARY,
     responses={
-        201: s.RunFileWrittenSerializer,
+        201: RunFileWrittenSerializer,
         **_write_errors(e413=f"The file is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."),
     },
 )
@@ -150,7 +149,7 @@ def _write_errors(*, e413: str) -> dict:
     ],
     request=s.BINARY,
     responses={
-        200: s.RunFileWrittenSerializer,
+        200: RunFileWrittenSerializer,
         **_write_errors(e413=f"The body is over {limits.MAX_FILE_UPLOAD_BYTES} bytes."),
     },
 )
@@ -171,7 +170,7 @@ def file_detail(request, run_id: str, path: str):
             run=run, path=path, stream=stream, append=append, size=size
         )
         return Response(
-            {"path": record.path, "size": record.size},
+            RunFileWrittenSerializer.render(record),
             status=status.HTTP_200_OK if append else status.HTTP_201_CREATED,
         )
     run, _ = run_for(user=request.user, run_id=run_id)

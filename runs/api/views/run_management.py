@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from runs import limits
 from runs.access import workspace_for
 from runs.api import schemas as s
+from runs.api.serializers import RunManageResultSerializer
 from runs.api.views.common import _object
 from runs.errors import InvalidInput
 from runs.services import run_management
@@ -47,20 +48,7 @@ BODY_KEYS = ("action", "runs", "tags", "keys")
         },
     ),
     responses={
-        200: inline_serializer(
-            "RunManageResult",
-            {
-                "action": drf_serializers.CharField(),
-                "runs": drf_serializers.ListField(child=drf_serializers.CharField()),
-                "affected": drf_serializers.IntegerField(
-                    help_text="Runs changed, descendants included."
-                ),
-                "skipped": drf_serializers.ListField(
-                    child=drf_serializers.CharField(),
-                    help_text="Named runs with nothing to do (already archived, finished…).",
-                ),
-            },
-        ),
+        200: RunManageResultSerializer,
         **s.errors(
             400,
             401,
@@ -91,4 +79,4 @@ def run_manage(request, workspace: str):
         tags=data.get("tags"),
         keys=data.get("keys"),
     )
-    return Response(result.as_dict())
+    return Response(RunManageResultSerializer.render(result))
