@@ -75,7 +75,12 @@ def _overview(request, run: Run, full: bool) -> dict:
 
 def _metrics(request, run: Run, full: bool) -> dict:
     series = list(run.metric_series.order_by("name"))
-    context = {"metrics": selectors.metric_summaries(run=run)}
+    # The scalars' chart summaries are live parts too (run_chart_stats.html): the live fragment
+    # redraws them from the series already read, with no query more.
+    context = {
+        "metrics": selectors.metric_summaries(run=run),
+        "scalars": [s for s in series if s.kind == MetricKind.SCALAR],
+    }
     if not full:
         return context
     others = [s for s in series if s.kind != MetricKind.SCALAR]
@@ -83,7 +88,6 @@ def _metrics(request, run: Run, full: bool) -> dict:
         series_ids=[s.pk for s in others], per_series=ENTRIES_SHOWN
     )
     return context | {
-        "scalars": [s for s in series if s.kind == MetricKind.SCALAR],
         "tables": [_metric_table(s, entries.get(s.pk, []), run) for s in others],
     }
 

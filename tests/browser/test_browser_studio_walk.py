@@ -283,3 +283,24 @@ def test_a_descriptions_image_loads_lazily_from_the_runs_files(
     assert image.get_attribute("loading") == "lazy"
     image.scroll_into_view_if_needed()
     page.wait_for_function("el => el.complete && el.naturalWidth === 1", arg=image.element_handle())
+
+
+def test_a_live_runs_chart_summary_follows_the_points_as_they_arrive(
+    page, live_server, cast, make_run, sign_in
+):
+    run = make_run("live", display_name="live-chart")
+    services.run_log_batch(
+        run=run, metrics=[{"name": "loss", "kind": "scalar", "values": [2.0, 1.5, 1.2]}]
+    )
+    sign_in(page, cast.reader, "/w/lab/")
+    page.goto(f"{live_server.url}/w/lab/runs/{run.run_id}/?tab=metrics")
+    stats = page.locator(".rd-chart-card .rd-chart-stats")
+    assert "3 points" in stats.inner_text()
+    services.run_log_batch(
+        run=run, metrics=[{"name": "loss", "kind": "scalar", "values": [0.9, 0.5, 0.25]}]
+    )
+    page.wait_for_function(
+        "document.querySelector('.rd-chart-card .rd-chart-stats').innerText.includes('6 points')",
+        timeout=15_000,
+    )
+    assert "last 0.25" in stats.inner_text() and "min 0.25" in stats.inner_text()
