@@ -116,6 +116,32 @@ def secret_key_warning() -> str | None:
     )
 
 
+def storage_mismatch() -> str | None:
+    """What to fix when this process's run-file storage is not the one the database's index
+    was written to — say a worker host started without RUNSTUDIO_FILES_URL, which would read
+    no snapshot and write its runs' logs and outputs to its own disk, where no app host looks.
+    Checks the newest indexed file (one query by primary key, one open); None when it is there
+    or nothing is indexed yet."""
+    from runs import storage
+    from runs.errors import NotFound
+    from runs.models import RunFile
+
+    record = RunFile.objects.select_related("run").filter(size__gt=0).order_by("-pk").first()
+    if record is None:
+        return None
+    try:
+        storage.run_file_open(run=record.run, path=record.path).close()
+    except NotFound:
+        where = os.environ.get("RUNSTUDIO_FILES_URL") or f"the folder {settings.FILES_DIR}"
+        return (
+            f"WARNING: run {record.run.run_id}'s file {record.path!r} is in the database's "
+            f"index but not in this host's run-file storage ({where}). Every app host and "
+            "worker must use the same storage: set RUNSTUDIO_FILES_URL (and the AWS_* "
+            "variables) as on the other hosts."
+        )
+    return None
+
+
 # --- static files ----------------------------------------------------------------------------
 
 

@@ -529,3 +529,24 @@ def test_a_bucket_prefix_named_like_a_folder_hides_nothing_from_the_sandbox(
     finally:
         wrapped.close()
     assert done.stdout.strip() == "sdk ok", done.stderr
+
+
+def test_a_host_whose_run_file_storage_is_not_the_others_is_told_so_at_start(
+    settings, seaweedfs, monkeypatch, make_run
+):
+    """A worker host started without RUNSTUDIO_FILES_URL would look for snapshots, and write
+    logs and outputs, on its own disk; `runstudio worker` and `runstudio serve` say so."""
+    from runs import serving
+
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    local = settings.STORAGES["default"]
+    bucket = settings_module.files_storage(f"s3://runstudio-test/hosts-{secrets.token_hex(4)}")
+    settings.STORAGES = {**settings.STORAGES, "default": bucket}
+    run = make_run()
+    services.run_file_write(run=run, path="outputs/model.txt", stream=io.BytesIO(b"weights"))
+    assert serving.storage_mismatch() is None  # a host on the same bucket
+
+    settings.STORAGES = {**settings.STORAGES, "default": local}  # a host without the bucket
+    warning = serving.storage_mismatch()
+    assert run.run_id in warning and "RUNSTUDIO_FILES_URL" in warning

@@ -23,7 +23,7 @@ from django.core.management.base import CommandError
 from django.db import close_old_connections, connection
 from django_tasks_db.management.commands import db_worker
 
-from runs import sandbox, selectors, services
+from runs import sandbox, selectors, services, serving
 from runs.errors import ServiceError
 from runs.models import ComputeTarget, Workspace
 
@@ -137,6 +137,8 @@ class Command(db_worker.Command):
         options["queue_name"] = queue_name
         worker_id = options["worker_id"] = options["worker_id"] or worker_id_for(queue_name)
         isolated = self._sandbox(queue_name)
+        if warning := serving.storage_mismatch():
+            print(warning, flush=True)
         services.worker_register(
             worker_id=worker_id, queue_name=queue_name, workspace=workspace, isolated=isolated
         )
