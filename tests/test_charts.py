@@ -381,3 +381,16 @@ def test_the_scatter_plots_the_most_important_parameter_against_the_metric_by_de
     assert page.context["hp_importance"][0]["key"] == "properties.lr"
     assert page.context["sx"] == "properties.lr"  # not a_noise, the first key
     assert page.context["sy"] == "metrics.loss.last"
+
+
+def test_compare_ignores_columns_it_cannot_read_and_never_fails(client, cast, make_run):
+    run = logged_run(make_run, "a", tags={"lr": "0.1"})
+    signed_in(client, cast.reader)
+    bad_keys = ("status", "metrics.", "tags.`x", "metric:", "tag:", "attr:created", "x" * 5000)
+    for bad in bad_keys:
+        page = client.get("/w/lab/compare/", {"run": run.run_id, "sx": bad, "sy": bad})
+        assert page.status_code == 200, bad
+        assert page.context["sy"] == "metrics.loss.last" and page.context["sx"] == "tags.lr"
+    # A NUL is refused before any view runs (the studio-wide rule), as a 400.
+    nul = client.get("/w/lab/compare/", {"run": run.run_id, "sx": "\x00"})
+    assert nul.status_code == 400
