@@ -238,11 +238,21 @@ def summary_bar_figure(
     return _as_text({"data": traces, "layout": layout})
 
 
+def _spans_decades(values: Sequence[Any]) -> bool:
+    """Positive numbers two or more orders of magnitude apart (a learning-rate sweep of
+    0.1 … 0.0001): a linear axis piles all but the largest onto zero, so it goes log."""
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) < 2 or len(numbers) != len(values) or min(numbers) <= 0:
+        return False
+    return max(numbers) / min(numbers) >= 100
+
+
 def scatter_figure(
     points: Sequence[dict[str, Any]], *, x_label: str, y_label: str
 ) -> dict[str, Any]:
     """One column against another across runs. Each point: {"label", "x", "y"}; a point
-    missing either value is left out. Text values make a category axis."""
+    missing either value is left out. Text values make a category axis; positive numbers
+    spanning two decades or more a log axis."""
     kept = [
         {"color": color(i), **p}
         for i, p in enumerate(points)
@@ -264,7 +274,9 @@ def scatter_figure(
         f"{_escape(y_label)}: %{{y}}<extra></extra>",
     }
     layout = _base_layout(f"{y_label} vs {x_label}")
-    layout.update(xaxis=_axis(x_label), yaxis=_axis(y_label), showlegend=False)
+    x_type = {"type": "log"} if _spans_decades(trace["x"]) else {}
+    y_type = {"type": "log"} if _spans_decades(trace["y"]) else {}
+    layout.update(xaxis=_axis(x_label, **x_type), yaxis=_axis(y_label, **y_type), showlegend=False)
     if not kept:
         layout["annotations"] = [_no_data()]
     return _as_text({"data": [trace], "layout": layout})

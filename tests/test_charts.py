@@ -394,3 +394,18 @@ def test_compare_ignores_columns_it_cannot_read_and_never_fails(client, cast, ma
     # A NUL is refused before any view runs (the studio-wide rule), as a 400.
     nul = client.get("/w/lab/compare/", {"run": run.run_id, "sx": "\x00"})
     assert nul.status_code == 400
+
+
+def test_a_scatter_of_a_log_spaced_sweep_gets_a_log_axis_and_close_values_do_not():
+    points = [
+        {"label": f"r{i}", "x": lr, "y": loss}
+        for i, (lr, loss) in enumerate([(0.1, 0.5), (0.01, 0.4), (0.001, 0.3), (0.0001, 0.35)])
+    ]
+    figure = charts.scatter_figure(points, x_label="lr", y_label="loss")
+    assert figure["layout"]["xaxis"]["type"] == "log"
+    assert "type" not in figure["layout"]["yaxis"]  # 0.3 … 0.5 stays linear
+    mixed = [{"label": "a", "x": 0.0, "y": 1.0}, {"label": "b", "x": 100.0, "y": 2.0}]
+    assert "type" not in charts.scatter_figure(mixed, x_label="x", y_label="y")["layout"]["xaxis"]
+    words = [{"label": "a", "x": "adam", "y": 1.0}, {"label": "b", "x": "sgd", "y": 200.0}]
+    words_figure = charts.scatter_figure(words, x_label="opt", y_label="y")
+    assert "type" not in words_figure["layout"]["xaxis"]
