@@ -36,9 +36,11 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from runs import services
+from runs.services import alerts
 from studio import settings as settings_module
 from tests.conftest import PASSWORD
 from tests.processes import ROOT, database_env, free_port, wait_for
+from tests.test_alerts import Hook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -345,8 +347,19 @@ def test_two_app_hosts_and_a_worker_host_sharing_only_the_database_and_a_bucket_
         notes = api.get(f"{other}/api/v1/runs/{run_id}/files/outputs/notes.txt")
         assert notes.content == f"notes via {name}".encode()
 
-    # A script submitted through B (the CLI, from a client folder).
+    # A script submitted through B (the CLI, from a client folder), with an alert rule that
+    # posts its end to a webhook: the app hosts run no `local` workers, yet send alerts.
     worker = hosts["w"]
+    hook = Hook()
+    alerts.alert_rule_create(
+        workspace=cast.workspace,
+        user=cast.owner.user,
+        name="ends",
+        statuses=["Completed"],
+        channel="webhook",
+        webhook_url=hook.url,
+        experiment=EXPERIMENT,
+    )
     source = tmp_path / "client" / "project"
     source.mkdir(parents=True)
     (source / "train.py").write_text(TRAIN)
@@ -417,6 +430,14 @@ def test_two_app_hosts_and_a_worker_host_sharing_only_the_database_and_a_bucket_
     download = browser.get(f"{page_url}download/")
     names = set(zipfile.ZipFile(io.BytesIO(download.content)).namelist())
     assert {"snapshot/train.py", "outputs/model.txt", "logs/70_driver_log.txt"} <= names
+
+    def alerted():
+        return [r for r in hook.requests if json.loads(r["body"]).get("run_id") == run_id]
+
+    try:
+        wait_for(alerted, timeout=30, what="the webhook of the run's end")
+    finally:
+        hook.close()
 
     # Every run's files are in the bucket …
     assert {"snapshot/train.py", "outputs/model.txt"} <= _bucket_keys(seaweedfs, prefix, run_id)

@@ -258,8 +258,10 @@ class Command(BaseCommand):
                 _WorkerThread(selectors.LOCAL, isolated=status.isolated)
                 for _ in range(local_workers)
             ]
-            # Alert notifications (e-mail, webhooks) run as tasks on their own queue.
-            threads.append(_WorkerThread(settings.RUNSTUDIO_ALERTS_QUEUE, isolated=False))
+        # Alert notifications (e-mail, webhooks) run as tasks on their own queue. Also with
+        # --local-workers 0 (an app host of a team, which keeps submitted code off it): nothing
+        # else would send them. Several hosts' alerts workers each claim a delivery once.
+        threads.append(_WorkerThread(settings.RUNSTUDIO_ALERTS_QUEUE, isolated=False))
         return threads
 
     def _banner(self, url: str, seconds: float, threads, *, demo: bool) -> None:
