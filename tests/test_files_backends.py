@@ -235,3 +235,29 @@ def test_download_all_stores_incompressible_files_and_deflates_text(
     if shutil.which("unzip"):  # Info-ZIP, as users open it, reads the stored entries too
         checked = subprocess.run(["unzip", "-t", tmp_path / "all.zip"], capture_output=True)
         assert checked.returncode == 0, checked.stdout
+
+
+def test_any_window_of_a_log_of_many_parts_reads_right_with_the_same_queries(run, files_backend):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from runs import storage
+
+    services.run_file_write(run=run, path="logs/out.txt", stream=[b"head line\n"])
+    pieces = [f"piece {i:03d} ".encode() * (i % 7 + 1) + b"\n" for i in range(150)]
+    for piece in pieces:
+        services.run_file_write(run=run, path="logs/out.txt", stream=[piece], append=True)
+    whole = b"head line\n" + b"".join(pieces)
+    windows = [(0, 5), (3, 40), (10, 1), (777, 300), (len(whole) - 20, 100), (0, len(whole))]
+
+    counts = []
+    for offset, length in windows:
+        with CaptureQueriesContext(connection) as queries:
+            data, size = storage.run_file_read(
+                run=run, path="logs/out.txt", offset=offset, length=length
+            )
+        assert (data, size) == (whole[offset : offset + length], len(whole))
+        counts.append(len(queries))
+
+    # One read is a handful of indexed queries however many parts the log has.
+    assert max(counts) <= 5

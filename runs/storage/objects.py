@@ -111,10 +111,17 @@ class JoinedReader(io.RawIOBase):
     one GET open per segment (a zip of a 1 GiB file is a handful of requests); a seek elsewhere
     starts a new ranged GET from there. Nothing is buffered beyond what read() returns."""
 
-    def __init__(self, segments: list[Segment]) -> None:
+    def __init__(
+        self, segments: list[Segment], *, size: int | None = None, end: int | None = None
+    ) -> None:
+        """`size` is the file's (default: where the last segment ends); given only the segments
+        of a window, `end` is where it ends: reads stop there, as at the end of the file."""
         super().__init__()
         self._segments = segments
-        self._size = segments[-1].start + segments[-1].size if segments else 0
+        if size is None:
+            size = segments[-1].start + segments[-1].size if segments else 0
+        self._size = size
+        self._end = size if end is None else min(end, size)
         self._pos = 0
         self._body = None  # the open GET's streaming body
         self._body_pos = -1  # the file offset its next byte is
@@ -164,15 +171,15 @@ class JoinedReader(io.RawIOBase):
             self._body = None
 
     def read(self, size: int = -1) -> bytes:
-        if self._pos >= self._size:
+        if self._pos >= self._end:
             return b""
         if size is None or size < 0:
-            size = self._size - self._pos
+            size = self._end - self._pos
         out = bytearray()
-        while size > 0 and self._pos < self._size:
+        while size > 0 and self._pos < self._end:
             if self._body is None or self._body_pos != self._pos:
                 self._open_at(self._pos)
-            chunk = self._body.read(min(size, self._body_end - self._pos))
+            chunk = self._body.read(min(size, self._body_end - self._pos, self._end - self._pos))
             if not chunk:  # the object is shorter than the index says (replaced meanwhile)
                 raise FileNotFoundError("a stored object ended early")
             out += chunk

@@ -14,7 +14,7 @@ from runs import limits
 from runs.errors import InvalidInput, NotFound
 from runs.models import Run, RunFile, RunFilePart
 from runs.storage.local import is_regular, open_stored, storage_root
-from runs.storage.objects import JoinedReader, file_segments, is_object_storage
+from runs.storage.objects import JoinedReader, Segment, file_segments, is_object_storage
 from runs.storage.paths import CHUNK, check_path, storage_name
 
 
@@ -37,6 +37,24 @@ def _open_record(run: Run, record: RunFile, parts: list | None = None) -> Binary
         parts = _parts_of([record]).get(record.pk, [])
     segments = file_segments(name=name, size=record.size, parts=parts)
     return io.BufferedReader(JoinedReader(segments), buffer_size=CHUNK)
+
+
+def _open_window(run: Run, record: RunFile, start: int, end: int) -> JoinedReader:
+    """On object storage, bytes `start`..`end` of the file, loading only the part rows that
+    overlap them (index range scans on (file, start)): a live tail of a log with tens of
+    thousands of parts reads two or three rows and one or two objects, not every part."""
+    name = storage_name(run, record.path)
+    parts = RunFilePart.objects.filter(file=record)
+    first = parts.order_by("start").values_list("start", flat=True).first()
+    head = record.size if first is None else first
+    segments = [Segment(name, 0, head)] if start < head else []
+    if first is not None and end > head:
+        columns = ("key", "start", "size")
+        lead = parts.filter(start__lte=start).order_by("-start").values_list(*columns).first()
+        rest = parts.filter(start__gt=start, start__lt=end).order_by("start")
+        chosen = ([lead] if lead else []) + list(rest.values_list(*columns))
+        segments += [Segment(*p) for p in chosen if p[2] > 0]
+    return JoinedReader(segments, size=record.size, end=end)
 
 
 def _open_indexed(run: Run, path: str, record: RunFile | None = None) -> BinaryIO:
@@ -88,6 +106,18 @@ def run_file_read(
         raise InvalidInput(
             f"length: must be between 0 and {limits.MAX_FILE_READ_BYTES}.", field="length"
         )
+    if is_object_storage():
+        size = record.size
+        if offset >= size:
+            return b"", size
+        try:
+            with _open_window(run, record, offset, offset + length) as f:
+                f.seek(offset)
+                return f.read(length), size
+        except FileNotFoundError:  # an object of it went missing from the bucket
+            raise NotFound(
+                f"Run {run.run_id}'s file {path!r} is missing from storage.", field="path"
+            ) from None
     with _open_indexed(run, record.path, record) as f:
         size = f.seek(0, os.SEEK_END)
         if offset >= size:
