@@ -17,6 +17,7 @@ last block of a level is the only one ever merged into.
 """
 
 from collections.abc import Sequence
+from operator import itemgetter
 
 from django.db import connection
 
@@ -31,6 +32,7 @@ _POINTS = MetricPoint._meta.db_table
 
 # (bucket, count, non_nan, min, max): a block's aggregate, whole or partial.
 Block = tuple[int, int, int, float | None, float | None]
+_FIRST, _LAST = itemgetter(0), itemgetter(-1)
 
 
 def width(level: int) -> int:
@@ -63,6 +65,25 @@ def level1(start: int, values: Sequence, *, has_nan: bool | None = None) -> list
         has_nan = None in values  # one C-speed pass: most batches have no NaN at all
     bucket = start // BASE
     lo, hi = 0, min(n, (bucket + 1) * BASE - start)
+    if not has_nan and n:
+        # The common case with no Python step per block: the blocks' slices, sorted, counted
+        # and read at both ends by map() (~4× cheaper than the loop below).
+        values = values if isinstance(values, list) else list(values)
+        starts = [0, *range(hi, n, BASE)]
+        chunks = list(map(values.__getitem__, map(slice, starts, [*starts[1:], n])))
+        for _ in map(list.sort, chunks):
+            pass
+        counts = list(map(len, chunks))
+        return list(
+            zip(
+                range(bucket, bucket + len(chunks)),
+                counts,
+                counts,
+                map(_FIRST, chunks),
+                map(_LAST, chunks),
+                strict=True,
+            )
+        )
     while lo < n:
         chunk = values[lo:hi]
         if has_nan:
