@@ -204,12 +204,14 @@ def test_a_snapshot_is_stored_and_unpacked_for_the_worker(run, files_backend, tm
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("train.py", "print('hello')\n")
         z.writestr("data/config.json", '{"lr": 0.1}')
+        z.writestr("data/naïve name + 50%.txt", "odd")  # the key is exactly the path
     archive.seek(0)
 
     snapshot.snapshot_store(run=run, archive=archive)
     count = snapshot.snapshot_unpack(run=run, destination=tmp_path / "work")
 
-    assert count == 2
+    assert count == 3
+    assert (tmp_path / "work" / "data" / "naïve name + 50%.txt").read_text() == "odd"
     assert (tmp_path / "work" / "train.py").read_text() == "print('hello')\n"
     assert (tmp_path / "work" / "data" / "config.json").read_text() == '{"lr": 0.1}'
     assert Path(tmp_path / "work").is_dir()
