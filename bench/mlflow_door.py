@@ -204,8 +204,10 @@ def seed_studio(experiment_id: str, first: int, runs: int) -> None:
     tags = [(t.key, t.value) for t in template.tags.all() if t.key != "team"]
     series = template.metric_series.get(name="loss")
     time_s = BASE_MS / 1000
-    for at in range(first, runs, 5000):
-        chunk = range(at, min(at + 5000, runs))
+    # 500 runs a transaction: the server's own threads write too (worker liveness), and one
+    # that waits on SQLite's lock longer than its busy timeout stops `runstudio serve`.
+    for at in range(first, runs, 500):
+        chunk = range(at, min(at + 500, runs))
         with transaction.atomic():
             made = Run.objects.bulk_create(
                 Run(run_id=uuid.uuid4().hex, display_name=f"seed-{i}", **fields) for i in chunk
