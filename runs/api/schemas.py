@@ -41,12 +41,15 @@ ERROR_DESCRIPTIONS = {
 
 
 def errors(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:
-    """Error responses for `responses=`; `descriptions` (`e409="…"`) replaces the default text."""
+    """Error responses for `responses=` beyond the usual ones runs/api/schema.py AutoSchema
+    adds to every operation (400, 401, 403, 404 where they apply): `e409="…"` documents a 409
+    with that text, a bare code with the default text."""
+    codes = {*codes, *(int(key[1:]) for key in descriptions)}
     return {
         code: OpenApiResponse(
             ErrorSerializer, description=descriptions.get(f"e{code}", ERROR_DESCRIPTIONS[code])
         )
-        for code in codes
+        for code in sorted(codes)
     }
 
 

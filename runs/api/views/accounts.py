@@ -33,7 +33,7 @@ from runs.models import ApiToken, Role
     request=s.TokenCreateRequestSerializer,
     responses={
         201: TokenCreatedSerializer,
-        **s.errors(400, 401, e401="Wrong username or password."),
+        **s.errors(e401="Wrong username or password."),
     },
 )
 @api_view(["POST"])
@@ -59,7 +59,7 @@ def token_create(request):
     summary="List the caller's tokens",
     description="The caller's unrevoked tokens, newest first, without their keys.",
     tags=["auth"],
-    responses={200: TokenListSerializer, **s.errors(401)},
+    responses={200: TokenListSerializer},
 )
 @api_view(["GET"])
 def token_list(request):
@@ -72,7 +72,7 @@ def token_list(request):
     operation_id="token_revoke",
     summary="Revoke one of the caller's tokens",
     tags=["auth"],
-    responses={204: OpenApiResponse(description="Revoked."), **s.errors(401, 404)},
+    responses={204: OpenApiResponse(description="Revoked.")},
 )
 @api_view(["DELETE"])
 def token_revoke(request, token_id: int):
@@ -87,7 +87,7 @@ def token_revoke(request, token_id: int):
     operation_id="me",
     summary="The signed-in user and their workspaces",
     tags=["auth"],
-    responses={200: MeSerializer, **s.errors(401)},
+    responses={200: MeSerializer},
 )
 @api_view(["GET"])
 def me(request):
@@ -103,7 +103,7 @@ def me(request):
     summary="List the caller's workspaces",
     description="Every workspace the caller belongs to, with the caller's role (one page).",
     tags=["workspaces"],
-    responses={200: WorkspaceListSerializer, **s.errors(401)},
+    responses={200: WorkspaceListSerializer},
 )
 @extend_schema(
     methods=["POST"],
@@ -114,7 +114,7 @@ def me(request):
     request=s.WorkspaceCreateRequestSerializer,
     responses={
         201: WorkspaceSerializer,
-        **s.errors(400, 401, 409, e409="A workspace with that name exists."),
+        **s.errors(e409="A workspace with that name exists."),
     },
 )
 @api_view(["GET", "POST"])
@@ -131,7 +131,7 @@ def workspace_list(request):
     operation_id="workspace_retrieve",
     summary="One workspace, with the caller's role",
     tags=["workspaces"],
-    responses={200: WorkspaceSerializer, **s.errors(401, 404)},
+    responses={200: WorkspaceSerializer},
 )
 @api_view(["GET"])
 def workspace_detail(request, workspace: str):
@@ -144,7 +144,7 @@ def workspace_detail(request, workspace: str):
     operation_id="member_list",
     summary="List a workspace's members",
     tags=["workspaces"],
-    responses={200: MemberListSerializer, **s.errors(401, 404)},
+    responses={200: MemberListSerializer},
 )
 @extend_schema(
     methods=["POST"],
@@ -158,7 +158,7 @@ def workspace_detail(request, workspace: str):
     responses={
         201: MemberSerializer,
         202: InvitationSerializer,
-        **s.errors(400, 401, 403, 404, 409, e409="The last owner cannot be demoted."),
+        **s.errors(e409="The last owner cannot be demoted."),
     },
 )
 @api_view(["GET", "POST"])
@@ -190,7 +190,7 @@ def member_list(request, workspace: str):
     tags=["workspaces"],
     responses={
         204: OpenApiResponse(description="Removed."),
-        **s.errors(401, 403, 404, 409, e409="The last owner cannot be removed."),
+        **s.errors(e409="The last owner cannot be removed."),
     },
 )
 @api_view(["DELETE"])
@@ -220,7 +220,7 @@ def member_remove(request, workspace: str, username: str):
     responses={
         200: WorkspaceSerializer,
         201: WorkspaceSerializer,
-        **s.errors(400, 401, 404),
+        **s.errors(404),
     },
 )
 @api_view(["POST"])

@@ -37,7 +37,7 @@ def _alert_rule_fields(request) -> dict:
     summary="List a workspace's alert rules",
     description="`secret` is only in an owner's answer.",
     tags=["alerts"],
-    responses={200: AlertRuleListSerializer, **s.errors(401, 404)},
+    responses={200: AlertRuleListSerializer},
 )
 @extend_schema(
     methods=["POST"],
@@ -48,7 +48,7 @@ def _alert_rule_fields(request) -> dict:
     request=s.AlertRuleCreateRequestSerializer,
     responses={
         201: AlertRuleSerializer,
-        **s.errors(400, 401, 403, 404, 409, e409="A rule with that name exists."),
+        **s.errors(e409="A rule with that name exists."),
     },
 )
 @api_view(["GET", "POST"])
@@ -74,7 +74,7 @@ def alert_rule_list(request, workspace: str):
     summary="One alert rule",
     description="`secret` is only in an owner's answer.",
     tags=["alerts"],
-    responses={200: AlertRuleSerializer, **s.errors(401, 404)},
+    responses={200: AlertRuleSerializer},
 )
 @extend_schema(
     methods=["PATCH"],
@@ -85,7 +85,7 @@ def alert_rule_list(request, workspace: str):
     request=s.AlertRuleUpdateRequestSerializer,
     responses={
         200: AlertRuleSerializer,
-        **s.errors(400, 401, 403, 404, 409, e409="A rule with that name exists."),
+        **s.errors(e409="A rule with that name exists."),
     },
 )
 @extend_schema(
@@ -94,7 +94,7 @@ def alert_rule_list(request, workspace: str):
     summary="Delete an alert rule",
     description="Owners only.",
     tags=["alerts"],
-    responses={204: OpenApiResponse(description="Deleted."), **s.errors(401, 403, 404)},
+    responses={204: OpenApiResponse(description="Deleted.")},
 )
 @api_view(["GET", "PATCH", "DELETE"])
 def alert_rule_detail(request, workspace: str, name: str):

@@ -22,7 +22,7 @@ from runs.models import Role
     operation_id="compute_target_list",
     summary="List a workspace's compute targets, with their workers",
     tags=["compute"],
-    responses={200: ComputeTargetListSerializer, **s.errors(401, 404)},
+    responses={200: ComputeTargetListSerializer},
 )
 @extend_schema(
     methods=["POST"],
@@ -33,7 +33,7 @@ from runs.models import Role
     request=s.ComputeTargetCreateRequestSerializer,
     responses={
         201: ComputeTargetSerializer,
-        **s.errors(400, 401, 403, 404, 409, e409="A target with that name exists."),
+        **s.errors(e409="A target with that name exists."),
     },
 )
 @api_view(["GET", "POST"])
@@ -62,7 +62,7 @@ def compute_target_list(request, workspace: str):
     operation_id="compute_target_retrieve",
     summary="One compute target, with its workers",
     tags=["compute"],
-    responses={200: ComputeTargetOverviewSerializer, **s.errors(401, 404)},
+    responses={200: ComputeTargetOverviewSerializer},
 )
 @extend_schema(
     methods=["PATCH"],
@@ -71,7 +71,7 @@ def compute_target_list(request, workspace: str):
     description="Owners only.",
     tags=["compute"],
     request=s.ComputeTargetUpdateRequestSerializer,
-    responses={200: ComputeTargetSerializer, **s.errors(400, 401, 403, 404)},
+    responses={200: ComputeTargetSerializer},
 )
 @extend_schema(
     methods=["DELETE"],
@@ -81,7 +81,7 @@ def compute_target_list(request, workspace: str):
     tags=["compute"],
     responses={
         204: OpenApiResponse(description="Deleted."),
-        **s.errors(401, 403, 404, 409, e409="`local`, or a target with queued or running runs."),
+        **s.errors(e409="`local`, or a target with queued or running runs."),
     },
 )
 @api_view(["GET", "PATCH", "DELETE"])
@@ -122,7 +122,7 @@ def compute_target_detail(request, workspace: str, name: str):
     request=None,  # no body: the server makes the key (one sent is ignored)
     responses={
         201: ComputeTargetWorkerKeySerializer,
-        **s.errors(401, 403, 404, 409, e409="`local`, which the server's own workers serve."),
+        **s.errors(e409="`local`, which the server's own workers serve."),
     },
 )
 @api_view(["POST"])

@@ -57,7 +57,7 @@ class RawParser(BaseParser):
     summary="List a run's files",
     tags=["files"],
     parameters=[OpenApiParameter("prefix", str, description="Only paths starting with this.")],
-    responses={200: RunFileListSerializer, **s.errors(401, 404)},
+    responses={200: RunFileListSerializer},
 )
 @api_view(["GET"])
 def file_list(request, run_id: str):
@@ -70,13 +70,7 @@ def file_list(request, run_id: str):
 def _write_errors(*, e413: str) -> dict:
     """The errors an upload or an append can answer with."""
     return s.errors(
-        400,
-        401,
-        403,
-        404,
-        409,
         411,
-        413,
         e409="A file stands where the path needs a folder, or a folder where it needs a file.",
         e413=e413,
     )
@@ -116,7 +110,6 @@ def _write_errors(*, e413: str) -> dict:
         (200, "application/octet-stream"): OpenApiResponse(
             OpenApiTypes.BINARY, description="The file's bytes, or the requested range of them."
         ),
-        **s.errors(400, 401, 404),
     },
 )
 @extend_schema(

@@ -30,12 +30,6 @@ from runs.models import Role
     responses={
         200: MetricBatchResultSerializer,
         **s.errors(
-            400,
-            401,
-            403,
-            404,
-            409,
-            413,
             e409="The run is canceled and takes no more metrics.",
             e413=f"The body is over {limits.MAX_BATCH_BYTES} bytes.",
         ),
@@ -64,7 +58,7 @@ def metric_batch(request, run_id: str):
     operation_id="metric_list",
     summary="Summaries of a run's metrics",
     tags=["metrics"],
-    responses={200: MetricSummaryListSerializer, **s.errors(401, 404)},
+    responses={200: MetricSummaryListSerializer},
 )
 @api_view(["GET"])
 def metric_list(request, run_id: str):
@@ -80,7 +74,7 @@ def metric_list(request, run_id: str):
     parameters=[
         OpenApiParameter("name", str, many=True, description="Metric names; default: all."),
     ],
-    responses={200: MetricValuesSerializer, **s.errors(401, 404)},
+    responses={200: MetricValuesSerializer},
 )
 @api_view(["GET"])
 def metric_values(request, run_id: str):
@@ -110,7 +104,7 @@ def metric_values(request, run_id: str):
             description=f"Points per page, 1–{limits.HISTORY_PAGE_MAX}.",
         ),
     ],
-    responses={200: MetricHistorySerializer, **s.errors(400, 401, 404)},
+    responses={200: MetricHistorySerializer},
 )
 @api_view(["GET"])
 def metric_history(request, run_id: str):
@@ -147,7 +141,7 @@ def metric_history(request, run_id: str):
         OpenApiParameter("x_min", float, description="The range's start, in x units."),
         OpenApiParameter("x_max", float, description="The range's end, in x units."),
     ],
-    responses={200: MetricSeriesSerializer, **s.errors(400, 401, 404)},
+    responses={200: MetricSeriesSerializer},
 )
 @api_view(["GET"])
 def metric_series(request, run_id: str):

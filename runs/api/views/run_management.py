@@ -49,14 +49,7 @@ BODY_KEYS = ("action", "runs", "tags", "keys")
     ),
     responses={
         200: RunManageResultSerializer,
-        **s.errors(
-            400,
-            401,
-            403,
-            404,
-            409,
-            e409="action=delete: a run of the trees still executes on a worker.",
-        ),
+        **s.errors(e409="action=delete: a run of the trees still executes on a worker."),
     },
 )
 @api_view(["POST"])

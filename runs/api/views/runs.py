@@ -35,7 +35,7 @@ from runs.services import RunSpec
     operation_id="experiment_list",
     summary="List a workspace's experiments",
     tags=["experiments"],
-    responses={200: ExperimentListSerializer, **s.errors(401, 404)},
+    responses={200: ExperimentListSerializer},
 )
 @extend_schema(
     methods=["POST"],
@@ -47,7 +47,6 @@ from runs.services import RunSpec
     responses={
         200: ExperimentSerializer,
         201: ExperimentSerializer,
-        **s.errors(400, 401, 403, 404),
     },
 )
 @api_view(["GET", "POST"])
@@ -73,7 +72,7 @@ def experiment_list(request, workspace: str):
     operation_id="experiment_retrieve",
     summary="One experiment",
     tags=["experiments"],
-    responses={200: ExperimentSerializer, **s.errors(401, 404)},
+    responses={200: ExperimentSerializer},
 )
 @api_view(["GET"])
 def experiment_detail(request, workspace: str, experiment: str):
@@ -98,7 +97,7 @@ def experiment_detail(request, workspace: str, experiment: str):
     request=s.RunSpecSerializer,
     responses={
         201: RunSerializer,
-        **s.errors(400, 401, 403, 404, 409, e409="A run with that `run_id` exists."),
+        **s.errors(e409="A run with that `run_id` exists."),
     },
 )
 @api_view(["POST"])
@@ -144,7 +143,7 @@ def run_create(request, workspace: str, experiment: str):
             description="Archived runs are left out by default; 1: only them; all: both.",
         ),
     ],
-    responses={200: RunPageSerializer, **s.errors(400, 401, 404)},
+    responses={200: RunPageSerializer},
 )
 @api_view(["GET"])
 def run_list(request, workspace: str):
@@ -189,7 +188,7 @@ def run_list(request, workspace: str):
             "cursor": drf_serializers.CharField(required=False),
         },
     ),
-    responses={200: RunPageSerializer, **s.errors(400, 401, 404)},
+    responses={200: RunPageSerializer, 403: None},  # a search changes nothing
 )
 @api_view(["POST"])
 def run_search(request, workspace: str):
@@ -233,7 +232,7 @@ def _run_search_page(request, workspace: str, params) -> Response:
     operation_id="run_retrieve",
     summary="Run details",
     tags=["runs"],
-    responses={200: RunSerializer, **s.errors(401, 404)},
+    responses={200: RunSerializer},
 )
 @extend_schema(
     methods=["PATCH"],
@@ -241,7 +240,7 @@ def _run_search_page(request, workspace: str, params) -> Response:
     summary="Change a run's display name or description",
     tags=["runs"],
     request=s.RunUpdateRequestSerializer,
-    responses={200: RunSerializer, **s.errors(400, 401, 403, 404)},
+    responses={200: RunSerializer},
 )
 @api_view(["GET", "PATCH"])
 def run_detail(request, run_id: str):
@@ -265,14 +264,7 @@ def run_detail(request, run_id: str):
     request=s.RunStatusRequestSerializer,
     responses={
         200: RunSerializer,
-        **s.errors(
-            400,
-            401,
-            403,
-            404,
-            409,
-            e409="The transition is not allowed (e.g. out of a terminal state).",
-        ),
+        **s.errors(e409="The transition is not allowed (e.g. out of a terminal state)."),
     },
 )
 @api_view(["POST"])
@@ -307,7 +299,7 @@ def run_status(request, run_id: str):
     request=None,
     responses={
         200: HeartbeatSerializer,
-        **s.errors(401, 403, 404, 409, e409="The run has finished (e.g. failed by the reaper)."),
+        **s.errors(e409="The run has finished (e.g. failed by the reaper)."),
     },
 )
 @api_view(["POST"])
@@ -342,7 +334,7 @@ def run_heartbeat(request, run_id: str):
             description="Every descendant, breadth first, instead of direct children.",
         ),
     ],
-    responses={200: RunListSerializer, **s.errors(400, 401, 404)},
+    responses={200: RunListSerializer},
 )
 @extend_schema(
     methods=["POST"],
@@ -353,7 +345,7 @@ def run_heartbeat(request, run_id: str):
     request=s.RunChildrenRequestSerializer,
     responses={
         201: RunListSerializer,
-        **s.errors(400, 401, 403, 404, 409, e409="A run with a given `run_id` exists."),
+        **s.errors(e409="A run with a given `run_id` exists."),
     },
 )
 @api_view(["GET", "POST"])
@@ -407,7 +399,7 @@ def run_children(request, run_id: str):
     operation_id="run_tags_retrieve",
     summary="A run's tags",
     tags=["runs"],
-    responses={200: TagsSerializer, **s.errors(401, 404)},
+    responses={200: TagsSerializer},
 )
 @extend_schema(
     methods=["PATCH"],
@@ -415,7 +407,7 @@ def run_children(request, run_id: str):
     summary="Set and remove a run's tags",
     tags=["runs"],
     request=s.TagsUpdateRequestSerializer,
-    responses={200: TagsSerializer, **s.errors(400, 401, 403, 404)},
+    responses={200: TagsSerializer},
 )
 @api_view(["GET", "PATCH"])
 def run_tags(request, run_id: str):
@@ -439,7 +431,7 @@ def run_tags(request, run_id: str):
     operation_id="run_properties_retrieve",
     summary="A run's properties",
     tags=["runs"],
-    responses={200: PropertiesSerializer, **s.errors(401, 404)},
+    responses={200: PropertiesSerializer},
 )
 @extend_schema(
     methods=["POST"],
@@ -450,7 +442,7 @@ def run_tags(request, run_id: str):
     request=s.PropertiesAddRequestSerializer,
     responses={
         200: PropertiesSerializer,
-        **s.errors(400, 401, 403, 404, 409, e409="A key already has another value."),
+        **s.errors(e409="A key already has another value."),
     },
 )
 @api_view(["GET", "POST"])
@@ -474,7 +466,7 @@ def run_properties(request, run_id: str):
     request=None,
     responses={
         200: RunSerializer,
-        **s.errors(401, 403, 404, 409, e409="The run has already finished."),
+        **s.errors(e409="The run has already finished."),
     },
 )
 @api_view(["POST"])
@@ -494,11 +486,6 @@ def run_cancel(request, run_id: str):
     responses={
         201: RunSerializer,
         **s.errors(
-            400,
-            401,
-            403,
-            404,
-            413,
             e400="Invalid input, e.g. `field`: `compute_target`, `script` or `snapshot`.",
             e413="The snapshot is over its limits.",
         ),
