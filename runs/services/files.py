@@ -10,6 +10,7 @@ others) and indexed in one short transaction.
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import posixpath
 import shutil
@@ -20,9 +21,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from runs import limits
@@ -224,9 +226,35 @@ def _append_local(dir_fd: int, last: str, spooled: _Spooled) -> int:
         os.close(fd)
 
 
-def _place_object(
-    name: str, run: Run, path: str, spooled: _Spooled, *, append: bool
-) -> RunFile:
+@contextlib.contextmanager
+def _replace_lock(run: Run, path: str) -> Iterator[None]:
+    """Orders replaces of one file on object storage from the PUT to the commit, as the flock
+    does on the filesystem: two racing PUTs could otherwise leave one's object and the other's
+    size. PostgreSQL (a team's many hosts): a session advisory lock, which holds no transaction
+    open while the body uploads. SQLite (one host): an flock on a lock file under the data
+    directory (a lock, not run data)."""
+    digest = hashlib.blake2b(f"{run.pk}\0{path}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        return
+    folder = os.path.join(settings.DATA_DIR, "locks")
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, f"file-{key % 1024}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _place_object(name: str, run: Run, path: str, spooled: _Spooled, *, append: bool) -> RunFile:
     """Object storage. A replace is one whole-object PUT (atomic on S3) under the tree's own
     name, then the index. An append is one new part object and one RunFilePart row: the bytes
     before it are never read or rewritten (docs/architecture.md, "Run files on S3"). The part
@@ -234,15 +262,18 @@ def _place_object(
     so concurrent appends from any number of processes each get their own range, in commit
     order; a part whose transaction fails is deleted again."""
     if not append:
-        objects.object_put(name, spooled.file)
-        with transaction.atomic():
-            if why := _clash(run, path):
-                raise _conflict(path, why)
-            record, _ = RunFile.objects.update_or_create(
-                run=run, path=path, defaults={"size": spooled.size, "updated_at": timezone.now()}
-            )
-            stale = list(record.parts.values_list("key", flat=True))
-            record.parts.all().delete()
+        with _replace_lock(run, path):
+            objects.object_put(name, spooled.file)
+            with transaction.atomic():
+                if why := _clash(run, path):
+                    raise _conflict(path, why)
+                record, _ = RunFile.objects.update_or_create(
+                    run=run,
+                    path=path,
+                    defaults={"size": spooled.size, "updated_at": timezone.now()},
+                )
+                stale = list(record.parts.values_list("key", flat=True))
+                record.parts.all().delete()
         objects.object_delete(stale)
         return record
     key = objects.part_name(run.run_id) if spooled.size else None
