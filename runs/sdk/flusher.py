@@ -231,33 +231,83 @@ def _warn(message: str) -> None:
     print(f"runstudio: {message}", file=sys.stderr, flush=True)
 
 
-class _InFlight:
-    """``send(body, points)`` running on its own thread; at interpreter shutdown, when no
-    thread can start, it runs in the caller's. Its result: True sent, False refused (dropped),
+class _Sender:
+    """Sends encoded batches one after another, in order, on one thread of its own while the
+    caller encodes the next. When an answer comes the next body is already waiting and goes
+    out at once: one thread wake-up per batch. (A thread per batch took three — the answer,
+    the encoder resuming, the new thread starting — each waiting up to the GIL's 5 ms switch
+    interval behind a busy training loop.) At interpreter shutdown, when no thread can start,
+    bodies go out in the caller's thread. Each result: True sent, False refused (dropped),
     None not sent by the deadline (kept for the spool)."""
 
-    def __init__(
-        self, send: Callable[[bytes, int], bool | None], body: bytes, points: int
-    ) -> None:
-        self.points = points
-        self.body = body
-        self._ok: bool | None = False
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._run, args=(send, body, points), daemon=True
-        )
+    def __init__(self, send: Callable[[bytes, int], bool | None]) -> None:
+        self._send = send
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._done: list[tuple[bytes, int, bool | None]] = []
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, body: bytes, points: int) -> None:
+        with self._cond:
+            # One batch on the wire and one behind it: encoding stays a batch ahead, and no
+            # more than that is held in memory.
+            while len(self._waiting) >= 2:
+                self._cond.wait()
+            self._waiting.append((body, points))
+            self._cond.notify_all()
+        if self._thread is None:
+            thread = threading.Thread(target=self._run, name="runstudio-sender", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down
+                self._send_here()
+                return
+            self._thread = thread
+
+    def _send_one(self, body: bytes, points: int) -> bool | None:
         try:
-            self._thread.start()
-        except RuntimeError:
-            self._thread = None
-            self._run(send, body, points)
+            return self._send(body, points)
+        except Exception as e:  # a bug must not stop the batches behind this one
+            _warn(f"sending {points} metric points hit {type(e).__name__}: {e}; dropped")
+            return False
 
-    def _run(self, send: Callable[[bytes, int], bool | None], body: bytes, points: int) -> None:
-        self._ok = send(body, points)
+    def _send_here(self) -> None:
+        while self._waiting:
+            body, points = self._waiting[0]
+            ok = self._send_one(body, points)
+            self._waiting.popleft()
+            self._done.append((body, points, ok))
 
-    def result(self) -> bool | None:
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if not self._waiting:
+                    return
+                body, points = self._waiting[0]
+            ok = self._send_one(body, points)
+            with self._cond:
+                self._waiting.popleft()
+                self._done.append((body, points, ok))
+                self._cond.notify_all()
+
+    def finished(self) -> list[tuple[bytes, int, bool | None]]:
+        """The batches answered (or given up) since the last call, in order."""
+        with self._cond:
+            done, self._done = self._done, []
+        return done
+
+    def close(self) -> list[tuple[bytes, int, bool | None]]:
+        """Wait until every batch put is answered or given up; what finished() has not said."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
-        return self._ok
+        self._send_here()  # none left, unless a thread never started
+        return self.finished()
 
 
 class Flusher:
@@ -383,7 +433,7 @@ class Flusher:
         with self._send_lock:
             with self._idle:
                 self._busy = True
-            in_flight: _InFlight | None = None
+            sender = _Sender(self._send_batch)
             try:
                 # One batch is on the wire while the next is built and encoded: the server's
                 # work and ours overlap, and batches still go out one at a time, in order.
@@ -396,13 +446,13 @@ class Flusher:
                             self._warn_once(n, f"the batch could not be encoded: {e}")
                             self.dropped += n
                             continue
-                        if in_flight is not None:
-                            self._settle(in_flight)
                         self.unsent.append((body, n))
-                        in_flight = _InFlight(self._send_batch, body, n)
+                        sender.put(body, n)
+                        for done in sender.finished():
+                            self._settle(*done)
             finally:
-                if in_flight is not None:
-                    self._settle(in_flight)
+                for done in sender.close():
+                    self._settle(*done)
                 with self._idle:
                     self._busy = False
                     self._idle.notify_all()
@@ -457,13 +507,12 @@ class Flusher:
     def _expired(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
-    def _settle(self, in_flight: _InFlight) -> None:
-        ok = in_flight.result()
+    def _settle(self, body: bytes, points: int, ok: bool | None) -> None:
         if ok is None:
             return  # not sent by the deadline: stays in self.unsent for the spool
-        self.unsent = [u for u in self.unsent if u[0] is not in_flight.body]
+        self.unsent = [u for u in self.unsent if u[0] is not body]
         if not ok:
-            self.dropped += in_flight.points
+            self.dropped += points
 
     def _transient(self, error: RunstudioError, delay: float) -> float:
         """Say (once per outage) that the server is unreachable, sleep, return the next delay."""
