@@ -15,7 +15,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from runs import downsample
+from runs import downsample, limits
 from runs.api import schemas as s
 from runs.links import portal_url
 from runs.models import (
@@ -264,7 +264,23 @@ class RunSerializer(Shape):
         return portal_url(run, context.get("request"))
 
 
-RunPageSerializer = page_of(RunSerializer, "RunPageSerializer")
+class RunPageSerializer(page_of(RunSerializer, "RunPageBaseSerializer")):
+    # The pager's total (runs/selectors/run_pages.py run_count): counting every match would
+    # read them all on a million runs, so past LIST_TOTAL_MAX it is an estimate or a bound.
+    count = serializers.IntegerField(
+        help_text=f"How many runs match: exact up to {limits.LIST_TOTAL_MAX:,} "
+        "(LIST_TOTAL_MAX); past it PostgreSQL's planner estimate (`count_relation` `about`) "
+        f"or, on SQLite, {limits.LIST_TOTAL_MAX + 1:,} meaning at least that many (`gte`)."
+    )
+    count_is_estimate = serializers.BooleanField(
+        help_text="True when `count` is not an exact count (`count_relation` is not `eq`)."
+    )
+    count_relation = serializers.ChoiceField(
+        ["eq", "about", "gte"],
+        help_text="`eq`: exact; `about`: the database's estimate; `gte`: at least `count`.",
+    )
+
+
 RunListSerializer = page_of(RunSerializer, "RunListSerializer", cursor=False)
 
 

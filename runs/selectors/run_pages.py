@@ -25,7 +25,7 @@ import binascii
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -41,6 +41,7 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from runs import limits
@@ -124,7 +125,7 @@ class RunCount:
 # The total
 
 
-def run_count(*, runs: RunSet, cap: int = limits.LIST_TOTAL_MAX) -> RunCount:
+def run_count(*, runs: RunSet, cap: int | None = None) -> RunCount:
     """Exact up to `cap`; past it the planner's estimate on PostgreSQL (never below cap + 1)
     or "at least cap + 1" elsewhere.
 
@@ -134,6 +135,7 @@ def run_count(*, runs: RunSet, cap: int = limits.LIST_TOTAL_MAX) -> RunCount:
     values, 400,000: 460 ms on SQLite). Only a sparser match set in a bigger workspace is
     then counted from the IN form (`members`, a COUNT over LIMIT cap + 1): its subqueries
     are small then."""
+    cap = limits.LIST_TOTAL_MAX if cap is None else cap
     counted, covered = _newest_count(runs, cap)
     if counted <= cap and not covered:
         counted = runs.members.order_by()[: cap + 1].count()
@@ -398,11 +400,11 @@ def _sorted_rows(
     if after is not None:
         value, pk = after
         lt = "lt" if order.descending else "gt"
-        same = Q(page_value__isnull=True) if value is None else Q(page_value=value)
-        later = Q(page_value__isnull=True)
-        if value is not None:
-            later |= Q(**{f"page_value__{lt}": value})
-        runs = runs.filter(later | (same & Q(**{f"pk__{lt}": pk})))
+        if value is None:  # within the missing values: only later ids
+            runs = runs.filter(Q(page_value__isnull=True) & Q(**{f"pk__{lt}": pk}))
+        else:  # later values, the same value with a later id, then every missing one
+            later = Q(**{f"page_value__{lt}": value}) | Q(page_value__isnull=True)
+            runs = runs.filter(later | (Q(page_value=value) & Q(**{f"pk__{lt}": pk})))
     value = F("page_value")
     if order.descending:
         runs = runs.order_by(value.desc(nulls_last=True), "-pk")
@@ -434,9 +436,11 @@ def cursor_decode(order: Order, cursor: str) -> Position | None:
     if not cursor:
         return None
     if order.field is None:
-        if not cursor.isdigit() or len(cursor) > 18:
+        if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 18:
             raise _bad_cursor("a next_cursor of this list without `sort`")
         return (int(cursor), int(cursor))
+    if len(cursor) > CURSOR_MAX_LENGTH:
+        raise _bad_cursor("the next_cursor of a page with the same sort")
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key, value, pk = json.loads(text)
@@ -444,9 +448,13 @@ def cursor_decode(order: Order, cursor: str) -> Position | None:
         raise _bad_cursor("the next_cursor of a page with the same sort") from None
     if key != order.key:
         raise _bad_cursor(f"a next_cursor of a page sorted by {order.key!r}")
-    if not isinstance(pk, int) or isinstance(pk, bool):
+    # Within a 64-bit integer: a bigger one is an OverflowError in the database driver.
+    if not isinstance(pk, int) or isinstance(pk, bool) or not 0 <= pk < 2**63:
         raise _bad_cursor("the next_cursor of a page with the same sort")
     return (_position_value(order, value), pk)
+
+
+CURSOR_MAX_LENGTH = 2_000  # a tag value of a few hundred characters, base64'd, fits
 
 
 def _position_value(order: Order, value: Any) -> Any:
@@ -460,17 +468,29 @@ def _position_value(order: Order, value: Any) -> Any:
         kind = ATTRIBUTES[field.name].kind
     if kind == "metric":
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            return float(value)  # ±inf are summaries too (json reads Infinity)
     elif kind == "datetime":
-        moment = parse_datetime(value) if isinstance(value, str) else None
-        if moment is not None:
-            return moment
+        try:
+            moment = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:
+            moment = None
+        if moment is not None and limits.DATE_MIN <= moment.date().isoformat() <= limits.DATE_MAX:
+            return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
     elif kind == "duration":
-        if isinstance(value, int | float) and math.isfinite(value):
-            return timedelta(seconds=min(abs(value), limits.DURATION_MAX_DAYS * 86400))
-    elif isinstance(value, str) and "\x00" not in value:
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return timedelta(seconds=max(-1, min(value, limits.DURATION_MAX_DAYS * 86400)))
+    elif isinstance(value, str) and "\x00" not in value and _encodable(value):
         return value
     raise _bad_cursor("the next_cursor of a page with the same sort")
+
+
+def _encodable(text: str) -> bool:
+    """JSON may carry a lone surrogate (\\ud800), which no database driver can send."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _bad_cursor(what: str) -> InvalidInput:

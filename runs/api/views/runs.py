@@ -22,8 +22,8 @@ from runs.api.serializers import (
     RunSerializer,
     TagsSerializer,
 )
-from runs.api.views.common import _flag_param, _object, _page
-from runs.budget import query_budget
+from runs.api.views.common import _flag_param, _object
+from runs.api.views.run_pages import RUN_PAGE_PARAMETERS, run_search_page
 from runs.errors import Conflict, InvalidInput, NotFound
 from runs.filters import FILTER_NAMES
 from runs.models import Role, RunStatus
@@ -114,12 +114,13 @@ def run_create(request, workspace: str, experiment: str):
 @extend_schema(
     operation_id="run_list",
     summary="List and filter a workspace's runs",
-    description="Newest first, keyset-paged. The filters are the studio run list's "
-    "(runs.filters.RunFilter); repeated `status` values are ORed, repeated `tag` and "
-    "`property` values ANDed.",
+    description="Newest first, or by `sort`; keyset-paged (`cursor`), with the total "
+    "(`count`: exact up to LIST_TOTAL_MAX, then an estimate or a bound, `count_relation`). "
+    "The filters are the studio run list's (runs.filters.RunFilter); repeated `status` values "
+    "are ORed, repeated `tag` and `property` values ANDed.",
     tags=["runs"],
     parameters=[
-        *s.PAGE_PARAMETERS,
+        *RUN_PAGE_PARAMETERS,
         OpenApiParameter("q", str, description="The search language (runs/query.py)."),
         OpenApiParameter("experiment", str, description="An experiment's name."),
         OpenApiParameter("status", str, many=True, enum=RunStatus.values),
@@ -149,7 +150,8 @@ def run_create(request, workspace: str, experiment: str):
 def run_list(request, workspace: str):
     """Filtered by runs.filters.RunFilter — the studio's run list uses the same one: `q` (the
     search language, runs/query.py), experiment, status, tag, property, compute_target,
-    submitter, created_from, created_to, top_level, parent. Newest first, keyset-paged."""
+    submitter, created_from, created_to, top_level, parent. Newest first or by `sort`,
+    keyset-paged, with the pager's total (runs/api/views/run_pages.py)."""
     return _run_search_page(request, workspace, request.query_params)
 
 
@@ -186,6 +188,7 @@ def run_list(request, workspace: str):
                 required=False, min_value=1, max_value=limits.PAGE_SIZE_MAX
             ),
             "cursor": drf_serializers.CharField(required=False),
+            "sort": drf_serializers.CharField(required=False),
         },
     ),
     responses={200: RunPageSerializer, 403: None},  # a search changes nothing
@@ -195,7 +198,7 @@ def run_search(request, workspace: str):
     return _run_search_page(request, workspace, _search_params(_object(request)))
 
 
-_SEARCH_KEYS = (*FILTER_NAMES, "limit", "cursor")
+_SEARCH_KEYS = (*FILTER_NAMES, "limit", "cursor", "sort")
 
 
 def _search_params(body: dict) -> QueryDict:
@@ -218,13 +221,7 @@ def _search_params(body: dict) -> QueryDict:
 
 
 def _run_search_page(request, workspace: str, params) -> Response:
-    ws, _ = workspace_for(user=request.user, name=workspace)
-    if params.get("parent"):
-        run_for(user=request.user, run_id=params["parent"])  # 404 if not visible
-    runs = selectors.run_search(workspace=ws, params=params)
-    runs = selectors.with_run_details(runs).order_by("-id")
-    with query_budget():  # a search may not hold the worker (runs/budget.py)
-        return _page(request, runs, RunPageSerializer, params=params)
+    return run_search_page(request, workspace, params)  # runs/api/views/run_pages.py
 
 
 @extend_schema(
