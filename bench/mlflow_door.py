@@ -65,8 +65,15 @@ class Span:
     /proc) over a `with` block. On a busy machine the wall time mostly measures the other
     processes; client + server CPU is what the same work takes on an idle one."""
 
-    def __init__(self, server_pid: int):
-        self.pid = server_pid
+    def __init__(self, server_pid: int, idle_cpu_per_s: float = 0.0):
+        self.pid, self.idle = server_pid, idle_cpu_per_s
+
+    def idle_rate(self, seconds: float = 10.0) -> float:
+        """The server's CPU per second while it serves nothing (MLflow's job consumers and the
+        studio's worker threads poll), taken out of every figure: it is not the call's cost."""
+        before = self._server_cpu()
+        time.sleep(seconds)
+        return (self._server_cpu() - before) / seconds
 
     def _server_cpu(self) -> float:
         return sum(ingest.proc_cpu_seconds(p) for p in [self.pid, *ingest.descendants(self.pid)])
@@ -82,7 +89,7 @@ class Span:
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.wall
         self.client = time.process_time() - self.client
-        self.server = self._server_cpu() - self.server
+        self.server = max(0.0, self._server_cpu() - self.server - self.idle * self.wall)
 
     def figures(self, per: float = 1, unit: str = "s") -> dict:
         scale = 1000 if unit == "ms" else 1
@@ -99,12 +106,14 @@ def workload(args: argparse.Namespace, uri: str, seed: Seeder, server_pid: int) 
 
     client = MlflowClient(tracking_uri=uri)
     result: dict = {"load_average_at_start": os.getloadavg()}
+    idle = Span(server_pid).idle_rate()
+    result["server_idle_cpu_ms_per_s"] = round(idle * 1000, 1)
     exp = client.create_experiment(f"door-bench-{int(time.time())}")
     run_id = client.create_run(exp).info.run_id
     base_ms = BASE_MS
     logged = args.points
     start = time.perf_counter()
-    with Span(server_pid) as span:
+    with Span(server_pid, idle) as span:
         for first in range(0, args.points, 1000):
             metrics = [
                 Metric("loss", 1.0 / (i + 1), base_ms + i, i)
@@ -123,13 +132,13 @@ def workload(args: argparse.Namespace, uri: str, seed: Seeder, server_pid: int) 
         seed.points(run_id, logged, args.points)
         ingest.log(f"{uri}: points {logged}… seeded in its database (budget {args.budget_s} s)")
 
-    with Span(server_pid) as span:
+    with Span(server_pid, idle) as span:
         for i in range(args.calls):
             client.log_metric(run_id, "per_call", float(i), step=i)
     result["log_metric"] = {"calls": args.calls, **span.figures(per=args.calls, unit="ms")}
     ingest.log(f"{uri}: log_metric {span.wall / args.calls * 1000:.2f} ms a call")
 
-    with Span(server_pid) as span:
+    with Span(server_pid, idle) as span:
         history = client.get_metric_history(run_id, "loss")
     if len(history) != args.points or sorted(m.step for m in history) != list(range(args.points)):
         raise ingest.BenchmarkError(f"{uri}: history has {len(history)} points, not {args.points}")
@@ -153,7 +162,7 @@ def workload(args: argparse.Namespace, uri: str, seed: Seeder, server_pid: int) 
         if team_of(i) == "vision" and loss_of(i, args.runs) < 0.5
     )[:100]
     samples: list[float] = []
-    with Span(server_pid) as span:
+    with Span(server_pid, idle) as span:
         # Five samples, or fewer when a search takes minutes (mlflow server on 100,000 runs).
         while len(samples) < 5 and (not samples or sum(samples) < args.budget_s / 5):
             start = time.perf_counter()
