@@ -1,6 +1,7 @@
 """The OpenAPI schema at /api/schema/: complete (every route, every method), specific (bodies,
-query parameters, errors) and valid OpenAPI 3. The bodies come from runs/api/schemas.py, which
-documents what runs/api/serializers.py renders; these tests pin the main shapes."""
+query parameters, errors) and valid OpenAPI 3. Request bodies come from runs/api/schemas.py,
+answers from runs/api/serializers.py (which renders them too); these tests pin the main shapes,
+and tests/conformance.py checks every answer the suite gets against the schema."""
 
 import json
 import re

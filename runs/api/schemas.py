@@ -1,9 +1,9 @@
-"""OpenAPI documentation of the REST API's bodies (drf-spectacular, `@extend_schema` in views/).
+"""OpenAPI documentation of the REST API's requests: bodies, parameters, the error component,
+and the field types that state the real limits (drf-spectacular, `@extend_schema` in views/).
 
-Documentation only: nothing here validates or renders a request. The views validate through
-runs/services/ and render with the plain functions of runs/api/serializers.py; these
-serializers describe the same shapes for /api/schema/. When a shape changes there, change it
-here too (tests/test_api_schema.py checks the main ones).
+Documentation only: the services validate a request (schemathesis checks that the two agree,
+tests/security/test_schemathesis.py). Answers are not here: runs/api/serializers.py declares
+each once, and that declaration both renders and documents it.
 """
 
 from drf_spectacular.types import OpenApiTypes
