@@ -127,7 +127,7 @@ def workload(args: argparse.Namespace, uri: str, seed: Seeder, server_pid: int) 
     # Per 1,000 points (one request), so that a side that logged fewer compares.
     result["log_batch"] = {"points": logged, **span.figures(per=logged / 1000, unit="ms")}
     result["log_batch"]["points_per_s"] = round(logged / span.wall)
-    ingest.log(f"{uri}: log_batch {logged} points in {span.wall:.1f} s")
+    ingest.log(f"{uri}: log_batch {logged} points in {span.wall:.1f} s {result['log_batch']}")
     if logged < args.points:
         seed.points(run_id, logged, args.points)
         ingest.log(f"{uri}: points {logged}… seeded in its database (budget {args.budget_s} s)")
@@ -136,14 +136,14 @@ def workload(args: argparse.Namespace, uri: str, seed: Seeder, server_pid: int) 
         for i in range(args.calls):
             client.log_metric(run_id, "per_call", float(i), step=i)
     result["log_metric"] = {"calls": args.calls, **span.figures(per=args.calls, unit="ms")}
-    ingest.log(f"{uri}: log_metric {span.wall / args.calls * 1000:.2f} ms a call")
+    ingest.log(f"{uri}: log_metric {result['log_metric']}")
 
     with Span(server_pid, idle) as span:
         history = client.get_metric_history(run_id, "loss")
     if len(history) != args.points or sorted(m.step for m in history) != list(range(args.points)):
         raise ingest.BenchmarkError(f"{uri}: history has {len(history)} points, not {args.points}")
     result["get_metric_history"] = {"points": len(history), **span.figures()}
-    ingest.log(f"{uri}: get_metric_history {len(history)} points in {span.wall:.1f} s")
+    ingest.log(f"{uri}: get_metric_history {result['get_metric_history']}")
 
     search_exp = client.create_experiment(f"door-search-{int(time.time())}")
     # A few runs through the client show each server's own shape of a run; seed.runs copies
@@ -423,6 +423,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mlflow-door-bench-") as tmp:
         results = {"args": vars(args) | {"json": str(args.json)}, "machine": ingest.machine_facts()}
         results["runstudio"] = runstudio_phase(args, Path(tmp))
+        if args.json:  # written now too: the peer's side can take long
+            args.json.write_text(json.dumps(results, indent=2))
         results["mlflow"] = mlflow_phase(args, Path(tmp))
     rs, ml = results["runstudio"], results["mlflow"]
     # MLflow's figure ÷ Runstudio's: per request for log_batch (1,000 points), log_metric and
