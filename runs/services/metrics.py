@@ -1,11 +1,12 @@
 """Metrics: the hot path."""
 
 import math
+import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from itertools import chain, repeat
+from itertools import chain
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -364,7 +365,39 @@ _COPY_POINTS = (
     f"COPY {MetricPoint._meta.db_table} (series_id, seq, step, value, time) "
     "FROM STDIN (FORMAT BINARY)"
 )
-_COPY_TYPES = ["int8", "int8", "int8", "float8", "float8"]
+# PostgreSQL's binary COPY format, written here whole: a row is the field count (5) and each
+# field's length and big-endian bytes (int8, int8, int8, float8, float8); a NULL value (NaN) has
+# length -1 and no bytes.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+_COPY_TRAILER = b"\xff\xff"
+_COPY_ROW = struct.Struct(">hiqiqiqidid")
+_COPY_ROW_NAN = struct.Struct(">hiqiqiqiid")
+_COPY_TEMPLATE = b"\x00\x05" + (b"\x00\x00\x00\x08" + bytes(8)) * 5  # 62 bytes, data zeroed
+
+
+def _copy_rows(sid: int, seqs: range, steps: list, values: list, times: list) -> bytes:
+    """One series' rows in binary COPY format. Each column is packed by one struct call and
+    laid into the rows by strided slice assignment, byte by byte: ~0.1 µs a row against
+    ~0.3 µs for psycopg's write_row (two Python calls a row)."""
+    n = len(seqs)
+    if None in values:  # NaN: rows of two lengths, packed one by one (rare)
+        return b"".join(
+            _COPY_ROW_NAN.pack(5, 8, sid, 8, seq, 8, step, -1, 8, t)
+            if v is None
+            else _COPY_ROW.pack(5, 8, sid, 8, seq, 8, step, 8, v, 8, t)
+            for seq, step, v, t in zip(seqs, steps, values, times, strict=True)
+        )
+    rows = bytearray(_COPY_TEMPLATE * n)
+    for field, (column, code) in enumerate(
+        (([sid] * n, "q"), (seqs, "q"), (steps, "q"), (values, "d"), (times, "d"))
+    ):
+        packed = struct.pack(f">{n}{code}", *column)
+        at = 6 + 12 * field  # after the field count and the previous fields, past the length
+        for k in range(8):
+            rows[at + k :: 62] = packed[k::8]
+    return rows
+
+
 # Rows per INSERT statement. A statement of 100 rows (500 parameters, far under SQLite's
 # 32,766 and PostgreSQL's 65,535) costs SQLite ~40% less CPU per point than one-row
 # executemany, which steps, resets and hands the GIL back and forth once per row.
@@ -376,11 +409,10 @@ def _insert_points(cursor, columns: list[tuple[int, range, list, list, list]]) -
     COPY on PostgreSQL (~10× its executemany), multi-row INSERTs elsewhere."""
     if connection.vendor == "postgresql":
         with connection.wrap_database_errors, cursor.cursor.copy(_COPY_POINTS) as copy:
-            copy.set_types(_COPY_TYPES)
-            write = copy.write_row
-            for sid, seqs, steps, values, times in columns:
-                for row in zip(repeat(sid, len(seqs)), seqs, steps, values, times, strict=True):
-                    write(row)
+            copy.write(_COPY_HEADER)
+            for series in columns:
+                copy.write(_copy_rows(*series))
+            copy.write(_COPY_TRAILER)
         return
     # The statements' parameters, row after row, laid out by slice assignment (C-speed, ~4×
     # cheaper than flattening zipped rows).
