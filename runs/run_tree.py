@@ -37,6 +37,23 @@ def tree_root_set(runs: RunSet) -> RunSet:
     )
 
 
+CHILDREN_BY_ID_MAX = 50_000
+
+
+def _children(runs: RunSet, level: list[int]) -> QuerySet[Run]:
+    """The matching children of `level`, found from the parent index first: with the
+    workspace's filters in the same query, SQLite may scan the whole workspace instead (its
+    statistics say little about parent_id when most runs have none: 0.8 s on 1M runs)."""
+    ids = list(
+        Run.objects.filter(parent_id__in=level).values_list("pk", flat=True)[
+            : CHILDREN_BY_ID_MAX + 1
+        ]
+    )
+    if len(ids) > CHILDREN_BY_ID_MAX:  # a huge sweep: let the database sort it out
+        return runs.probe.filter(parent_id__in=level)
+    return runs.probe.filter(pk__in=ids)
+
+
 def run_tree_page(
     *,
     runs: RunSet,
@@ -58,9 +75,9 @@ def run_tree_page(
     level, budget, truncated = root_ids, limits.TREE_DESCENDANTS_MAX, False
     while level and budget > 0:
         children = list(
-            run_sort(runs=runs.probe.filter(parent_id__in=level), sort=order.key).values_list(
-                "pk", "parent_id"
-            )[: budget + 1]
+            run_sort(runs=_children(runs, level), sort=order.key).values_list("pk", "parent_id")[
+                : budget + 1
+            ]
         )
         if len(children) > budget:
             truncated, children = True, children[:budget]
