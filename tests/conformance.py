@@ -19,8 +19,18 @@ import jsonschema
 API_PREFIX = "/api/v1/"
 
 
-@cache
+_SCHEMA_LOCK = threading.Lock()
+
+
 def served_schema() -> dict:
+    # drf-spectacular's generator is not thread-safe: live-server tests whose racing requests
+    # were the first to be checked built it at once and got 500s. One thread builds it.
+    with _SCHEMA_LOCK:
+        return _served_schema()
+
+
+@cache
+def _served_schema() -> dict:
     from drf_spectacular.generators import SchemaGenerator
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
