@@ -9,10 +9,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's, plus the error answers that follow from an operation's form, so that
-    a view's `@extend_schema` lists only its own (a 409, a 413, a 404 without a path
+    a view's `@extend_schema` lists only its own (a 409, a 411, a 404 without a path
     parameter): 400 with a body or query parameters, 401 behind authentication, 403 for a change
     in a workspace or a run (a role can refuse it), 404 with a path parameter (not found, or not
-    visible: the same answer). `responses={403: None}` leaves an inferred one out."""
+    visible: the same answer), 413 with a body (any body over REQUEST_BODY_MAX_BYTES).
+    `responses={403: None}` leaves an inferred one out."""
 
     def _get_response_bodies(self, direction="response"):
         declared = self.get_response_serializers()
@@ -46,6 +47,8 @@ class AutoSchema(openapi.AutoSchema):
             codes.append(403)
         if path_parameters:
             codes.append(404)
+        if body:
+            codes.append(413)
         return errors(*codes)
 
 
