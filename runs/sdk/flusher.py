@@ -54,11 +54,13 @@ BATCH_BYTES_BUDGET = limits.MAX_BATCH_BYTES * 3 // 4
 
 FLUSH_INTERVAL = 1.0  # seconds between flushes
 FLUSH_POINTS = 20_000  # a buffer this full wakes the flusher at once
-# Batches are cut at this many points: the server's limit. Each request costs the server ~5 ms
-# besides its points (token, membership, run, locks) and a thread wake-up on each side, so
-# fewer, bigger batches ingest faster (measured end to end: 25,000 → 100,000 points a batch,
-# ~1.25× the points/s); encoding still overlaps sending (_Sender keeps one batch queued).
-BATCH_POINTS = 100_000
+# Batches are cut at this many points. Each request costs the server ~5 ms besides its points
+# (token, membership, run, locks) and a thread wake-up on each side, so bigger batches ingest
+# faster (end to end, 25,000 → 100,000 points a batch: ~1.25× the points/s), but the server's
+# web worker holds a whole batch while it stores it (peak RSS of the worker in bench/ingest.py:
+# ~120 MiB at 25,000, ~175 at 50,000, ~240 at 100,000). Half the server's limit is the middle.
+# Encoding still overlaps sending (_Sender keeps one batch queued).
+BATCH_POINTS = 50_000
 # The server's RUNSTUDIO_HEARTBEAT_INTERVAL; a worker passes it to the scripts it starts.
 HEARTBEAT_INTERVAL = float(os.environ.get("RUNSTUDIO_HEARTBEAT_INTERVAL") or 30.0)
 FIRST_HEARTBEAT_AFTER = 5.0  # the first one comes early: it tells the reaper to watch the run
