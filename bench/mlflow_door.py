@@ -36,6 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest  # noqa: E402  (the process, HTTP and /proc helpers)
 
 os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+# The client gives up on a request after 120 s; mlflow server's search over 100,000 runs takes
+# longer than that on a busy machine (~200 s of CPU), and the figure is what it takes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "3600")
 BASE_MS = 1_700_000_000_000
 
 
