@@ -71,6 +71,12 @@ include-path-regex = "/alert-rules"
 include-method-regex = "POST|PATCH"
 checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "401", "403", "404", "409"]
 
+# Nor "a query in the search language", "a column key" (`sort`) or "a position this list gave"
+# (`cursor`): the run list's q, sort and cursor are languages of their own (400 naming them).
+[[operations]]
+include-path-regex = "/workspaces/\\\\{{workspace\\\\}}/runs(/search)?$"
+checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "401", "403", "404"]
+
 # Nor "steps and times as long as values".
 [[operations]]
 include-name = "POST /api/v1/runs/{{run_id}}/metrics/batch"
