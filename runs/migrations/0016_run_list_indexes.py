@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0018_run_inputs"),
+        ("runs", "0015_run_inputs"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0016_run_file_parts"),
+        ("runs", "0014_run_file_parts"),
     ]
 
     operations = [
