@@ -121,7 +121,8 @@ else:
                 # IMMEDIATE: a writer takes the lock up front and waits on the busy timeout,
                 # instead of failing when a read transaction upgrades to a write.
                 "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
+                # RUNSTUDIO_SQLITE_TIMEOUT: seconds a writer waits for the lock (tests shorten it).
+                "timeout": float(os.environ.get("RUNSTUDIO_SQLITE_TIMEOUT", "20")),
                 "init_command": (
                     "PRAGMA journal_mode=WAL;"
                     "PRAGMA synchronous=NORMAL;"

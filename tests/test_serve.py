@@ -43,13 +43,14 @@ def _tree(pid: int) -> list[int]:
 
 
 class Serve:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **extra_env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             "PATH": "/usr/bin:/bin",
             "RUNSTUDIO_DATA_DIR": str(data_dir),
             "RUNSTUDIO_HOME": str(data_dir.parent / "home"),
+            **extra_env,
         }
         runstudio = os.path.join(os.path.dirname(sys.executable), "runstudio")
         self.process = subprocess.Popen(
@@ -238,3 +239,22 @@ def test_its_worker_threads_run_a_submitted_script_and_a_stop_fails_the_one_stil
         ).fetchone()
     assert status == "Failed"
     assert "worker was stopped" in message
+
+
+def test_a_write_holding_the_database_past_the_busy_timeout_does_not_stop_the_server(data_dir):
+    # A long seeding transaction held SQLite's lock past the busy timeout; the local worker
+    # thread's poll failed with "database is locked" and the whole server exited.
+    server = Serve(data_dir, RUNSTUDIO_SQLITE_TIMEOUT="0.3")
+    try:
+        server.until_serving()
+        holder = sqlite3.connect(data_dir / "db.sqlite3", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        time.sleep(4)  # several polls of each worker thread (every 0.5 s) meet the lock
+        holder.execute("ROLLBACK")
+        holder.close()
+        time.sleep(1)
+        assert server.process.poll() is None, "the server stopped"
+        assert requests.get(f"{server.url}/accounts/login/", timeout=10).status_code == 200
+    finally:
+        output = server.stop()
+    assert "database is locked; retrying" in output

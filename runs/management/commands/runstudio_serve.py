@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django_tasks_db.management.commands.db_worker import Worker
 
 from runs import gunicorn_conf, sandbox, selectors, services, serving
@@ -62,7 +62,7 @@ class _WorkerThread(threading.Thread):
                 isolated=self.isolated,
             )
             liveness.start()
-            self.worker.run()
+            self._poll()
         except SystemExit:
             pass  # stopped while executing a run (interrupt); the run was marked Failed
         except BaseException as e:  # noqa: BLE001 - reported by the supervisor, which stops
@@ -77,6 +77,23 @@ class _WorkerThread(threading.Thread):
             except Exception:  # noqa: S110 - the reaper tells a stopped worker by its silence
                 pass
             connection.close()
+
+    def _poll(self) -> None:
+        """The worker loop, resumed after a database error. A long write transaction elsewhere
+        can hold SQLite's lock past the busy timeout (django-tasks-db only forgives that inside
+        its claim, not when its transaction begins), and PostgreSQL can be briefly away: the
+        server went down with its worker thread. A run already executing is not affected: the
+        error comes from the poll between runs."""
+        while True:
+            try:
+                self.worker.run()
+                return
+            except DatabaseError as e:
+                if not self.worker.running:
+                    return
+                print(f"worker {self.queue_name}: {type(e).__name__}: {e}; retrying", flush=True)
+                connection.close()
+                time.sleep(1.0)
 
     def stop(self) -> None:
         self.worker.running = False
