@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 sys.path.insert(0, str(ROOT))
 
+from bench.common import PASSWORD, prepared_env  # noqa: E402
 from tests.seaweed import start_seaweedfs  # noqa: E402
 
 MiB = 1024 * 1024
-PASSWORD = "bench-password"  # noqa: S105 - a throwaway local server's
 
 
 def say(text: str) -> None:
@@ -75,20 +75,7 @@ def tree_hwm_mb(pid: int) -> float:
 
 
 def start_studio(data_dir: Path, env: dict) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, **env, "RUNSTUDIO_DATA_DIR": str(data_dir)}
-    env.update(
-        DJANGO_SETTINGS_MODULE="studio.settings",
-        DJANGO_SUPERUSER_USERNAME="bench",
-        DJANGO_SUPERUSER_PASSWORD=PASSWORD,
-        DJANGO_SUPERUSER_EMAIL="bench@example.com",
-    )
-    subprocess.run([PYTHON, "-m", "django", "migrate", "--noinput", "-v", "0"], env=env, check=True)
-    subprocess.run(
-        [PYTHON, "-m", "django", "createsuperuser", "--noinput"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    env = prepared_env(data_dir, **env)
     port = free_port()
     log = open(data_dir / "serve.log", "w")  # noqa: SIM115 - closed with the process
     command = [PYTHON, "-m", "runs.sdk.cli", "serve", "--port", str(port), "--local-workers", "0"]

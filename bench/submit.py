@@ -20,7 +20,6 @@ directory, the way a user does, and measures through the REST API as the studio 
 import argparse
 import io
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 sys.path.insert(0, str(ROOT))
 
+from bench.common import PASSWORD, prepared_env  # noqa: E402
 from runs.sdk import Experiment, ScriptRunConfig, Workspace  # noqa: E402
 from runs.sdk.client import Client, NotFound  # noqa: E402
 
@@ -51,20 +51,7 @@ def say(text: str) -> None:
 
 def start_server(data_dir: Path) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
-    env = {**os.environ, "RUNSTUDIO_DATA_DIR": str(data_dir)}
-    env.update(
-        DJANGO_SETTINGS_MODULE="studio.settings",
-        DJANGO_SUPERUSER_USERNAME="bench",
-        DJANGO_SUPERUSER_PASSWORD="bench-password",
-        DJANGO_SUPERUSER_EMAIL="bench@example.com",
-    )
-    subprocess.run([PYTHON, "-m", "django", "migrate", "--noinput", "-v", "0"], env=env, check=True)
-    subprocess.run(
-        [PYTHON, "-m", "django", "createsuperuser", "--noinput"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    env = prepared_env(data_dir)
     log = open(data_dir / "serve.log", "w")  # noqa: SIM115 - closed with the process
     serve = [PYTHON, "-m", "runs.sdk.cli", "serve", "--port", str(port), "--local-workers", "1"]
     proc = subprocess.Popen(serve, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -73,7 +60,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str, str]:
     while True:
         try:
             token = Client(url, None, retries=0).post(
-                "/auth/token", {"username": "bench", "password": "bench-password"}
+                "/auth/token", {"username": "bench", "password": PASSWORD}
             )["token"]
             break
         except Exception:
