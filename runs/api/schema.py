@@ -12,7 +12,8 @@ class AutoSchema(openapi.AutoSchema):
     a view's `@extend_schema` lists only its own (a 409, a 411, a 404 without a path
     parameter): 400 with a body or query parameters, 401 behind authentication, 403 for a change
     in a workspace or a run (a role can refuse it), 404 with a path parameter (not found, or not
-    visible: the same answer), 413 with a body (any body over REQUEST_BODY_MAX_BYTES).
+    visible: the same answer) or behind authentication (a run-scoped token is an outsider
+    everywhere but its own run), 413 with a body (any body over REQUEST_BODY_MAX_BYTES).
     `responses={403: None}` leaves an inferred one out."""
 
     def _get_response_bodies(self, direction="response"):
@@ -45,7 +46,9 @@ class AutoSchema(openapi.AutoSchema):
             codes.append(401)
         if self.method != "GET" and path_parameters & {"workspace", "run_id"}:
             codes.append(403)
-        if path_parameters:
+        # A run-scoped token (what a submitted script holds, runs/access.py) gets the
+        # outsider's 404 from every authenticated operation outside its run, path or not.
+        if path_parameters or self.view.get_authenticators():
             codes.append(404)
         if body:
             codes.append(413)
