@@ -106,14 +106,11 @@ def check_pattern(value: Any, *, field: str, pattern: re.Pattern, rule: str) -> 
     return value
 
 
-def check_mapping(value: Any, *, field: str) -> dict:
+def check_mapping(value: Any, *, field: str, most: int = limits.TAGS_PER_REQUEST) -> dict:
     if not isinstance(value, dict):
         raise InvalidInput(f"{field}: must be a JSON object of key → value.", field=field)
-    if len(value) > limits.TAGS_PER_REQUEST:
-        raise InvalidInput(
-            f"{field}: has {len(value)} keys; the limit is {limits.TAGS_PER_REQUEST} per request.",
-            field=field,
-        )
+    if len(value) > most:
+        raise InvalidInput(f"{field}: has {len(value)} keys; the limit is {most}.", field=field)
     return value
 
 

@@ -10,7 +10,7 @@ from django.db import transaction
 from runs import limits
 from runs.errors import InvalidInput, NotFound
 from runs.models import LoggedModel, Run, RunInput, RunInputKind
-from runs.validation import check_line, check_name, check_text
+from runs.validation import check_line, check_mapping, check_name, check_text
 
 
 def _check_count(items: Any, *, field: str) -> list:
@@ -26,13 +26,7 @@ def _check_count(items: Any, *, field: str) -> list:
 
 
 def _check_input_tags(tags: Any, *, field: str) -> dict[str, str]:
-    if not isinstance(tags, dict):
-        raise InvalidInput(f"{field}: must be an object of key → value.", field=field)
-    if len(tags) > limits.INPUT_TAGS_MAX:
-        raise InvalidInput(
-            f"{field}: {len(tags)} tags; at most {limits.INPUT_TAGS_MAX} (INPUT_TAGS_MAX).",
-            field=field,
-        )
+    check_mapping(tags, field=field, most=limits.INPUT_TAGS_MAX)
     for key, value in tags.items():
         check_name(key, field=f"{field}.{key}", what="key")
         check_line(value, field=f"{field}.{key}", max_length=limits.INPUT_TAG_VALUE_MAX_LENGTH)
