@@ -404,6 +404,23 @@ def test_search_experiments_by_name_pattern(door):
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
+def test_search_experiments_pages_newest_first_by_token_each_once(door):
+    client = MlflowClient()
+    for i in range(5):
+        client.create_experiment(f"paged-{i}")
+    seen, token = [], None
+    while True:
+        page = client.search_experiments(
+            max_results=2, page_token=token, filter_string="name LIKE 'paged-%'"
+        )
+        assert len(page) <= 2
+        seen += [e.name for e in page]
+        token = page.token
+        if not token:
+            break
+    assert seen == [f"paged-{i}" for i in reversed(range(5))]
+
+
 def test_a_tracking_uri_with_a_trailing_slash_works(door, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", door + "/")
     mlflow.set_tracking_uri(door + "/")

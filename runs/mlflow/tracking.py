@@ -67,15 +67,9 @@ def experiments_search(door: Door, body: dict) -> dict:
     if text_field(body, "filter", ""):
         # Only name filters, the ones MLflow's own clients send (`name = 'x'`, `name LIKE …`).
         experiments = experiments.filter(_experiment_filter(body["filter"]))
-    limit = max(
-        1, min(t.parse_int(body.get("max_results"), field="max_results", default=1000), 1000)
+    return t.newest_first_page(
+        experiments, body, key="experiments", render=t.experiment_json, default_size=1000
     )
-    offset, _ = t.page_token_decode(body.get("page_token"))
-    page = list(experiments.order_by("-created_at", "-id")[offset : offset + limit + 1])
-    answer = {"experiments": [t.experiment_json(e) for e in page[:limit]]}
-    if len(page) > limit:
-        answer["next_page_token"] = t.page_token_encode(offset=offset + limit, ceiling=0)
-    return answer
 
 
 def _experiment_filter(text: object) -> Q:
@@ -500,15 +494,7 @@ def models_search(door: Door, body: dict) -> dict:
             )
         field = {"name": "name", "source_run_id": "run__run_id", "model_id": "model_id"}
         models = models.filter(**{field[match.group(1)]: match.group(2)})
-    limit = max(
-        1, min(t.parse_int(body.get("max_results"), field="max_results", default=100), 1000)
-    )
-    offset, _ = t.page_token_decode(body.get("page_token"))
-    page = list(models.order_by("-created_at", "-id")[offset : offset + limit + 1])
-    answer = {"models": [t.model_json(m) for m in page[:limit]]}
-    if len(page) > limit:
-        answer["next_page_token"] = t.page_token_encode(offset=offset + limit, ceiling=0)
-    return answer
+    return t.newest_first_page(models, body, key="models", render=t.model_json, default_size=100)
 
 
 def models_artifacts(door: Door, body: dict, model_id: str, method: str) -> dict:

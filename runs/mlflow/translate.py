@@ -7,6 +7,7 @@ import base64
 import binascii
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -359,3 +360,19 @@ def page_token_decode(token: str | None) -> tuple[int, int | None]:
     if offset < 0 or not 0 <= ceiling < 2**63:
         raise InvalidInput("page_token: out of range.", field="page_token")
     return offset, ceiling
+
+
+def newest_first_page(
+    queryset, body: dict, *, key: str, render: Callable[[Any], dict], default_size: int
+) -> dict:
+    """A page of experiments or logged models, newest first, as MLflow's search answers
+    (`max_results` clamped to 1–1000, an offset token; no ceiling: unlike runs, nobody pages
+    these while creating them by the thousand)."""
+    limit = parse_int(body.get("max_results"), field="max_results", default=default_size)
+    limit = max(1, min(limit, 1000))
+    offset, _ = page_token_decode(body.get("page_token"))
+    page = list(queryset.order_by("-created_at", "-id")[offset : offset + limit + 1])
+    answer = {key: [render(item) for item in page[:limit]]}
+    if len(page) > limit:
+        answer["next_page_token"] = page_token_encode(offset=offset + limit, ceiling=0)
+    return answer
