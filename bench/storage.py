@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 sys.path.insert(0, str(ROOT))
 
-from bench.common import PASSWORD, prepared_env  # noqa: E402
+from bench.common import PASSWORD, start_studio  # noqa: E402
 from tests.seaweed import start_seaweedfs  # noqa: E402
 
 MiB = 1024 * 1024
@@ -47,14 +47,6 @@ MiB = 1024 * 1024
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree_hwm_mb(pid: int) -> float:
@@ -72,25 +64,6 @@ def tree_hwm_mb(pid: int) -> float:
                 best = max(best, int(line.split()[1]))
         pids += [int(c) for c in children]
     return best / 1024
-
-
-def start_studio(data_dir: Path, env: dict) -> tuple[subprocess.Popen, str]:
-    env = prepared_env(data_dir, **env)
-    port = free_port()
-    log = open(data_dir / "serve.log", "w")  # noqa: SIM115 - closed with the process
-    command = [PYTHON, "-m", "runs.sdk.cli", "serve", "--port", str(port), "--local-workers", "0"]
-    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if requests.get(f"{url}/api/v1/me", timeout=2).status_code == 401:
-                return proc, url
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the studio did not start; see {data_dir / 'serve.log'}")
-        time.sleep(0.3)
 
 
 def signed_in(url: str) -> tuple[requests.Session, requests.Session]:
@@ -243,7 +216,7 @@ def main() -> int:
         weed.make_bucket("bench")
         client = weed.client()
         (work / "data").mkdir()
-        proc, url = start_studio(work / "data", weed.env("s3://bench/files"))
+        proc, url = start_studio(work / "data", local_workers=0, **weed.env("s3://bench/files"))
         api, browser = signed_in(url)
         run_id = new_run(api, url)
         say(f"studio {url} on bucket s3://bench/files (SeaweedFS {weed.endpoint_url})")

@@ -20,7 +20,6 @@ directory, the way a user does, and measures through the REST API as the studio 
 import argparse
 import io
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,17 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 sys.path.insert(0, str(ROOT))
 
-from bench.common import PASSWORD, prepared_env  # noqa: E402
+from bench.common import PASSWORD, start_studio  # noqa: E402
 from runs.sdk import Experiment, ScriptRunConfig, Workspace  # noqa: E402
 from runs.sdk.client import Client, NotFound  # noqa: E402
 
 FIRST_LINE = "first line from the script"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def say(text: str) -> None:
@@ -50,23 +43,10 @@ def say(text: str) -> None:
 
 
 def start_server(data_dir: Path) -> tuple[subprocess.Popen, str, str]:
-    port = free_port()
-    env = prepared_env(data_dir)
-    log = open(data_dir / "serve.log", "w")  # noqa: SIM115 - closed with the process
-    serve = [PYTHON, "-m", "runs.sdk.cli", "serve", "--port", str(port), "--local-workers", "1"]
-    proc = subprocess.Popen(serve, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            token = Client(url, None, retries=0).post(
-                "/auth/token", {"username": "bench", "password": PASSWORD}
-            )["token"]
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start; see {data_dir / 'serve.log'}") from None
-            time.sleep(0.2)
+    proc, url = start_studio(data_dir, local_workers=1)
+    token = Client(url, None).post("/auth/token", {"username": "bench", "password": PASSWORD})[
+        "token"
+    ]
     Client(url, token).post("/workspaces", {"name": "bench"})
     return proc, url, token
 
