@@ -69,3 +69,27 @@ def test_a_forged_cursor_is_a_400_naming_it(cast, runs, sort, cursor):
 
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "cursor"
+
+
+@pytest.mark.parametrize(
+    "sort",
+    ["x" * 100_000, "tags.\u0000", "-" * 50, "metrics.loss.max;DROP TABLE runs_run"],
+)
+def test_a_hostile_sort_is_a_400_naming_it_and_the_list_still_answers(cast, runs, sort):
+    response = cast.reader.client.get(LIST, {"sort": sort})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "sort"
+    assert len(cast.reader.client.get(LIST).json()["results"]) == len(runs)
+
+
+def test_an_outsider_sorting_or_paging_another_workspaces_runs_gets_its_404(cast, runs):
+    first = cast.reader.client.get(LIST, {"sort": "-metrics.loss.max", "limit": 2}).json()
+
+    for params in (
+        {"sort": "-metrics.loss.max"},
+        {"cursor": first["next_cursor"], "sort": "-metrics.loss.max"},
+    ):
+        response = cast.outsider.client.get(LIST, params)
+        assert response.status_code == 404
+        assert "results" not in response.json()
