@@ -55,6 +55,9 @@ def test_search_filter_add_a_metric_column_and_sort_by_it(
     screenshot(page, "experiments")
 
     page.get_by_role("link", name="All runs", exact=True).first.click()
+    # A click does not wait for the next page: read its rows once they are there.
+    page.wait_for_url("**/w/lab/runs/**")
+    page.locator("#run-table tbody td.name a").first.wait_for()
     assert sorted(names_on_page(page)) == sorted(lab)
 
     # Search with OR.
