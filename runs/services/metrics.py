@@ -273,7 +273,8 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
     now = time.time()
     cursor = connection.cursor()
     point_columns: list[tuple[int, range, list, list, list]] = []
-    summary_rows: list[tuple] = []
+    merged_blocks: list[tuple] = []
+    new_blocks: list[tuple] = []
     entries: list[MetricEntry] = []
     for b in batches:
         series = existing[b.name]
@@ -298,9 +299,11 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
             sid = series.pk
             point_columns.append((sid, seqs, steps, b.values, times))
             if series.steps_sorted is not None:  # None: from before the pyramid, not rebuilt yet
-                summary_rows += summary.batch_rows(
+                merged, fresh = summary.batch_rows(
                     cursor, series_id=sid, old_count=start, values=b.values, has_nan=b.has_nan
                 )
+                merged_blocks += merged
+                new_blocks += fresh
                 # Windows by step or time read the pyramid only while the column never goes down.
                 series.steps_sorted = (
                     series.steps_sorted
@@ -329,7 +332,8 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         series.last_step = steps[-1]
     if point_columns:
         _insert_points(cursor, point_columns)
-        _insert_rows(cursor, summary.UPSERT_HEAD, summary.UPSERT_TAIL, 7, summary_rows)
+        _insert_rows(cursor, summary.UPSERT_HEAD, summary.UPSERT_TAIL, 7, merged_blocks)
+        _insert_blocks(cursor, new_blocks)
     if entries:
         MetricEntry.objects.bulk_create(entries)
     updated_at = connection.ops.adapt_datetimefield_value(timezone.now())
@@ -396,6 +400,24 @@ def _copy_rows(sid: int, seqs: range, steps: list, values: list, times: list) ->
         for k in range(8):
             rows[at + k :: 62] = packed[k::8]
     return rows
+
+
+_COPY_BLOCKS = f"COPY {MetricSummary._meta.db_table} ({summary.COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_BLOCK_TYPES = ["int8", "int2", "int8", "int4", "int4", "float8", "float8"]
+
+
+def _insert_blocks(cursor, rows: list[tuple]) -> None:
+    """Pyramid blocks no stored block overlaps: COPY on PostgreSQL, multi-row INSERTs
+    elsewhere (a few hundred rows a batch, where points are tens of thousands)."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        with connection.wrap_database_errors, cursor.cursor.copy(_COPY_BLOCKS) as copy:
+            copy.set_types(_BLOCK_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        return
+    _insert_rows(cursor, summary.UPSERT_HEAD, "", 7, rows)
 
 
 # Rows per INSERT statement. A statement of 100 rows (500 parameters, far under SQLite's
