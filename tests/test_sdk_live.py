@@ -292,6 +292,22 @@ def test_large_logs_split_into_batches_and_arrive_complete(exp):
     assert history["values"] == [float(i) for i in range(150_000)]
 
 
+def test_many_series_sent_on_parallel_lanes_arrive_complete_and_in_order(exp, monkeypatch):
+    # Small batches: dozens of requests, two at a time, for the server to store concurrently.
+    monkeypatch.setattr(sdk_flusher, "BATCH_POINTS", 2_000)
+    run = exp.start_logging()
+    names = [f"m{k}" for k in range(5)]
+    for i in range(12_000):
+        for k, name in enumerate(names):
+            run.log(name, i + k / 10, step=2 * i)
+    run.complete()
+    client = exp.workspace._client
+    for k, name in enumerate(names):
+        history = _history(client, run.id, name)
+        assert history["values"] == [i + k / 10 for i in range(12_000)], name
+        assert history["steps"] == [2 * i for i in range(12_000)], name
+
+
 def test_images_and_files(exp, tmp_path):
     run = exp.start_logging()
     image = tmp_path / "sample.png"

@@ -287,6 +287,30 @@ def test_transient_failures_are_retried_with_the_same_idempotency_key():
     assert f.sent == 3 and f.dropped == 0
 
 
+def test_batches_go_out_on_two_lanes_each_series_on_one_of_them_in_order(monkeypatch):
+    monkeypatch.setattr(flusher, "BATCH_POINTS", 40)  # a batch of 80 points: two requests
+    client = FakeClient()
+    f = Flusher(client, "run-1", sleep=lambda s: None)
+    names = ["loss", "acc", "lr", "grad"]
+    f.buffer.extend((name, "scalar", float(i), i, 1.0) for i in range(200) for name in names)
+    f.send_pending()
+
+    groups = {frozenset(s["name"] for s in body["metrics"]) for _, body in client.requests}
+    assert len(groups) == 2 and frozenset().union(*groups) == set(names)
+    assert all(len(group) == 2 for group in groups)  # a new series takes the emptier lane
+    assert max(sum(len(s["values"]) for s in b["metrics"]) for _, b in client.requests) == 40
+    for name in names:
+        values = [
+            v
+            for _, body in client.requests
+            for s in body["metrics"]
+            if s["name"] == name
+            for v in s["values"]
+        ]
+        assert values == [float(i) for i in range(200)], name
+    assert f.sent == 800 and not f.unsent
+
+
 def test_a_refused_batch_is_dropped_with_one_warning_and_logging_goes_on(capsys):
     client = FakeClient([Conflict("Run r is Canceled; it takes no more metrics.", status=409)])
     f = Flusher(client, "run-1", sleep=lambda s: None)

@@ -61,6 +61,12 @@ FLUSH_POINTS = 20_000  # a buffer this full wakes the flusher at once
 # ~120 MiB at 25,000, ~175 at 50,000, ~240 at 100,000). Half the server's limit is the middle.
 # Encoding still overlaps sending (_Sender keeps one batch queued).
 BATCH_POINTS = 50_000
+# Batches go out on this many lanes at once, each series always on the same lane, so a series'
+# points still arrive in logged order. A batch holds its series' row locks while the database
+# stores it, so two batches of one series cannot be stored at once; two of disjoint series
+# can. On PostgreSQL each lane's COPY then runs in a server process of its own, on its own
+# core: the SDK's ingest on two lanes is ~1.4× one lane's (bench/ingest.py).
+LANES = 2
 # The server's RUNSTUDIO_HEARTBEAT_INTERVAL; a worker passes it to the scripts it starts.
 HEARTBEAT_INTERVAL = float(os.environ.get("RUNSTUDIO_HEARTBEAT_INTERVAL") or 30.0)
 FIRST_HEARTBEAT_AFTER = 5.0  # the first one comes early: it tells the reaper to watch the run
@@ -355,6 +361,8 @@ class Flusher:
         self.heartbeat = heartbeat
         self._sleep = sleep
         self._send_lock = threading.Lock()  # one sender at a time keeps series in order
+        self._spilling = threading.Lock()  # the lanes' threads spill one at a time
+        self._lanes: dict[str, int] = {}  # metric name -> its lane, for the run's lifetime
         self._idle = threading.Condition()
         self._busy = False
         self._stop = False
@@ -437,29 +445,51 @@ class Flusher:
         with self._send_lock:
             with self._idle:
                 self._busy = True
-            sender = _Sender(self._send_batch)
+            senders = [_Sender(self._send_batch) for _ in range(LANES)]
             try:
-                # One batch is on the wire while the next is built and encoded: the server's
-                # work and ours overlap, and batches still go out one at a time, in order.
+                # On each lane one batch is on the wire while the next is built and encoded:
+                # the server's work and ours overlap, and a lane's batches go out one at a
+                # time, in order.
                 while self.buffer or self.spilled:
-                    for metrics in build_batches(self._drain()):
-                        n = sum(len(series["values"]) for series in metrics)
-                        try:
-                            body = encode_batch(metrics, str(uuid.uuid4()))
-                        except TypeError as e:  # a value JSON cannot encode
-                            self._warn_once(n, f"the batch could not be encoded: {e}")
-                            self.dropped += n
-                            continue
-                        self.unsent.append((body, n))
-                        sender.put(body, n)
-                        for done in sender.finished():
-                            self._settle(*done)
+                    # A batch of LANES × BATCH_POINTS is cut into one request a lane.
+                    for batch in build_batches(self._drain(), max_points=self._batch_points):
+                        for lane, metrics in self._by_lane(batch):
+                            n = sum(len(series["values"]) for series in metrics)
+                            try:
+                                body = encode_batch(metrics, str(uuid.uuid4()))
+                            except TypeError as e:  # a value JSON cannot encode
+                                self._warn_once(n, f"the batch could not be encoded: {e}")
+                                self.dropped += n
+                                continue
+                            self.unsent.append((body, n))
+                            senders[lane].put(body, n)
+                            for sender in senders:
+                                for done in sender.finished():
+                                    self._settle(*done)
             finally:
-                for done in sender.close():
-                    self._settle(*done)
+                for sender in senders:
+                    for done in sender.close():
+                        self._settle(*done)
                 with self._idle:
                     self._busy = False
                     self._idle.notify_all()
+
+    @property
+    def _batch_points(self) -> int:
+        return min(LANES * BATCH_POINTS, MAX_BATCH_POINTS)
+
+    def _by_lane(self, batch: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any]]]]:
+        """The batch's series grouped by lane. A series new to the run takes the lane with the
+        fewest series, so a training loop's metrics spread evenly."""
+        lanes = self._lanes
+        parts: dict[int, list[dict[str, Any]]] = {}
+        for series in batch:
+            lane = lanes.get(series["name"])
+            if lane is None:
+                counts = collections.Counter(lanes.values())
+                lane = lanes[series["name"]] = min(range(LANES), key=counts.__getitem__)
+            parts.setdefault(lane, []).append(series)
+        return sorted(parts.items())
 
     @property
     def pending(self) -> bool:
@@ -470,6 +500,10 @@ class Flusher:
         """During an outage, move all but the newest SPILL_POINTS points to disk."""
         if len(self.buffer) < 2 * SPILL_POINTS or not spool.is_down(self.client.url):
             return
+        with self._spilling:  # two threads popping at once would interleave their chunks
+            self._spill()
+
+    def _spill(self) -> None:
         staging = self._staging_dir()
         while len(self.buffer) >= 2 * SPILL_POINTS:
             popleft = self.buffer.popleft
@@ -515,7 +549,9 @@ class Flusher:
         if ok is None:
             return  # not sent by the deadline: stays in self.unsent for the spool
         self.unsent = [u for u in self.unsent if u[0] is not body]
-        if not ok:
+        if ok:
+            self.sent += points
+        else:
             self.dropped += points
 
     def _transient(self, error: RunstudioError, delay: float) -> float:
@@ -560,7 +596,6 @@ class Flusher:
                 self._warn_once(n, f"the server refused them (HTTP {e.status}): {e.message}")
                 return False
             self._answered()
-            self.sent += n
             return True
 
     # -- an offline-first run's creation, and queued tags, properties, files --------------
