@@ -4,8 +4,9 @@
 under the GIL, no lock, ~1 µs a call). One daemon thread per live run wakes every
 ``FLUSH_INTERVAL`` seconds, or as soon as ``FLUSH_POINTS`` points wait, drains the deque,
 groups the points into the columnar batches of the ingest API (see docs/architecture.md)
-under the server's limits, and sends them one after another, so the points of a series
-arrive in logged order. Each batch carries a uuid4 ``idempotency_key`` that is reused on
+under the server's limits, and sends them on ``LANES`` lanes, each series always on the same
+one and each lane's batches one after another, so the points of a series arrive in logged
+order. Each batch carries a uuid4 ``idempotency_key`` that is reused on
 every retry of that batch: a batch whose response was lost is stored once.
 
 Transient failures (no connection, timeouts, 5xx, 429) are retried with exponential
@@ -54,18 +55,19 @@ BATCH_BYTES_BUDGET = limits.MAX_BATCH_BYTES * 3 // 4
 
 FLUSH_INTERVAL = 1.0  # seconds between flushes
 FLUSH_POINTS = 20_000  # a buffer this full wakes the flusher at once
-# Batches are cut at this many points. Each request costs the server ~5 ms besides its points
+# Requests carry about this many points (a batch of LANES × this is cut into one request a
+# lane). Each request costs the server ~5 ms besides its points
 # (token, membership, run, locks) and a thread wake-up on each side, so bigger batches ingest
 # faster (end to end, 25,000 → 100,000 points a batch: ~1.25× the points/s), but the server's
 # web worker holds a whole batch while it stores it (peak RSS of the worker in bench/ingest.py:
 # ~120 MiB at 25,000, ~175 at 50,000, ~240 at 100,000). Half the server's limit is the middle.
-# Encoding still overlaps sending (_Sender keeps one batch queued).
+# Encoding still overlaps sending (each lane's _Sender keeps one batch queued).
 BATCH_POINTS = 50_000
 # Batches go out on this many lanes at once, each series always on the same lane, so a series'
 # points still arrive in logged order. A batch holds its series' row locks while the database
 # stores it, so two batches of one series cannot be stored at once; two of disjoint series
-# can. On PostgreSQL each lane's COPY then runs in a server process of its own, on its own
-# core: the SDK's ingest on two lanes is ~1.4× one lane's (bench/ingest.py).
+# can. On PostgreSQL each lane's COPY then runs in a database backend of its own, on its own
+# core: end to end, two lanes took 1.46–1.75 s for 1M points where one took 2.03–2.36 s.
 LANES = 2
 # The server's RUNSTUDIO_HEARTBEAT_INTERVAL; a worker passes it to the scripts it starts.
 HEARTBEAT_INTERVAL = float(os.environ.get("RUNSTUDIO_HEARTBEAT_INTERVAL") or 30.0)
@@ -360,7 +362,7 @@ class Flusher:
         self.wake = threading.Event()
         self.heartbeat = heartbeat
         self._sleep = sleep
-        self._send_lock = threading.Lock()  # one sender at a time keeps series in order
+        self._send_lock = threading.Lock()  # one flush at a time keeps each lane in order
         self._spilling = threading.Lock()  # the lanes' threads spill one at a time
         self._lanes: dict[str, int] = {}  # metric name -> its lane, for the run's lifetime
         self._idle = threading.Condition()
