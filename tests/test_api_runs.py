@@ -464,6 +464,35 @@ def test_the_run_list_pages_through_every_run_once(cast, make_run):
     assert seen == list(reversed(made))
 
 
+def test_a_body_search_pages_a_sorted_list_with_the_cursor_its_schema_allows(cast, make_run):
+    import json
+
+    import jsonschema
+
+    for lr in (5, 1, 4, 2, 3):
+        make_run(properties={"lr": str(lr)})
+    served = json.loads(cast.reader.client.get("/api/schema/", {"format": "json"}).content)
+    body_schema = served["components"]["schemas"]["RunSearchRequest"]
+    runs_get = served["paths"]["/api/v1/workspaces/{workspace}/runs"]["get"]
+    # One declaration: the body takes exactly the GET list's query parameters.
+    assert set(body_schema["properties"]) == {
+        p["name"] for p in runs_get["parameters"] if p["in"] == "query"
+    }
+
+    url = "/api/v1/workspaces/lab/runs/search"
+    body = {"sort": "properties.lr", "limit": 2}
+    seen = []
+    while True:
+        jsonschema.validate(body, body_schema)  # a sorted list's cursor is opaque, not digits
+        page = cast.reader.client.post(url, body, format="json").json()
+        seen += [r["properties"]["lr"] for r in page["results"]]
+        if page["next_cursor"] is None:
+            break
+        body = {**body, "cursor": page["next_cursor"]}
+
+    assert seen == ["1", "2", "3", "4", "5"]
+
+
 @pytest.mark.parametrize("limit", ["0", "1001", "many"])
 def test_a_bad_page_size_is_a_400(cast, limit):
     response = cast.reader.client.get("/api/v1/workspaces/lab/runs", {"limit": limit})

@@ -6,6 +6,8 @@ from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
+from runs import limits
+
 
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's, plus the error answers that follow from an operation's form, so that
@@ -130,8 +132,16 @@ def state_limits(result, generator, request, public):
                 "properties": {"channel": {"const": "webhook"}, "webhook_url": url},
             },
         ]
-    if search := schemas.get("RunSearchRequest"):
-        _search_body(search)
+    runs = result.get("paths", {}).get("/api/v1/workspaces/{workspace}/runs", {}).get("get")
+    search = result.get("paths", {}).get("/api/v1/workspaces/{workspace}/runs/search", {})
+    if runs and "post" in search:
+        schemas["RunSearchRequest"] = _search_body(
+            [p for p in runs["parameters"] if p["in"] == "query"]
+        )
+        body = search["post"]["requestBody"]
+        body["content"] = {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RunSearchRequest"}}
+        }
     for path in result.get("paths", {}).values():
         for operation in path.values():
             _no_nul_in_url(operation)
@@ -158,26 +168,23 @@ def _no_nul_in_url(operation: dict) -> None:
         }
 
 
-def _search_body(search: dict) -> None:
-    """POST …/runs/search takes each parameter of the GET list as a value or a list of values
-    (the CLI sends lists of strings), a number where a string is asked for being read as its
-    text, and nothing else (views/runs.py _search_params)."""
-    from runs.api.schemas import DAY
-
-    search["additionalProperties"] = False
-    for name, prop in list(search["properties"].items()):
+def _search_body(parameters: list[dict]) -> dict:
+    """POST …/runs/search takes each query parameter of the GET list (`parameters`, its one
+    declaration) as a value or a list of values (the CLI sends lists of strings), a number
+    where a string is asked for being read as its text, and nothing else (views/runs.py
+    _search_params)."""
+    search: dict = {"type": "object", "properties": {}, "additionalProperties": False}
+    for parameter in parameters:
+        name, prop = parameter["name"], parameter["schema"]
         item = dict(prop.get("items", prop))
-        item.pop("description", None)
-        if name in ("created_from", "created_to"):
-            item = DAY
-        elif name == "limit":
-            item = {"type": ["integer", "string"], "minimum": 1, "maximum": 1000}
-            item["pattern"] = "^([1-9][0-9]{0,2}|1000)?$"
-        elif name == "cursor":
-            item = {"type": ["integer", "string"], "minimum": 0, "pattern": "^[0-9]{0,18}$"}
+        if item.get("type") == "integer":
+            item = {**item, "type": ["integer", "string"], "pattern": "^[0-9]{1,18}$"}
         elif item.get("type") == "string" and "enum" not in item and "format" not in item:
             item["type"] = ["string", "integer"]
+        if name == "q":  # a query too long for a URL is what the body is for, up to this
+            item["maxLength"] = limits.QUERY_MAX_LENGTH
         search["properties"][name] = {
             "anyOf": [item, {"type": "array", "items": item, "maxItems": 1000}],
-            **({"description": prop["description"]} if "description" in prop else {}),
+            **({"description": parameter["description"]} if "description" in parameter else {}),
         }
+    return search

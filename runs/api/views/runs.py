@@ -2,8 +2,8 @@
 properties, cancel, and script submission (docs/architecture.md, "Compute and execution")."""
 
 from django.http import QueryDict
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers as drf_serializers
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import MultiPartParser
@@ -163,34 +163,9 @@ def run_list(request, workspace: str):
     "the same parameters — repeatable ones as lists — plus `limit` and `cursor`; the answer "
     "is the same page.",
     tags=["runs"],
-    request=inline_serializer(
-        "RunSearchRequest",
-        {
-            "q": drf_serializers.CharField(required=False, max_length=limits.QUERY_MAX_LENGTH),
-            "experiment": drf_serializers.CharField(required=False),
-            "status": drf_serializers.ListField(
-                child=drf_serializers.ChoiceField(RunStatus.values), required=False
-            ),
-            "tag": drf_serializers.ListField(child=drf_serializers.CharField(), required=False),
-            "property": drf_serializers.ListField(
-                child=drf_serializers.CharField(), required=False
-            ),
-            "compute_target": drf_serializers.CharField(required=False),
-            "submitter": drf_serializers.CharField(required=False),
-            "created_from": drf_serializers.DateField(required=False),
-            "created_to": drf_serializers.DateField(required=False),
-            "top_level": drf_serializers.ChoiceField(["1", "0", "true", "false"], required=False),
-            "parent": drf_serializers.CharField(required=False),
-            "archived": drf_serializers.ChoiceField(
-                ["0", "1", "all", "true", "false"], required=False
-            ),
-            "limit": drf_serializers.IntegerField(
-                required=False, min_value=1, max_value=limits.PAGE_SIZE_MAX
-            ),
-            "cursor": drf_serializers.CharField(required=False),
-            "sort": drf_serializers.CharField(required=False),
-        },
-    ),
+    # The body's fields are the GET list's query parameters, declared once (above): the schema
+    # hook (runs/api/schema.py, _search_body) makes them its RunSearchRequest component.
+    request=OpenApiTypes.OBJECT,
     responses={200: RunPageSerializer, 403: None},  # a search changes nothing
 )
 @api_view(["POST"])
