@@ -16,6 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from runs.errors import Forbidden, NotFound
 from runs.models import Membership, Role, Run, Workspace
+from runs.prepared import Prepared
 
 SCOPE_ATTR = "runstudio_scope_run_pk"
 # Parents are followed at most this far (a tree deeper than this is out of scope).
@@ -63,6 +64,22 @@ def membership_for(*, user: AbstractBaseUser, workspace: Workspace) -> Membershi
     return Membership.objects.filter(workspace=workspace, user=user).first()
 
 
+# The lookups every API and MLflow request makes, compiled once (runs/prepared.py). Names and
+# ids are unique keys, so no order is needed.
+_MEMBERSHIP_BY_NAME = Prepared(
+    lambda name, user: Membership.objects.select_related("workspace").filter(
+        workspace__name=name, user_id=user
+    ),
+    name=str,
+    user=int,
+)
+_RUN_IN_WORKSPACE = Prepared(
+    lambda run_id, workspace: Run.objects.filter(run_id=run_id, workspace_id=workspace),
+    run_id=str,
+    workspace=int,
+)
+
+
 def workspace_for(
     *,
     user: AbstractBaseUser,
@@ -78,11 +95,7 @@ def workspace_for(
         if run is None or run.workspace.name != name:
             raise NotFound(f"No workspace named {name!r}.", field="workspace")
     membership = (
-        Membership.objects.select_related("workspace")
-        .filter(workspace__name=name, user=user)
-        .first()
-        if user.is_authenticated
-        else None
+        _MEMBERSHIP_BY_NAME.first(name=name, user=user.pk) if user.is_authenticated else None
     )
     if membership is None:
         raise NotFound(f"No workspace named {name!r}.", field="workspace")
@@ -102,7 +115,7 @@ def run_in_workspace(*, user: AbstractBaseUser, membership: Membership, run_id: 
         except NotFound:
             return None
         return run if run.workspace_id == membership.workspace_id else None
-    run = Run.objects.filter(run_id=run_id, workspace_id=membership.workspace_id).first()
+    run = _RUN_IN_WORKSPACE.first(run_id=run_id, workspace=membership.workspace_id)
     if run is not None:
         run.workspace = membership.workspace
     return run

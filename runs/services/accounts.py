@@ -12,6 +12,7 @@ from django.utils import timezone
 from runs import limits
 from runs.errors import Conflict, InvalidInput, NotFound
 from runs.models import ApiToken, Invitation, Membership, Role, Run, Workspace
+from runs.prepared import Prepared
 from runs.validation import check_line, check_pattern
 
 INVITATION_MAX_AGE = timedelta(days=7)
@@ -178,16 +179,21 @@ def token_create(
     return token, key
 
 
+# Every API and MLflow request looks its token up: compiled once (runs/prepared.py).
+_LIVE_TOKEN = Prepared(
+    lambda key_hash: ApiToken.objects.select_related("user").filter(
+        key_hash=key_hash, revoked_at__isnull=True
+    ),
+    key_hash=str,
+)
+
+
 def token_authenticate(*, key: str, run_scoped: bool = False) -> ApiToken | None:
     """The live token with this key, or None. A run-scoped token (ApiToken.run) counts only
     where the caller says it enforces the scope (`run_scoped=True`: the API's token
     authentication, through runs/access.py): any other door taking tokens would otherwise
     hand a script its user's whole reach."""
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(key_hash=_hash_key(key), revoked_at__isnull=True)
-        .first()
-    )
+    token = _LIVE_TOKEN.first(key_hash=_hash_key(key))
     if token is None or not token.user.is_active:
         return None
     if token.run_id is not None and not run_scoped:
