@@ -230,6 +230,17 @@ def test_bare_nan_and_infinity_tokens_are_accepted(cast, run):
     assert json.loads(raw, parse_constant=lambda c: pytest.fail(f"bare {c} in the response"))
 
 
+def test_values_whose_sum_overflows_are_stored_as_they_are(cast, run):
+    # The fast check sums a column: an overflowing sum of finite values must not read as ±inf.
+    big = [1.7e308, 1.7e308, -1.7e308, -1.7e308, 2.5]
+    response = post_batch(
+        cast.contributor.client, run, [{"name": "x", "values": big, "times": [9e299] * 5}]
+    )
+
+    assert response.status_code == 200, response.content
+    assert values(cast.reader.client, run) == {"x": big}
+
+
 def test_summaries_ignore_nan_in_min_and_max(cast, run):
     post_batch(cast.contributor.client, run, [{"name": "x", "values": [3.0, "NaN", 1.0]}])
     post_batch(cast.contributor.client, run, [{"name": "x", "values": ["NaN"]}])
@@ -529,3 +540,32 @@ def test_a_time_that_is_not_a_finite_number_is_a_400(cast, run, time):
     assert response.status_code == 400
     assert error(response)["field"] == "metrics[0].times[0]"
     assert nothing_stored(run)
+
+
+@pytest.mark.parametrize(
+    "steps, values",
+    [
+        (list(range(100, 300)), [i / 7 for i in range(200)]),  # steps are the seqs
+        ([2 * i for i in range(200)], [i / 7 for i in range(200)]),  # they are not
+        (list(range(100, 300)), [None if i % 9 == 0 else -i / 3 for i in range(200)]),  # NaN
+        ([100, 100, *range(102, 300)], [float(i) for i in range(200)]),  # only the ends match
+    ],
+)
+def test_postgresql_copy_rows_are_the_binary_format_row_by_row(steps, values):
+    """runs.services.metrics builds PostgreSQL's binary COPY rows a column at a time; each
+    row must be what packing it alone gives (NaN stored as NULL: length -1, no bytes)."""
+    import struct
+
+    from runs.services import metrics
+
+    seqs, times = range(100, 300), [1.7e9 + i / 10 for i in range(200)]
+    expected = b"".join(
+        struct.pack(">hiqiqiqiid", 5, 8, 42, 8, seq, 8, step, -1, 8, t)
+        if v is None
+        else struct.pack(">hiqiqiqidid", 5, 8, 42, 8, seq, 8, step, 8, v, 8, t)
+        for seq, step, v, t in zip(seqs, steps, values, times, strict=True)
+    )
+
+    got = metrics._copy_rows(42, seqs, steps, values, times, has_nan=None in values)
+
+    assert bytes(got) == expected

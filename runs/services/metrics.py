@@ -163,7 +163,9 @@ def _all_finite_numbers(column: list) -> bool:
     if not set(map(type, column)) <= _NUMBER_TYPES:
         return False
     try:
-        return all(map(math.isfinite, column))
+        # A finite sum (C's float loop, ~3× cheaper than a call a value) means no NaN or ±inf;
+        # an overflowing one proves nothing, so the values are then checked one by one.
+        return math.isfinite(sum(column)) or all(map(math.isfinite, column))
     except OverflowError:  # an int beyond a float's range
         return False
 
@@ -272,7 +274,8 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
 
     now = time.time()
     cursor = connection.cursor()
-    point_columns: list[tuple[int, range, list, list, list]] = []
+    # Per scalar series: (series id, seqs, steps, values, times, whether a value may be NaN).
+    point_columns: list[tuple[int, range, list, list, list, bool]] = []
     merged_blocks: list[tuple] = []
     new_blocks: list[tuple] = []
     entries: list[MetricEntry] = []
@@ -297,7 +300,7 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
             times = b.times
         if b.kind == MetricKind.SCALAR:
             sid = series.pk
-            point_columns.append((sid, seqs, steps, b.values, times))
+            point_columns.append((sid, seqs, steps, b.values, times, b.has_nan))
             if series.steps_sorted is not None:  # None: from before the pyramid, not rebuilt yet
                 merged, fresh = summary.batch_rows(
                     cursor, series_id=sid, old_count=start, values=b.values, has_nan=b.has_nan
@@ -376,26 +379,37 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header
 _COPY_TRAILER = b"\xff\xff"
 _COPY_ROW = struct.Struct(">hiqiqiqidid")
 _COPY_ROW_NAN = struct.Struct(">hiqiqiqiid")
-_COPY_TEMPLATE = b"\x00\x05" + (b"\x00\x00\x00\x08" + bytes(8)) * 5  # 62 bytes, data zeroed
+# A row's 62 bytes around its series id (field 0); the other fields' data is zeroed.
+_COPY_TEMPLATE_HEAD = b"\x00\x05\x00\x00\x00\x08"
+_COPY_TEMPLATE_TAIL = (b"\x00\x00\x00\x08" + bytes(8)) * 4
 
 
-def _copy_rows(sid: int, seqs: range, steps: list, values: list, times: list) -> bytes:
+def _copy_rows(
+    sid: int, seqs: range, steps: list, values: list, times: list, *, has_nan: bool = True
+) -> bytes:
     """One series' rows in binary COPY format. Each column is packed by one struct call and
     laid into the rows by strided slice assignment, byte by byte: ~0.1 µs a row against
-    ~0.3 µs for psycopg's write_row (two Python calls a row)."""
+    ~0.3 µs for psycopg's write_row (two Python calls a row). The series id is part of the
+    repeated row template, and the seq column reuses the packed steps when the steps are the
+    seqs (steps left to their default, or a training loop's step counter from 0)."""
     n = len(seqs)
-    if None in values:  # NaN: rows of two lengths, packed one by one (rare)
+    if has_nan and None in values:  # NaN: rows of two lengths, packed one by one (rare)
         return b"".join(
             _COPY_ROW_NAN.pack(5, 8, sid, 8, seq, 8, step, -1, 8, t)
             if v is None
             else _COPY_ROW.pack(5, 8, sid, 8, seq, 8, step, 8, v, 8, t)
             for seq, step, v, t in zip(seqs, steps, values, times, strict=True)
         )
-    rows = bytearray(_COPY_TEMPLATE * n)
-    for field, (column, code) in enumerate(
-        (([sid] * n, "q"), (seqs, "q"), (steps, "q"), (values, "d"), (times, "d"))
+    rows = bytearray(_COPY_TEMPLATE_HEAD + struct.pack(">q", sid) + _COPY_TEMPLATE_TAIL) * n
+    packed_steps = struct.pack(f">{n}q", *steps)
+    same = steps[0] == seqs[0] and steps[-1] == seqs[-1] and steps == list(seqs)
+    packed_seqs = packed_steps if same else struct.pack(f">{n}q", *seqs)
+    for field, packed in (
+        (1, packed_seqs),
+        (2, packed_steps),
+        (3, struct.pack(f">{n}d", *values)),
+        (4, struct.pack(f">{n}d", *times)),
     ):
-        packed = struct.pack(f">{n}{code}", *column)
         at = 6 + 12 * field  # after the field count and the previous fields, past the length
         for k in range(8):
             rows[at + k :: 62] = packed[k::8]
@@ -426,21 +440,22 @@ def _insert_blocks(cursor, rows: list[tuple]) -> None:
 ROWS_PER_STATEMENT = 100
 
 
-def _insert_points(cursor, columns: list[tuple[int, range, list, list, list]]) -> None:
-    """The batch's points, given per series as (series id, seqs, steps, values, times): binary
-    COPY on PostgreSQL (~10× its executemany), multi-row INSERTs elsewhere."""
+def _insert_points(cursor, columns: list[tuple[int, range, list, list, list, bool]]) -> None:
+    """The batch's points, given per series as (series id, seqs, steps, values, times, whether
+    a value may be NaN): binary COPY on PostgreSQL (~10× its executemany), multi-row INSERTs
+    elsewhere."""
     if connection.vendor == "postgresql":
         with connection.wrap_database_errors, cursor.cursor.copy(_COPY_POINTS) as copy:
             copy.write(_COPY_HEADER)
-            for series in columns:
-                copy.write(_copy_rows(*series))
+            for *series, has_nan in columns:
+                copy.write(_copy_rows(*series, has_nan=has_nan))
             copy.write(_COPY_TRAILER)
         return
     # The statements' parameters, row after row, laid out by slice assignment (C-speed, ~4×
     # cheaper than flattening zipped rows).
     flat: list = [None] * (5 * sum(len(seqs) for _, seqs, *_ in columns))
     at = 0
-    for sid, seqs, steps, values, times in columns:
+    for sid, seqs, steps, values, times, _ in columns:
         end = at + 5 * len(seqs)
         flat[at:end:5] = [sid] * len(seqs)
         flat[at + 1 : end : 5] = seqs
