@@ -487,6 +487,23 @@ def test_cli_usage_errors_exit_2():
     assert exited.value.code == 2
 
 
+def test_ints_beyond_64_bits_are_sent_as_the_floats_they_are_stored_as_not_dropped(capsys):
+    client = FakeClient()
+    f = Flusher(client, "run-1", sleep=lambda s: None)
+    logged = [1.5, 2**70, 10**400, -(10**400), 2**63 - 1, 7]
+    f.buffer.extend(("x", "scalar", v, i, 1.0) for i, v in enumerate(logged))
+    f.buffer.append(("y", "scalar", 0.25, 0, 1.0))
+    f.send_pending()
+
+    sent = {s["name"]: s["values"] for _, body in client.requests for s in body["metrics"]}
+    assert sent == {
+        "x": [1.5, float(2**70), "Infinity", "-Infinity", 2**63 - 1, 7],
+        "y": [0.25],
+    }
+    assert f.sent == 7 and f.dropped == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_an_encoded_batch_spells_non_finite_values_out_and_keeps_finite_ones_as_numbers():
     from runs.sdk.flusher import encode_batch
 

@@ -113,9 +113,39 @@ def encode_batch(metrics: list[dict[str, Any]], key: str) -> bytes:
     """
     for series in metrics:
         values = series["values"]
-        if series["kind"] != "scalar" or not all(map(math.isfinite, values)):
+        if series["kind"] == "scalar" and not _all_finite(values):
+            series["values"] = [_scalar(v) for v in values]
+        elif series["kind"] != "scalar":
             series["values"] = encode_non_finite(values)
     return orjson.dumps({"idempotency_key": key, "metrics": metrics})
+
+
+def _all_finite(values: list) -> bool:
+    """Whether every value is a finite float or an int JSON carries as one: the sum first (C's
+    float loop), each value only when the sum overflowed or an int may be beyond 64 bits."""
+    try:
+        total = sum(values)
+        if type(total) is int and not _INT64_MIN <= total <= _INT64_MAX:
+            return False
+        return math.isfinite(total) or all(map(math.isfinite, values))
+    except OverflowError:  # an int beyond a float's range
+        return False
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _scalar(value: float | int) -> float | int | str:
+    """A scalar as the batch carries it: NaN and ±inf as strings; an int beyond 64 bits (which
+    JSON parsers refuse) as the float the server stores it as, ±inf past a float's range."""
+    if type(value) is int:
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        try:
+            value = float(value)
+        except OverflowError:
+            return "Infinity" if value > 0 else "-Infinity"
+    return encode_non_finite(value)
 
 
 def build_batches(
