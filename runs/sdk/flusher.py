@@ -395,6 +395,7 @@ class Flusher:
         self._send_lock = threading.Lock()  # one flush at a time keeps each lane in order
         self._spilling = threading.Lock()  # the lanes' threads spill one at a time
         self._lanes: dict[str, int] = {}  # metric name -> its lane, for the run's lifetime
+        self._lane_sizes = [0] * LANES  # series a lane has
         self._idle = threading.Condition()
         self._busy = False
         self._stop = False
@@ -513,13 +514,13 @@ class Flusher:
     def _by_lane(self, batch: list[dict[str, Any]]) -> list[tuple[int, list[dict[str, Any]]]]:
         """The batch's series grouped by lane. A series new to the run takes the lane with the
         fewest series, so a training loop's metrics spread evenly."""
-        lanes = self._lanes
+        lanes, sizes = self._lanes, self._lane_sizes
         parts: dict[int, list[dict[str, Any]]] = {}
         for series in batch:
             lane = lanes.get(series["name"])
             if lane is None:
-                counts = collections.Counter(lanes.values())
-                lane = lanes[series["name"]] = min(range(LANES), key=counts.__getitem__)
+                lane = lanes[series["name"]] = sizes.index(min(sizes))
+                sizes[lane] += 1
             parts.setdefault(lane, []).append(series)
         return sorted(parts.items())
 
