@@ -229,13 +229,15 @@ def test_contributor_cancels_a_running_run(page, live_server, cast, seeded, sign
     assert page.locator("#run-status .rd-badge").inner_text() == "Canceled"
     assert page.locator("button:has-text('Cancel run')").count() == 0
     page.click(".rd-tabs a:has-text('Events')")
+    # The tab loads after the click returns: wait for its rows (read at once, it found none).
+    page.locator("#run-events tbody tr").nth(2).wait_for()
     assert page.locator("#run-events tbody tr").count() == 3  # created, requested, canceled
 
 
 def test_every_tab_renders(page, live_server, cast, seeded, sign_in, screenshot):
     sign_in(page, cast.reader, next_path=f"/w/lab/runs/{seeded.run_id}/")
     page.click(".rd-tabs a:has-text('Metrics')")
-    page.wait_for_load_state()
+    page.locator(".rs-chart[data-metric=loss]").wait_for()  # the tab loads after the click
     assert page.locator(".rs-chart[data-metric=loss]").count() == 1
     assert page.locator("#metric-confusion th:has-text('tp')").count() == 1
     image = page.locator(".rd-gallery img")
@@ -245,7 +247,7 @@ def test_every_tab_renders(page, live_server, cast, seeded, sign_in, screenshot)
     screenshot(page, "run_metrics")
 
     page.click(".rd-tabs a:has-text('Child runs')")
-    page.wait_for_load_state()
+    page.locator("#run-children tbody tr").nth(3).wait_for()
     rows = page.locator("#run-children tbody tr")
     assert rows.count() == 4
     assert rows.nth(1).get_attribute("data-depth") == "2"  # the grandchild, under its parent
@@ -260,6 +262,6 @@ def test_every_tab_renders(page, live_server, cast, seeded, sign_in, screenshot)
     screenshot(page, "run_outputs_image")
 
     page.click(".rd-tabs a:has-text('Events')")
-    page.wait_for_load_state()
+    page.locator("#run-events tbody tr").first.wait_for()
     assert page.locator("#run-events tbody tr").count() >= 1
     screenshot(page, "run_events")
