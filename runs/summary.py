@@ -113,12 +113,13 @@ def merge(blocks: list[Block], *, up: bool) -> list[Block]:
     return out
 
 
-# An upsert of many rows a statement (runs/services/metrics.py, _insert_rows) is the head, the
-# rows, then the tail: a batch's rows never repeat a block, as one statement requires. New
-# blocks are inserted with the head alone (or COPY on PostgreSQL), which costs PostgreSQL about
-# a third of the upsert's time: only the one block a level that a batch continues is merged.
+# An upsert of many rows a statement (runs/services/metrics.py, _insert_rows) is INSERT_HEAD,
+# the rows, then UPSERT_TAIL: a batch's rows never repeat a block, as one statement requires.
+# New blocks are inserted with the head alone (or COPY on PostgreSQL), which costs PostgreSQL
+# about a third of the upsert's time: only the one block a level that a batch continues is
+# merged.
 COLUMNS = "series_id, level, bucket, count, non_nan, min_value, max_value"
-UPSERT_HEAD = f"INSERT INTO {_TABLE} AS s ({COLUMNS})"
+INSERT_HEAD = f"INSERT INTO {_TABLE} AS s ({COLUMNS})"
 UPSERT_TAIL = (
     " ON CONFLICT (series_id, level, bucket) DO UPDATE SET "
     "count = s.count + excluded.count, non_nan = s.non_nan + excluded.non_nan, "
@@ -127,7 +128,7 @@ UPSERT_TAIL = (
     "max_value = CASE WHEN s.max_value IS NULL OR excluded.max_value > s.max_value "
     "THEN excluded.max_value ELSE s.max_value END"
 )
-_UPSERT = UPSERT_HEAD + " VALUES (%s, %s, %s, %s, %s, %s, %s)" + UPSERT_TAIL
+_UPSERT = INSERT_HEAD + " VALUES (%s, %s, %s, %s, %s, %s, %s)" + UPSERT_TAIL
 
 
 def batch_rows(

@@ -109,14 +109,14 @@ def encode_batch(metrics: list[dict[str, Any]], key: str) -> bytes:
 
     orjson encodes floats ~10× faster than the stdlib but writes non-finite floats as null,
     so scalar columns are checked first (one C-speed pass) and only a column holding such a
-    value, or a non-scalar series, is rewritten in Python.
+    value or an int beyond 64 bits, or a non-scalar series, is rewritten in Python.
     """
     for series in metrics:
         values = series["values"]
-        if series["kind"] == "scalar" and not _all_finite(values):
-            series["values"] = [_scalar(v) for v in values]
-        elif series["kind"] != "scalar":
+        if series["kind"] != "scalar":
             series["values"] = encode_non_finite(values)
+        elif not _all_finite(values):
+            series["values"] = [_scalar(v) for v in values]
     return orjson.dumps({"idempotency_key": key, "metrics": metrics})
 
 

@@ -335,7 +335,7 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         series.last_step = steps[-1]
     if point_columns:
         _insert_points(cursor, point_columns)
-        _insert_rows(cursor, summary.UPSERT_HEAD, summary.UPSERT_TAIL, 7, merged_blocks)
+        _insert_rows(cursor, summary.INSERT_HEAD, summary.UPSERT_TAIL, 7, merged_blocks)
         _insert_blocks(cursor, new_blocks)
     if entries:
         MetricEntry.objects.bulk_create(entries)
@@ -431,7 +431,7 @@ def _insert_blocks(cursor, rows: list[tuple]) -> None:
             for row in rows:
                 copy.write_row(row)
         return
-    _insert_rows(cursor, summary.UPSERT_HEAD, "", 7, rows)
+    _insert_rows(cursor, summary.INSERT_HEAD, "", 7, rows)
 
 
 # Rows per INSERT statement. A statement of 100 rows (500 parameters, far under SQLite's
