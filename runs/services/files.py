@@ -19,12 +19,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
 from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.tasks import task
 from django.utils import timezone
 
 from runs import limits
@@ -472,6 +475,38 @@ def run_files_delete(*, run: Run, path: str) -> int:
             os.close(folder_fd)
     RunFile.objects.filter(pk__in=[r.pk for r in records]).delete()
     return len(records)
+
+
+# A run that ends with appended files on object storage has them joined this long after: a
+# worker compacts its own run's log as it releases the run (runs/execution.py), so by then the
+# task usually finds nothing left to join; a log a client appended through the API, or a run
+# whose worker died, is joined by the task.
+COMPACT_AFTER = timedelta(seconds=60)
+
+
+def on_run_ended(*, run: Run) -> None:
+    """Called as a run reaches a final status (in its transaction): on object storage, if a
+    file of the run has appended parts past its start, a task on the app hosts' own queue
+    (RUNSTUDIO_ALERTS_QUEUE, which every `runstudio serve` works) joins them once the change
+    commits. robust: a queue that cannot take the task leaves the parts, which read correctly."""
+    if not objects.is_object_storage():
+        return
+    if not RunFilePart.objects.filter(file__run=run, start__gt=0).exists():
+        return
+    transaction.on_commit(partial(_queue_compaction, run.pk), robust=True)
+
+
+def _queue_compaction(run_pk: int) -> None:
+    run_files_compact_task.using(
+        queue_name=settings.RUNSTUDIO_ALERTS_QUEUE, run_after=timezone.now() + COMPACT_AFTER
+    ).enqueue(run_pk)
+
+
+@task
+def run_files_compact_task(run_pk: int) -> int:
+    """run_files_compact for a run that ended; 0 if it was deleted meanwhile."""
+    run = Run.objects.filter(pk=run_pk).first()
+    return 0 if run is None else run_files_compact(run=run)
 
 
 def run_files_compact(*, run: Run) -> int:

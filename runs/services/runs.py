@@ -26,7 +26,7 @@ from runs.models import (
     Workspace,
 )
 from runs.services import alerts
-from runs.services.files import run_files_delete_all
+from runs.services.files import on_run_ended, run_files_delete_all
 from runs.validation import check_line, check_mapping, check_name, check_pattern, check_text
 
 
@@ -390,6 +390,8 @@ def run_set_status(
     )
     # Alerts go out from a task enqueued after commit, never from this request.
     alerts.on_status_event(event)
+    if status in TERMINAL_STATUSES:
+        on_run_ended(run=locked)
     return locked
 
 

@@ -199,6 +199,47 @@ def test_an_append_after_the_run_ended_and_was_compacted_lands_after_it_intact(
     assert RunFilePart.objects.filter(file__run=run).count() == 1
 
 
+def test_a_log_appended_through_the_api_is_joined_by_a_task_once_the_run_ends(
+    live_server, cast, run, bucket, seaweedfs
+):
+    from django_tasks_db.models import DBTaskResult
+
+    def api(method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(
+            method,
+            f"{live_server.url}/api/v1/runs/{run.run_id}/{path}",
+            headers={"Authorization": f"Token {cast.contributor.token}"},
+            timeout=30,
+            **kwargs,
+        )
+
+    for i in range(4):
+        assert api("POST", "files/logs/client.txt", params={"append": 1}, data=b"%d\n" % i).ok
+    assert RunFilePart.objects.filter(file__run=run).count() == 4
+    parts = set(RunFilePart.objects.filter(file__run=run).values_list("key", flat=True))
+    assert DBTaskResult.objects.count() == 0  # nothing while the run goes on
+    assert api("POST", "status", json={"status": "Completed"}).ok
+
+    [queued] = DBTaskResult.objects.all()
+    assert queued.queue_name == "_alerts"  # the app hosts' own queue: every serve works it
+    assert queued.task_path == "runs.services.files.run_files_compact_task"
+    assert queued.run_after > queued.enqueued_at  # after a worker's own compaction
+    assert services.run_files_compact_task.call(*queued.args_kwargs["args"]) == 1
+
+    assert RunFilePart.objects.filter(file__run=run).count() == 1
+    assert read(live_server, cast, run, "logs/client.txt") == b"0\n1\n2\n3\n"
+    assert not parts & all_keys(seaweedfs)  # the joined parts' objects are gone
+    # A run ending with nothing appended (or already joined) queues nothing.
+    other = services.run_create(
+        experiment=run.experiment,
+        spec=services.RunSpec.from_input({}),
+        submitter=cast.contributor.user,
+    )
+    services.run_file_write(run=other, path="whole.txt", stream=[b"x"])
+    services.run_set_status(run=other, status=RunStatus.FAILED)
+    assert DBTaskResult.objects.count() == 1
+
+
 def test_objects_past_one_listing_page_are_never_listed_and_all_go_with_the_run(
     live_server, cast, run, bucket, seaweedfs
 ):
