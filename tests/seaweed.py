@@ -162,6 +162,25 @@ def start_seaweedfs(tmp_dir, *, timeout: float = START_TIMEOUT) -> SeaweedFS:
         )
     )
     config.chmod(0o600)
+    # The gateway's identities guard only the S3 port. The filer (and the volume servers
+    # behind it) answer on their own ports: without these JWT keys an unsigned
+    # `GET /buckets/<bucket>/<key>` on the filer read any run's file, and PUT and DELETE
+    # changed them (tests/security/test_scale_out_attacks.py, from a sandboxed script). With
+    # them, only requests signed by the server's own gateway pass. `weed` reads
+    # ./security.toml from its working directory.
+    security = directory / "security.toml"
+    security.write_text(
+        "".join(
+            f'[{section}]\nkey = "{secrets.token_hex(32)}"\nexpires_after_seconds = 10\n'
+            for section in (
+                "jwt.signing",
+                "jwt.signing.read",
+                "jwt.filer_signing",
+                "jwt.filer_signing.read",
+            )
+        )
+    )
+    security.chmod(0o600)
     command = [
         binary,
         "server",

@@ -1,0 +1,161 @@
+"""Attacks on what issue 11 added (run files in a bucket, workers with no shared disk, the
+chart pyramid, run lists at scale), against a real SeaweedFS (tests/seaweed.py), real workers
+in real bubblewrap and the real API. Attempts that found nothing stay here: they guard the door.
+
+The first attack is the one that found a hole: a submitted script shares the worker host's
+network (the sandbox keeps it so the script reaches the studio), and SeaweedFS serves far more
+than its S3 gateway on that network. Its filer answered `GET /buckets/<bucket>/<key>` with any
+run's file, listed the bucket and took PUT and DELETE, all without a key, while the gateway
+itself refused anonymous requests. tests/seaweed.py now starts SeaweedFS as a team must run
+it (README, "A team on several machines"): a security.toml whose JWT keys make the filer and
+volume servers refuse requests that are not signed by the gateway.
+"""
+
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from runs import sandbox, services
+from runs.models import Run
+from runs.sdk import Experiment, ScriptRunConfig, Workspace
+from runs.storage import storage_name
+from tests.conftest import use_s3_files
+from tests.processes import Workers, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BUCKET = "runstudio-test"
+
+
+def seaweed_ports(seaweedfs) -> dict[str, int]:
+    """The ports `weed server` was started with: s3, master, volume, filer."""
+    ports = {}
+    for arg in seaweedfs.process.args:
+        name, _, value = arg.lstrip("-").partition("=")
+        if name.endswith(".port") and value.isdigit():
+            ports[name.removesuffix(".port")] = int(value)
+    return ports
+
+
+BUCKET_ATTACK = r"""
+import json, os, sys, urllib.request, urllib.error
+t = json.loads(open("targets.json").read())
+
+def http(method, url, body=None, headers=None):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read(1 << 20)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(4096)
+
+def probe(name, method, url, body=None, headers=None):
+    try:
+        status, data = http(method, url, body, headers)
+    except BaseException as e:
+        print(f"PROBE {name}: unreachable ({type(e).__name__})", flush=True)
+        return
+    print(f"PROBE {name}: {status} {data[:300]!r}", flush=True)
+
+s3, filer = t["s3"], t["filer"]
+key = t["victim_key"]
+# The gateway, with no key and with a made-up one.
+probe("s3-anonymous-get", "GET", f"{s3}/{t['bucket']}/{key}")
+probe("s3-anonymous-list", "GET", f"{s3}/{t['bucket']}?list-type=2")
+probe("s3-made-up-key", "GET", f"{s3}/{t['bucket']}/{key}", headers={
+    "Authorization": "AWS4-HMAC-SHA256 Credential=runstudio-test/20260101/us-east-1/s3/"
+    "aws4_request, SignedHeaders=host, Signature=" + "0" * 64})
+# The filer: SeaweedFS keeps every bucket under /buckets/<name>/.
+probe("filer-get", "GET", f"{filer}/buckets/{t['bucket']}/{key}")
+probe("filer-list", "GET", f"{filer}/buckets/{t['bucket']}/{t['victim_dir']}/",
+      headers={"Accept": "application/json"})
+probe("filer-metadata", "GET", f"{filer}/buckets/{t['bucket']}/{key}?metadata=true",
+      headers={"Accept": "application/json"})
+probe("filer-appends", "GET", f"{filer}/buckets/{t['bucket']}/{t['victim_appends']}/",
+      headers={"Accept": "application/json"})
+probe("filer-put", "PUT", f"{filer}/buckets/{t['bucket']}/{t['planted_key']}", body=b"planted")
+probe("filer-delete", "DELETE", f"{filer}/buckets/{t['bucket']}/{key}")
+# The volume server holds the bytes by file id; the file ids come only from the filer.
+probe("volume-status", "GET", f"{t['volume']}/status")
+probe("master-status", "GET", f"{t['master']}/dir/status")
+leaked_env = sorted(k for k in os.environ if k.startswith("AWS_"))
+print("ENV " + json.dumps(leaked_env), flush=True)
+"""
+
+
+@pytest.fixture
+def bucket_worker(sdk_server, settings, seaweedfs, tmp_path):
+    """A sandboxed worker whose run files are in the bucket, with its own data directory."""
+    status = sandbox.sandbox_status()
+    assert status.isolated, f"this test needs a working bubblewrap: {status.reason}"
+    prefix = f"scale-attack/{os.getpid()}-{time.monotonic_ns()}"
+    use_s3_files(settings, seaweedfs, prefix)
+    (tmp_path / "worker-data").mkdir()
+    (tmp_path / "worker-logs").mkdir()
+    workers = Workers(sdk_server.url, tmp_path / "worker-data", tmp_path / "worker-logs")
+    workers.start("--queue-name", "local", **seaweedfs.env(f"s3://{BUCKET}/{prefix}"))
+    yield prefix, workers
+    workers.stop()
+
+
+def test_a_sandboxed_script_cannot_read_list_write_or_delete_run_files_through_seaweedfs(
+    sdk_server, bucket_worker, seaweedfs, make_run, cast, tmp_path
+):
+    prefix, workers = bucket_worker
+    victim = make_run(experiment="private")
+    services.run_file_write(run=victim, path="outputs/secret.txt", stream=[b"victim secret"])
+    services.run_file_write(run=victim, path="logs/out.txt", stream=[b"victim log"], append=True)
+    victim_key = f"{prefix}/{storage_name(victim, 'outputs/secret.txt')}"
+    ports = seaweed_ports(seaweedfs)
+    targets = {
+        "bucket": BUCKET,
+        "s3": seaweedfs.endpoint_url,
+        "filer": f"http://127.0.0.1:{ports['filer']}",
+        "volume": f"http://127.0.0.1:{ports['volume']}",
+        "master": f"http://127.0.0.1:{ports['master']}",
+        "victim_key": victim_key,
+        "victim_dir": victim_key.rsplit("/", 1)[0],
+        "victim_appends": f"{prefix}/.appends/{victim.run_id}",
+        "planted_key": f"{prefix}/{storage_name(victim, 'outputs/planted.txt')}",
+    }
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "attack.py").write_text(BUCKET_ATTACK)
+    (source / "targets.json").write_text(json.dumps(targets))
+    exp = Experiment(Workspace(sdk_server.workspace), "jobs")
+
+    submitted = exp.submit(ScriptRunConfig(source_directory=source, script="attack.py"))
+    run = wait_for(
+        lambda: (r := Run.objects.get(run_id=submitted.id)).is_terminal and r,
+        what="the attack run",
+        timeout=120,
+    )
+    log = b"".join(
+        cast.owner.client.get(
+            f"/api/v1/runs/{run.run_id}/files/logs/70_driver_log.txt"
+        ).streaming_content
+    ).decode()
+
+    assert run.status == "Completed", (run.error_message, log, workers.logs())
+    probes = dict(
+        line.removeprefix("PROBE ").split(": ", 1)
+        for line in log.splitlines()
+        if line.startswith("PROBE ")
+    )
+    assert len(probes) == 11, log
+    assert "victim" not in log  # no byte of the other run's files, nor its log's parts
+    for name in ("s3-anonymous-get", "s3-anonymous-list", "s3-made-up-key"):
+        assert probes[name].startswith(("400 ", "403 ")), (name, probes[name])
+    for name in ("filer-get", "filer-list", "filer-metadata", "filer-appends", "filer-put"):
+        assert probes[name].startswith(("401 ", "403 ")), (name, probes[name])
+    assert probes["filer-delete"].startswith(("401 ", "403 ")), probes["filer-delete"]
+    assert "ENV []" in log  # the worker's AWS_* keys are not in the script's environment
+    client = seaweedfs.client()
+    assert client.get_object(Bucket=BUCKET, Key=victim_key)["Body"].read() == b"victim secret"
+    planted = client.list_objects_v2(Bucket=BUCKET, Prefix=targets["planted_key"])
+    assert planted.get("KeyCount", 0) == 0
+    assert not any((Path(workers.data_dir)).rglob("*.txt"))
