@@ -13,7 +13,6 @@ volume servers refuse requests that are not signed by the gateway.
 
 import json
 import os
-import textwrap
 import time
 from pathlib import Path
 
