@@ -41,6 +41,9 @@ FILE_PATH_MAX_LENGTH = 1024
 FILE_PATH_SEGMENT_MAX_BYTES = 255  # one folder or file name, in UTF-8 (NAME_MAX)
 MAX_FILE_UPLOAD_BYTES = 1024 * 1024 * 1024
 MAX_FILE_READ_BYTES = 8 * 1024 * 1024
+# Parts of one appended file on object storage after which they are joined while the run goes
+# on: a read GETs each part it covers (docs/architecture.md, "Run files on S3").
+APPEND_PARTS_BEFORE_JOIN = 256
 
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1_000

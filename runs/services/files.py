@@ -291,6 +291,13 @@ def _place_object(name: str, run: Run, path: str, spooled: _Spooled, *, append: 
             start = record.size
             if key is not None:
                 RunFilePart.objects.create(file=record, start=start, size=spooled.size, key=key)
+                # A read GETs each part it covers, so a log printed a line a second would cost
+                # every page view hundreds of GETs by the hour: join them as they gather, not
+                # only when the run ends.
+                if record.parts.count() % limits.APPEND_PARTS_BEFORE_JOIN == 0:
+                    transaction.on_commit(
+                        partial(_queue_compaction, run.pk, later=False), robust=True
+                    )
             record.size = start + spooled.size
             record.updated_at = timezone.now()
             record.save(update_fields=["size", "updated_at"])
@@ -496,15 +503,19 @@ def on_run_ended(*, run: Run) -> None:
     transaction.on_commit(partial(_queue_compaction, run.pk), robust=True)
 
 
-def _queue_compaction(run_pk: int) -> None:
+def _queue_compaction(run_pk: int, *, later: bool = True) -> None:
+    """`later`: after a worker's own compaction of a run that ended; else (parts gathering
+    while the run goes on) at once."""
+    run_after = timezone.now() + (COMPACT_AFTER if later else timedelta(0))
     run_files_compact_task.using(
-        queue_name=settings.RUNSTUDIO_ALERTS_QUEUE, run_after=timezone.now() + COMPACT_AFTER
+        queue_name=settings.RUNSTUDIO_ALERTS_QUEUE, run_after=run_after
     ).enqueue(run_pk)
 
 
 @task
 def run_files_compact_task(run_pk: int) -> int:
-    """run_files_compact for a run that ended; 0 if it was deleted meanwhile."""
+    """run_files_compact for a run that ended or whose parts gathered; 0 if it was deleted
+    meanwhile."""
     run = Run.objects.filter(pk=run_pk).first()
     return 0 if run is None else run_files_compact(run=run)
 

@@ -158,3 +158,136 @@ def test_a_sandboxed_script_cannot_read_list_write_or_delete_run_files_through_s
     planted = client.list_objects_v2(Bucket=BUCKET, Prefix=targets["planted_key"])
     assert planted.get("KeyCount", 0) == 0
     assert not any((Path(workers.data_dir)).rglob("*.txt"))
+
+
+# --- Run files on S3: reads of many parts, edges of offsets, folders and races -------------
+
+
+@pytest.fixture
+def bucket(settings, seaweedfs, request):
+    """Run files in the test bucket under this test's own prefix; yields the prefix."""
+    prefix = f"scale-attack/{os.getpid()}-{time.monotonic_ns()}"
+    use_s3_files(settings, seaweedfs, prefix)
+    return prefix
+
+
+def test_a_log_of_many_tiny_appends_is_joined_while_the_run_goes_on(bucket, make_run, cast):
+    """A script printing a line a second leaves a part a second (3,600 an hour), and every
+    read read each part it covered with its own GET: a 64 KiB tail page of 74-byte parts was
+    800 GETs (1.2 s), its line count every part before it, and one 8 MiB API read of such a
+    log ~110,000 GETs, again on every request by any reader. The parts are now joined on the
+    app hosts' queue each time a file gathers APPEND_PARTS_BEFORE_JOIN of them."""
+    from django_tasks_db.models import DBTaskResult
+
+    from runs import limits
+    from runs.models import RunFilePart
+
+    run = make_run()
+    services.run_set_status(run=run, status="Running")
+    count = limits.APPEND_PARTS_BEFORE_JOIN + 3
+    lines = [b"line %05d of a script's output, printed once a second\n" % i for i in range(count)]
+    for line in lines:
+        services.run_file_write(run=run, path="logs/out.txt", stream=[line], append=True)
+
+    [queued] = DBTaskResult.objects.filter(task_path="runs.services.files.run_files_compact_task")
+    assert queued.queue_name == "_alerts"  # the app hosts' own queue
+    services.run_files_compact_task.call(*queued.args_kwargs["args"])
+
+    parts = RunFilePart.objects.filter(file__run=run, file__path="logs/out.txt")
+    assert parts.count() <= 4  # one joined object, and the appends that came after it
+    read = cast.reader.client.get(f"/api/v1/runs/{run.run_id}/files/logs/out.txt")
+    assert b"".join(read.streaming_content) == b"".join(lines)
+    services.run_file_write(run=run, path="logs/out.txt", stream=[b"one more\n"], append=True)
+    page = cast.reader.client.get(
+        f"/api/v1/runs/{run.run_id}/files/logs/out.txt", {"offset": 0, "length": 1 << 20}
+    )
+    assert page.content == b"".join(lines) + b"one more\n"
+    assert Run.objects.get(pk=run.pk).status == "Running"  # joining never ends the run
+
+
+def api_read(cast, run, path: str, **params):
+    return cast.reader.client.get(f"/api/v1/runs/{run.run_id}/files/{path}", params)
+
+
+@pytest.mark.parametrize(
+    ("offset", "length", "field"),
+    [
+        ("-1", "10", "offset"),
+        ("1e3", "10", "offset"),
+        ("0x10", "10", "offset"),
+        ("9" * 5000, "10", "offset"),  # past Python's int-from-text digit limit
+        ("0", "-1", "length"),
+        ("0", str(8 * 1024 * 1024 + 1), "length"),
+        ("0", "9" * 40, "length"),
+    ],
+)
+def test_offsets_and_lengths_out_of_range_on_the_bucket_are_a_400_naming_the_field(
+    bucket, cast, make_run, offset, length, field
+):
+    run = make_run()
+    services.run_file_write(run=run, path="logs/out.txt", stream=[b"abc\n"], append=True)
+    services.run_file_write(run=run, path="logs/out.txt", stream=[b"def\n"], append=True)
+
+    response = api_read(cast, run, "logs/out.txt", offset=offset, length=length)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("offset", "length", "body"),
+    [
+        (0, 0, b""),  # nothing asked, nothing read
+        (3, 2, b"\nd"),  # across the boundary of two parts
+        (4, 100, b"def\n"),  # exactly at a part's start
+        (8, 10, b""),  # at the end: a tail that is up to date
+        (9, 10, b""),  # past the end
+        (10**30, 10, b""),  # far past the end: no seek overflows
+    ],
+)
+def test_reads_at_the_edges_of_parts_and_past_the_end_answer_what_is_there(
+    bucket, cast, make_run, offset, length, body
+):
+    run = make_run()
+    services.run_file_write(run=run, path="logs/out.txt", stream=[b"abc\n"], append=True)
+    services.run_file_write(run=run, path="logs/out.txt", stream=[b"def\n"], append=True)
+
+    response = api_read(cast, run, "logs/out.txt", offset=offset, length=length)
+
+    assert response.status_code == 200, response.content
+    assert response.content == body
+    assert response["X-File-Size"] == "8"
+    assert response["X-Next-Offset"] == str(offset + len(body))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"offset": "-5"},
+        {"offset": str(10**30)},
+        {"offset": "9" * 5000},
+        {"before": str(10**30)},
+        {"before": "-1"},
+        {"tail": "1", "line": str(10**30)},
+        {"offset": "3", "line": str(10**30)},
+        {"find": "line", "from": str(10**30)},
+        {"find": "line", "from": "-3"},
+        {"find": "%" * 200},
+    ],
+)
+def test_the_file_viewer_on_the_bucket_takes_any_offset_without_a_5xx(
+    bucket, cast, make_run, client, query
+):
+    run = make_run()
+    for i in range(5):
+        services.run_file_write(
+            run=run, path="logs/out.txt", stream=[b"line %d\n" % i], append=True
+        )
+    client.force_login(cast.reader.user)
+    page = f"/w/lab/runs/{run.run_id}/"
+
+    viewer = client.get(page, {"tab": "outputs", "file": "logs/out.txt", **query})
+    fragment = client.get(page, {"fragment": "log", "file": "logs/out.txt", **query})
+
+    assert viewer.status_code == 200
+    assert fragment.status_code == 200
