@@ -164,12 +164,27 @@ class JoinedReader(io.RawIOBase):
         self._close_body()
         segment = self._segment_at(pos)
         first, last = pos - segment.start, segment.size - 1
+        client = _client()
         try:
-            response = _client().get_object(
+            response = client.get_object(
                 Bucket=_bucket(), Key=object_key(segment.name), Range=f"bytes={first}-{last}"
             )
-        except _client().exceptions.NoSuchKey:
+        except client.exceptions.NoSuchKey:
             raise FileNotFoundError(segment.name) from None
+        except client.exceptions.ClientError as exc:
+            # 416: the object is now shorter than this offset (replaced since the index was
+            # read) — as missing, never a 5xx.
+            if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+                raise
+            raise FileNotFoundError(segment.name) from None
+        # Each segment is a whole object of exactly its size (parts are never rewritten; the
+        # head is rewritten by a replace). Another size means the head was replaced after the
+        # index was read: its bytes are not this file's, so reading on would hand out the new
+        # body cut at the old size under the old file's name.
+        total = (response.get("ContentRange") or "").rpartition("/")[2]
+        if total.isdigit() and int(total) != segment.size:
+            response["Body"].close()
+            raise FileNotFoundError(f"{segment.name} was replaced meanwhile")
         self._body = response["Body"]
         self._body_pos = pos
         self._body_end = segment.start + segment.size

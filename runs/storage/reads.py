@@ -275,7 +275,18 @@ def run_files_zip(*, run: Run, files: Iterable[RunFile]) -> Iterator[bytes]:
                 source = _open_record(run, record, parts.get(record.pk, []))
                 head = source.peek(ZIP_SAMPLE_BYTES)  # a missing object is found here, early
             except FileNotFoundError:  # gone from storage, or a symlink: leave it out
-                continue
+                # On a bucket, maybe replaced since the rows above were read: once more from
+                # its row as it is now.
+                if not is_object_storage():
+                    continue
+                record = RunFile.objects.filter(pk=record.pk).first()
+                try:
+                    if record is None:
+                        continue
+                    source = _open_record(run, record)
+                    head = source.peek(ZIP_SAMPLE_BYTES)
+                except FileNotFoundError:
+                    continue
             stamp = timezone.localtime(record.updated_at).timetuple()[:6]
             info = zipfile.ZipInfo(record.path, date_time=max(stamp, (1980, 1, 1, 0, 0, 0)))
             info.compress_type = _zip_method(head[:ZIP_SAMPLE_BYTES])
