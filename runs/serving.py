@@ -145,6 +145,29 @@ def storage_mismatch() -> str | None:
 # --- static files ----------------------------------------------------------------------------
 
 
+def callback_warning(*, timeout: float = 3.0) -> str | None:
+    """What to fix when the URL a worker's scripts call back (RUNSTUDIO_SERVER_URL) does not
+    answer from this host: on a worker host without `--server-url` it is 127.0.0.1:8000, the
+    worker host itself, and every script that logs through the SDK fails with "connection
+    refused" long after the worker started. Any HTTP answer (a 4xx too) counts as reachable."""
+    import urllib.error
+    import urllib.request
+
+    url = settings.RUNSTUDIO_SERVER_URL.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return (
+            f"WARNING: scripts call the studio back at {url}, which does not answer from "
+            f"here ({reason}). Start the worker with --server-url set to the studio's address "
+            "(the one people use, RUNSTUDIO_PUBLIC_URL on the app hosts)."
+        )
+
+
 def static_fingerprint() -> str:
     """Names, sizes and modification times of every file collectstatic would collect, plus
     what decides how it collects them (Django's version, the storage)."""

@@ -212,7 +212,9 @@ def test_an_owner_gets_a_worker_key_and_a_contributor_is_told_no(
     status, out, err = cli("compute", "worker-key", "-w", "lab", "-c", "gpu-a")
 
     assert status == 0, err
-    assert out["worker_command"] == f"runstudio worker -w lab -c gpu-a --key {out['worker_key']}"
+    assert out["worker_command"] == (
+        f"runstudio worker -w lab -c gpu-a --key {out['worker_key']} --server-url {sdk_server.url}"
+    )
     assert selectors.compute_target_for_worker(workspace="lab", name="gpu-a", key=out["worker_key"])
     status, listed, _ = cli("compute", "list", "-w", "lab", "--query", "[].queue_name")
     assert sorted(listed) == sorted(["local", f"t{target.pk}"])

@@ -108,9 +108,14 @@ def worker_key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def worker_command(*, target: ComputeTarget, key: str = "<worker key>") -> str:
-    """The command that starts a worker for the target (shown with a freshly made key)."""
-    return f"runstudio worker -w {target.workspace.name} -c {target.name} --key {key}"
+def worker_command(
+    *, target: ComputeTarget, key: str = "<worker key>", server_url: str = ""
+) -> str:
+    """The command that starts a worker for the target (shown with a freshly made key). With
+    `server_url` (runs.links.studio_url) it names the studio its scripts call back: without
+    it, a worker on another host sends them to its own 127.0.0.1:8000."""
+    command = f"runstudio worker -w {target.workspace.name} -c {target.name} --key {key}"
+    return f"{command} --server-url {server_url}" if server_url else command
 
 
 def compute_target_for_worker(*, workspace: str, name: str, key: str) -> ComputeTarget:

@@ -8,7 +8,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from runs import selectors, services
+from runs import links, selectors, services
 from runs.errors import ServiceError
 from runs.models import Role
 from runs.views.common import load_workspace
@@ -16,8 +16,9 @@ from runs.views.common import load_workspace
 LIVE_INTERVAL_SECONDS = 5
 
 
-def _context(ws, membership) -> dict:
+def _context(ws, membership, request) -> dict:
     return {
+        "studio_url": links.studio_url(request),
         "workspace": ws,
         "membership": membership,
         "nav_section": "compute",
@@ -30,14 +31,14 @@ def _context(ws, membership) -> dict:
 @login_required
 def compute_page(request, workspace: str):
     ws, membership = load_workspace(request, workspace)
-    return render(request, "runs/compute.html", _context(ws, membership))
+    return render(request, "runs/compute.html", _context(ws, membership, request))
 
 
 @login_required
 def compute_live(request, workspace: str):
     """The refreshed part of the page: targets, workers, running and queued runs."""
     ws, membership = load_workspace(request, workspace)
-    return render(request, "runs/compute_live.html", _context(ws, membership))
+    return render(request, "runs/compute_live.html", _context(ws, membership, request))
 
 
 def _capacity(raw: str):
@@ -103,11 +104,13 @@ def target_worker_key(request, workspace: str, name: str):
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("runs:compute", ws.name)
-    context = _context(ws, membership)
+    context = _context(ws, membership, request)
     context["new_key"] = {
         "target": target.name,
         "key": key,
-        "command": selectors.worker_command(target=target, key=key),
+        "command": selectors.worker_command(
+            target=target, key=key, server_url=links.studio_url(request)
+        ),
     }
     response = render(request, "runs/compute.html", context)
     response["Cache-Control"] = "no-store"  # the key must not linger in a cache

@@ -133,7 +133,9 @@ def test_an_owner_makes_a_worker_key_and_sees_it_once_with_the_worker_command(
     key = panel.locator(".worker-key").inner_text().strip()
     assert key.startswith("rsw_")
     command = panel.locator(".worker-command").inner_text().strip()
-    assert command == f"runstudio worker -w lab -c gpu-cluster --key {key}"
+    assert command == (
+        f"runstudio worker -w lab -c gpu-cluster --key {key} --server-url {live_server.url}"
+    )
     assert selectors.compute_target_for_worker(workspace="lab", name="gpu-cluster", key=key)
     screenshot(page, "compute-worker-key")
     page.goto(f"{live_server.url}/w/lab/compute/")

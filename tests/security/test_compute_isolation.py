@@ -275,7 +275,9 @@ def test_only_an_owner_makes_a_worker_key(cast, role, expected):
         # Stored as its SHA-256 only; the answer says how to start a worker with it.
         assert target.worker_key_hash == hashlib.sha256(key.encode()).hexdigest()
         assert key not in target.worker_key_prefix + target.worker_key_hash
-        assert response.json()["worker_command"] == f"runstudio worker -w lab -c gpu-a --key {key}"
+        assert response.json()["worker_command"] == (
+            f"runstudio worker -w lab -c gpu-a --key {key} --server-url http://testserver"
+        )
     else:
         assert target.worker_key_hash == "" and "worker_key" not in response.json()
 

@@ -127,14 +127,14 @@ def compute_target_detail(request, workspace: str, name: str):
 )
 @api_view(["POST"])
 def compute_target_worker_key(request, workspace: str, name: str):
-    from runs import selectors, services
+    from runs import links, selectors, services
 
     ws, _ = workspace_for(
         user=request.user, name=workspace, role=Role.OWNER, what="making worker keys"
     )
     target = selectors.compute_target_get(workspace=ws, name=name)
     key = services.compute_target_worker_key_rotate(target=target)
-    command = selectors.worker_command(target=target, key=key)
+    command = selectors.worker_command(target=target, key=key, server_url=links.studio_url(request))
     return Response(
         ComputeTargetWorkerKeySerializer.render(target, key=key, command=command),
         status=status.HTTP_201_CREATED,

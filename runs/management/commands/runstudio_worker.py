@@ -139,6 +139,10 @@ class Command(db_worker.Command):
         isolated = self._sandbox(queue_name)
         if warning := serving.storage_mismatch():
             print(warning, flush=True)
+        if queue_name != settings.RUNSTUDIO_ALERTS_QUEUE:
+            print(f"scripts call back {settings.RUNSTUDIO_SERVER_URL}", flush=True)
+            if warning := serving.callback_warning():
+                print(warning, flush=True)
         services.worker_register(
             worker_id=worker_id, queue_name=queue_name, workspace=workspace, isolated=isolated
         )
