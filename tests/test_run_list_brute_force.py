@@ -287,3 +287,86 @@ def test_every_studio_page_lists_the_brute_force_runs_and_labels_an_estimate(
         page_number += 1
     assert got == want, (params, sort)
     assert run_pages.count_words(run_pages.RunCount(len(want), "eq")) == f"{len(want):,} runs"
+
+
+def expected_tree(known: list[Known], matches, sort: str) -> list[tuple[str, int]]:
+    """The list with child runs: matching runs whose parent does not match are the roots, in
+    the list's order; each is followed by its matching descendants, siblings in that order."""
+    rows = [k for k in known if matches(k)]
+    shown = {k.pk for k in rows}
+    order = {run_id: i for i, run_id in enumerate(expected(known, matches, sort))}
+    children: dict[int, list[Known]] = {}
+    for k in rows:
+        if k.parent in shown:
+            children.setdefault(k.parent, []).append(k)
+    out: list[tuple[str, int]] = []
+
+    def visit(k: Known, depth: int) -> None:
+        out.append((k.run_id, depth))
+        for child in sorted(children.get(k.pk, []), key=lambda c: order[c.run_id]):
+            visit(child, depth + 1)
+
+    for k in sorted((k for k in rows if k.parent not in shown), key=lambda k: order[k.run_id]):
+        visit(k, 0)
+    return out
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("search", "sort"), [(0, "-created"), (3, "-metrics.loss.max"), (9, "tags.rank")]
+)
+def test_the_studio_list_with_child_runs_is_the_brute_force_tree(population, search, sort):
+    client = Client()
+    client.force_login(population["reader"])
+    params, matches = SEARCHES[search]
+    want = expected_tree(population["known"], matches, sort)
+    roots = sum(depth == 0 for _, depth in want)
+    got, page_number = [], 1
+    while True:
+        query = {**params, "sort": sort, "top_level": "0", "page": page_number}
+        response = client.get("/w/lab/runs/", query)
+        assert response.status_code == 200
+        page = response.context["page"]
+        got += [(row[0].run_id, page.depths[row[0].pk]) for row in response.context["rows"]]
+        words = response.context["total_words"]
+        if roots <= limits.LIST_TOTAL_MAX:  # the pager counts the tree's roots
+            assert words == f"{roots:,} top-level runs"
+        else:
+            assert words.startswith(("about ", "more than ")), words
+        if not page.has_next:
+            break
+        page_number += 1
+    assert got == want, (params, sort)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("search", "sort"), [(0, "-metrics.acc.last"), (7, "properties.seed"), (10, "-tags.team")]
+)
+def test_the_csv_export_and_the_body_search_hold_exactly_the_brute_force_runs(
+    population, search, sort
+):
+    from rest_framework.test import APIClient
+
+    params, matches = SEARCHES[search]
+    known = population["known"]
+    browser = Client()
+    browser.force_login(population["reader"])
+    response = browser.get("/w/lab/runs.csv", {**params, "sort": sort})
+    assert response.status_code == 200
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0].split(",")[0] == "run_id"
+    top_level = expected(known, lambda k: k.parent is None and matches(k), sort)
+    assert [line.split(",")[0] for line in lines[1:]] == top_level
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {population['token']}")
+    got, cursor = [], None
+    while True:
+        body = {**params, "sort": sort, "limit": 333, **({"cursor": cursor} if cursor else {})}
+        page = api.post("/api/v1/workspaces/lab/runs/search", body, format="json").json()
+        got += [r["run_id"] for r in page["results"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert got == expected(known, matches, sort)
