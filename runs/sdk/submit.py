@@ -6,7 +6,8 @@
     run.wait_for_completion(show_output=True)
 
 The source directory is zipped (leaving out what ``.runstudioignore`` or ``.amlignore`` lists,
-gitignore-style, and always ``.git``, ``__pycache__``, ``.venv``, ``.runstudio``), refused
+gitignore-style, and always ``.git``, ``__pycache__``, ``.venv``, ``.runstudio``, and any
+studio data directory or credentials folder inside it: see ``private_folder``), refused
 before any upload when it is over ``SNAPSHOT_MAX_BYTES``, and sent with the run's
 configuration in one request; the server stores it as the run's ``snapshot/`` tree and queues
 the run on its compute target. Imports no Django.
@@ -31,6 +32,8 @@ from runs.sdk.client import Client, RunstudioError, quote_segment
 SNAPSHOT_MAX_BYTES = 300 * 1024 * 1024
 IGNORE_FILES = (".runstudioignore", ".amlignore")
 ALWAYS_IGNORED = (".git", "__pycache__", ".venv", ".runstudio", ".ipynb_checkpoints")
+# What marks a studio's data directory (studio/settings.py writes `secret_key` into it).
+DATA_DIR_MARKERS = ("db.sqlite3", "files", "static")
 
 
 class SnapshotTooLarge(RunstudioError):
@@ -186,6 +189,20 @@ class IgnoreRules:
         return verdict
 
 
+def private_folder(folder: Path) -> bool:
+    """A studio's data directory (its database, secret key and every workspace's run files)
+    or a credentials folder, which a snapshot must never carry: a run's snapshot is readable
+    by every reader of its workspace. The README's quick start serves from the folder a user
+    then submits (`./runstudio-data`), and a RUNSTUDIO_HOME may sit inside a project."""
+    if (folder / "secret_key").is_file() and any((folder / m).exists() for m in DATA_DIR_MARKERS):
+        return True
+    resolved = folder.resolve()
+    return any(
+        os.environ.get(name) and Path(os.environ[name]).expanduser().resolve() == resolved
+        for name in ("RUNSTUDIO_DATA_DIR", "RUNSTUDIO_HOME")
+    )
+
+
 def snapshot_files(source_directory: str | os.PathLike[str]) -> Iterator[tuple[Path, str]]:
     """(path, relative posix name) of every file the snapshot holds, in a stable order. An
     ignored folder is not entered (its files cannot be re-included, as in git)."""
@@ -200,7 +217,11 @@ def snapshot_files(source_directory: str | os.PathLike[str]) -> Iterator[tuple[P
         here = Path(folder)
         rel_here = here.relative_to(root).as_posix()
         rel_here = "" if rel_here == "." else rel_here + "/"
-        dirs[:] = sorted(d for d in dirs if not rules.ignored(rel_here + d, is_dir=True))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not rules.ignored(rel_here + d, is_dir=True) and not private_folder(here / d)
+        )
         for name in sorted(files):
             relative = rel_here + name
             path = here / name
