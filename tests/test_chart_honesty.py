@@ -398,3 +398,63 @@ def test_a_series_summarized_after_the_fact_charts_like_one_summarized_at_ingest
     points = points_of(older)
     for request in requests:
         check_chart(older, points, **request)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_logged_at_once_by_several_clients_keep_the_pyramid_equal_to_the_points(
+    make_run,
+):
+    """Four clients log into the same series at the same time (and start a new one together):
+    every point lands once, in a gapless seq order, and the pyramid merged block by block under
+    the series' lock is the one the points give."""
+    import threading
+
+    from django.db import connection
+
+    run = make_run()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            start.wait()
+            for _ in range(12):
+                size = rng.choice([1, 63, 64, 65, rng.randint(1, 700)])
+                values = random_values(rng, size)
+                metrics = [{"name": "loss", "values": values}]
+                if rng.random() < 0.5:
+                    metrics.append({"name": "acc", "values": values[::-1]})
+                services.run_log_batch(run=run, metrics=metrics)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for name in ("loss", "acc"):
+        series = MetricSeries.objects.get(run=run, name=name)
+        points = points_of(series)
+        assert [p[0] for p in points] == list(range(series.count))
+        stored = {
+            (s.level, s.bucket): (s.count, s.non_nan, s.min_value, s.max_value)
+            for s in MetricSummary.objects.filter(series=series)
+        }
+        want = {}
+        for level in range(1, summary.levels(series.count) + 1):
+            w = summary.width(level)
+            for bucket in range(-(-series.count // w)):
+                chunk = [p[2] for p in points[bucket * w : (bucket + 1) * w]]
+                real = [v for v in chunk if v is not None]
+                want[(level, bucket)] = (
+                    len(chunk), len(real), min(real, default=None), max(real, default=None)
+                )  # fmt: skip
+        assert stored == want, name
+        rng = random.Random(5)
+        for request in random_windows(rng, points, 10):
+            check_chart(series, points, **request)
