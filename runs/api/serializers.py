@@ -266,18 +266,19 @@ class RunSerializer(Shape):
 
 class RunPageSerializer(page_of(RunSerializer, "RunPageBaseSerializer")):
     # The pager's total (runs/selectors/run_pages.py run_count): counting every match would
-    # read them all on a million runs, so past LIST_TOTAL_MAX it is an estimate or a bound.
+    # read them all on a million runs, so past LIST_TOTAL_MAX it is a bound.
     count = serializers.IntegerField(
         help_text=f"How many runs match: exact up to {limits.LIST_TOTAL_MAX:,} "
-        "(LIST_TOTAL_MAX); past it PostgreSQL's planner estimate (`count_relation` `about`) "
-        f"or, on SQLite, {limits.LIST_TOTAL_MAX + 1:,} meaning at least that many (`gte`)."
+        f"(LIST_TOTAL_MAX); past it {limits.LIST_TOTAL_MAX + 1:,} meaning at least that many "
+        "(`gte`)."
     )
     count_is_estimate = serializers.BooleanField(
         help_text="True when `count` is not an exact count (`count_relation` is not `eq`)."
     )
     count_relation = serializers.ChoiceField(
         ["eq", "about", "gte"],
-        help_text="`eq`: exact; `about`: the database's estimate; `gte`: at least `count`.",
+        help_text="`eq`: exact; `gte`: at least `count`; `about` (an estimate) is not "
+        "answered any more.",
     )
 
 

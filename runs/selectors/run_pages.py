@@ -15,9 +15,9 @@ in WALK_MAX candidates), or the sort has no index to walk, or the match set is s
 set instead — one query, as selectors.run_sort does; IN subqueries narrow it from the
 (key, value, run) indexes.
 
-The total is exact up to LIST_TOTAL_MAX (a bounded COUNT); past it PostgreSQL answers its
-planner's estimate ("about 210,000") and SQLite, which has none, the bound ("more than
-1,000"). docs/architecture.md, "Run lists at a million runs", has the measurements.
+The total is exact up to LIST_TOTAL_MAX (a bounded COUNT); past it the bound ("more than
+1,000") — not PostgreSQL's planner estimate, whose statistics span every workspace.
+docs/architecture.md, "Run lists at a million runs", has the measurements.
 """
 
 import base64
@@ -110,8 +110,8 @@ class IdPage:
 
 @dataclass(frozen=True)
 class RunCount:
-    """How many runs match: `relation` "eq" (counted), "about" (PostgreSQL's planner estimate,
-    past LIST_TOTAL_MAX) or "gte" (at least `value`: SQLite past LIST_TOTAL_MAX)."""
+    """How many runs match: `relation` "eq" (counted) or "gte" (at least `value`, past
+    LIST_TOTAL_MAX). "about" (an estimate) is still understood but no longer answered."""
 
     value: int
     relation: str
@@ -126,8 +126,7 @@ class RunCount:
 
 
 def run_count(*, runs: RunSet, cap: int | None = None) -> RunCount:
-    """Exact up to `cap`; past it the planner's estimate on PostgreSQL (never below cap + 1)
-    or "at least cap + 1" elsewhere.
+    """Exact up to `cap`; past it "at least cap + 1".
 
     On SQLite, first the newest COUNT_SCAN runs of the workspace are counted up to cap + 1,
     one probe each (`probe`): a filter that one run in five passes is settled after ~5,000
@@ -146,9 +145,10 @@ def run_count(*, runs: RunSet, cap: int | None = None) -> RunCount:
         counted = runs.members.order_by()[: cap + 1].count()
     if counted <= cap:
         return RunCount(counted, "eq")
-    estimate = _planner_rows(runs.members)
-    if estimate is not None and estimate > cap + 1:
-        return RunCount(estimate, "about")
+    # Not PostgreSQL's planner estimate: its statistics are the whole table's, every
+    # workspace's, so "about N" for a filter moved with other workspaces' runs — planting
+    # LIST_TOTAL_MAX + 1 runs with a guessed tag told whether another workspace used it
+    # (tests/security/test_scale_out_attacks.py). A bound says only what was counted here.
     return RunCount(cap + 1, "gte")
 
 
@@ -171,14 +171,6 @@ def _newest_count(runs: RunSet, cap: int) -> tuple[int, bool]:
         )
         counted, total = cursor.fetchone()
     return counted, total < COUNT_SCAN
-
-
-def _planner_rows(runs: QuerySet[Run]) -> int | None:
-    """PostgreSQL's estimate of the rows a query returns (EXPLAIN, not run: milliseconds)."""
-    if connection.vendor != "postgresql":
-        return None
-    plan = json.loads(runs.order_by().values("pk").explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def count_number(count: RunCount | None) -> str:

@@ -509,3 +509,59 @@ def test_a_series_read_between_batches_always_shows_its_true_extremes(cast, make
         ys = [y for y in body["points"]["y"] if y is not None]
         assert body["count"] == len(stored)
         assert max(ys) == max(stored) and min(ys) == min(stored), batch
+
+
+# --- Run lists: the pager's total and searches that make the database work -----------------
+
+RUNS = "/api/v1/workspaces/lab/runs"
+
+
+def bulk_runs(workspace, experiment, count: int, tags: dict[str, str], prefix: str) -> None:
+    """`count` runs tagged `tags`, inserted in bulk (the list reads rows, however they came)."""
+    from runs.models import RunTag
+
+    made = Run.objects.bulk_create(
+        Run(run_id=f"{prefix}-{i}", workspace=workspace, experiment=experiment)
+        for i in range(count)
+    )
+    RunTag.objects.bulk_create(
+        RunTag(run=run, key=key, value=value) for run in made for key, value in tags.items()
+    )
+
+
+def analyze() -> None:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":  # estimates come from statistics
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE runs_run, runs_runtag, runs_metricseries")
+
+
+def test_the_pagers_estimate_says_nothing_about_other_workspaces_runs(cast, monkeypatch):
+    """Past LIST_TOTAL_MAX the total is PostgreSQL's planner estimate, and the planner's
+    statistics are the whole table's. A contributor plants LIST_TOTAL_MAX + 5 runs tagged
+    with a value they guess another workspace uses and reads the estimate: it answered
+    "about 3,000" for a workspace of 20 runs, because the other workspace had 3,000 such runs
+    — an oracle on tags it cannot see, and more runs than the workspace holds."""
+    from runs.models import Workspace
+
+    monkeypatch.setattr("runs.limits.LIST_TOTAL_MAX", 10)
+    lab = cast.workspace
+    elsewhere = Workspace.objects.get(name="elsewhere")
+    lab_exp, _ = services.experiment_get_or_create(workspace=lab, name="exp")
+    other_exp, _ = services.experiment_get_or_create(workspace=elsewhere, name="exp")
+    bulk_runs(lab, lab_exp, 15, {"project": "apollo"}, "lab-apollo")
+    bulk_runs(lab, lab_exp, 15, {"project": "zeus"}, "lab-zeus")
+    bulk_runs(elsewhere, other_exp, 3_000, {"project": "apollo"}, "hidden")
+    analyze()
+
+    guessed = cast.reader.client.get(RUNS, {"tag": "project=apollo"}).json()
+    control = cast.reader.client.get(RUNS, {"tag": "project=zeus"}).json()
+    everything = cast.reader.client.get(RUNS).json()
+
+    assert guessed["count_is_estimate"] and control["count_is_estimate"]
+    assert guessed["count"] <= 30 and everything["count"] <= 30  # never past the workspace
+    assert (guessed["count"], guessed["count_relation"]) == (
+        control["count"],
+        control["count_relation"],
+    )

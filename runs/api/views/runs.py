@@ -115,7 +115,7 @@ def run_create(request, workspace: str, experiment: str):
     operation_id="run_list",
     summary="List and filter a workspace's runs",
     description="Newest first, or by `sort`; keyset-paged (`cursor`), with the total "
-    "(`count`: exact up to LIST_TOTAL_MAX, then an estimate or a bound, `count_relation`). "
+    "(`count`: exact up to LIST_TOTAL_MAX, then a bound, `count_relation`). "
     "The filters are the studio run list's (runs.filters.RunFilter); repeated `status` values "
     "are ORed, repeated `tag` and `property` values ANDed.",
     tags=["runs"],
