@@ -9,6 +9,7 @@ changed since the last build (a fingerprint of names, sizes and times), then gun
 
 import contextlib
 import hashlib
+import io
 import os
 import pkgutil
 from collections.abc import Iterator
@@ -143,6 +144,31 @@ def storage_mismatch() -> str | None:
 
 
 # --- static files ----------------------------------------------------------------------------
+
+
+def bucket_warning() -> str | None:
+    """What to fix when run files are in a bucket this host cannot write: a bucket not made
+    yet, or keys without write access. Without this check `serve` started quietly and the
+    first upload was a 500 ("The server failed; the error is logged"). Writes and deletes one
+    probe object under the prefix; None when both work, or when run files are in a folder."""
+    import socket
+
+    from runs.storage import objects
+
+    if not objects.is_object_storage():
+        return None
+    name = f".probe/{socket.gethostname()}-{os.getpid()}"
+    try:
+        objects.object_put(name, io.BytesIO(b"ok"))
+        objects.object_delete([name])
+    except Exception as exc:  # noqa: BLE001 - any S3 or connection error means the same fix
+        url = os.environ.get("RUNSTUDIO_FILES_URL") or "the run-file bucket"
+        return (
+            f"WARNING: run files cannot be written to {url} ({exc}). Make the bucket and give "
+            "AWS_ACCESS_KEY_ID read, write and delete on it (AWS_ENDPOINT_URL names the "
+            "server); until then every file upload fails."
+        )
+    return None
 
 
 def callback_warning(*, timeout: float = 3.0) -> str | None:

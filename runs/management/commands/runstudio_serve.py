@@ -252,7 +252,7 @@ class Command(BaseCommand):
         if warning := serving.secret_key_warning():
             self.say(warning)
         serving.migrate_if_pending(say=self.say)
-        if warning := serving.storage_mismatch():
+        if warning := serving.bucket_warning() or serving.storage_mismatch():
             self.say(warning)
         if not settings.WHITENOISE_USE_FINDERS and serving.static_outdated():
             self.say("Building static files (once, and again only when they change)…")

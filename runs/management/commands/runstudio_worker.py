@@ -137,7 +137,7 @@ class Command(db_worker.Command):
         options["queue_name"] = queue_name
         worker_id = options["worker_id"] = options["worker_id"] or worker_id_for(queue_name)
         isolated = self._sandbox(queue_name)
-        if warning := serving.storage_mismatch():
+        if warning := serving.bucket_warning() or serving.storage_mismatch():
             print(warning, flush=True)
         if queue_name != settings.RUNSTUDIO_ALERTS_QUEUE:
             print(f"scripts call back {settings.RUNSTUDIO_SERVER_URL}", flush=True)
