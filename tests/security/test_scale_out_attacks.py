@@ -565,3 +565,134 @@ def test_the_pagers_estimate_says_nothing_about_other_workspaces_runs(cast, monk
         control["count"],
         control["count_relation"],
     )
+
+
+@pytest.fixture
+def walked_runs(make_run, monkeypatch):
+    """Runs whose `loss` max is every awkward float, and some without `loss`; small walking
+    windows so every page walks the sort order and the tail of missing values."""
+    from runs.selectors import run_pages
+
+    monkeypatch.setattr("runs.limits.LIST_TOTAL_MAX", 3)
+    monkeypatch.setattr(run_pages, "WALK_FIRST", 2)
+    monkeypatch.setattr(run_pages, "WALK_WINDOW_MAX", 4)
+    values = [float("inf"), float("-inf"), 1e308, -1e308, 0.0, -0.0, 5e-324, float("nan")]
+    made = []
+    for i, value in enumerate(values):
+        run = make_run(display_name=f"valued {i}", tags={"team": "a" if i % 2 else "b"})
+        services.run_log_batch(run=run, metrics=[{"name": "loss", "values": [value]}])
+        made.append(run)
+    for i in range(5):
+        made.append(make_run(display_name=f"missing {i}", tags={"team": "a" if i % 2 else "b"}))
+    return made
+
+
+def pages(cast, **params) -> list[str]:
+    """Every run id of the list, a page at a time through its cursors."""
+    seen, cursor = [], None
+    for _ in range(100):
+        query = {"page_size": 1, **params, **({"cursor": cursor} if cursor else {})}
+        response = cast.reader.client.get(RUNS, query)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        seen += [r["run_id"] for r in body["results"]]
+        cursor = body.get("next_cursor")
+        if not cursor:
+            return seen
+    raise AssertionError("the cursors never ended")
+
+
+@pytest.mark.parametrize("sort", ["-metrics.loss.max", "metrics.loss.max", "metrics.loss.min"])
+@pytest.mark.parametrize("tag", [None, "team=a"])
+def test_paging_by_a_metric_of_infinities_and_nans_lists_each_run_once(
+    cast, walked_runs, sort, tag
+):
+    params = {"sort": sort, **({"tag": tag} if tag else {})}
+    expected = {r.run_id for r in walked_runs if tag is None or r.tags.get(key="team").value == "a"}
+
+    listed = pages(cast, **params)
+
+    assert sorted(listed) == sorted(expected)  # each once: no cursor skips or repeats one
+
+
+def test_sorting_by_a_metric_no_run_has_lists_every_run_once_newest_first(cast, walked_runs):
+    listed = pages(cast, sort="-metrics.never_logged.max")
+    total = cast.reader.client.get(RUNS, {"sort": "-metrics.never_logged.max"}).json()
+
+    assert sorted(listed) == sorted(r.run_id for r in walked_runs)
+    assert (total["count"], total["count_relation"]) == (4, "gte")
+
+
+@pytest.mark.parametrize("sort", ["-metrics.loss.max", "metrics.never_logged.min", "tags.team"])
+def test_a_sorted_filtered_list_over_the_time_budget_is_a_400_not_a_5xx(
+    cast, make_run, settings, monkeypatch, sort
+):
+    """The walk of the sort order and the bounded count are more queries than the plain
+    list: each runs under the request's budget (the plain list's case is in test_no_5xx)."""
+    from runs.models import Run as RunModel
+    from runs.selectors import run_pages
+
+    monkeypatch.setattr(run_pages, "WALK_FIRST", 5)
+    for i in range(100):
+        run = make_run(display_name=f"run {i}", tags={"team": "vision"})
+        services.run_log_batch(run=run, metrics=[{"name": "loss", "values": [i * 0.1]}])
+    RunModel.objects.filter(display_name="run 0").update(description="a" * 1_000_000)
+    settings.QUERY_TIME_BUDGET_SECONDS = 1e-9
+
+    response = cast.reader.client.get(
+        RUNS,
+        {
+            "sort": sort,
+            "tag": "team=vision",
+            "q": "description LIKE '%x%y_z' OR tags.team LIKE 'v_s%'",
+        },
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "query_too_expensive"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params"),
+    [
+        ("post", "outputs/a", {"append": 1}),  # a folder, appended to
+        ("put", "outputs/a", {}),  # a folder, replaced by a file
+        ("post", "outputs/a/b.txt/c", {"append": 1}),  # a file, used as a folder
+        ("put", "outputs/a/b.txt/c", {}),
+        ("post", "outputs/a/", {"append": 1}),  # the folder with its slash
+        ("put", "outputs//a", {}),
+        ("put", "outputs/./a/b.txt", {}),
+    ],
+    # The files_backend fixture puts the test's name in the bucket prefix: no `./` in ids.
+    ids=[
+        "append-folder",
+        "put-folder",
+        "append-under-file",
+        "put-under-file",
+        "slash",
+        "double-slash",
+        "dot",
+    ],
+)
+def test_a_file_and_a_folder_never_share_a_name_on_either_backend(
+    files_backend, cast, make_run, method, path, params
+):
+    """On a bucket `runs/<id>/outputs/a` and `runs/<id>/outputs/a/b.txt` can both be keys;
+    the files folder cannot hold both. The index refuses what the folder would, so Download
+    all never holds a file and a folder of one name."""
+    from runs.models import RunFile
+
+    run = make_run()
+    services.run_file_write(run=run, path="outputs/a/b.txt", stream=[b"weights"])
+    url = f"/api/v1/runs/{run.run_id}/files/{path}"
+    if params:
+        url += "?append=1"
+
+    response = getattr(cast.contributor.client, method)(
+        url, data=b"x", content_type="application/octet-stream"
+    )
+
+    assert response.status_code in (400, 404, 409), response.content
+    assert list(RunFile.objects.filter(run=run).values_list("path", flat=True)) == [
+        "outputs/a/b.txt"
+    ]
