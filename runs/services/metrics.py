@@ -9,7 +9,7 @@ from functools import cache
 from itertools import chain
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -226,22 +226,44 @@ def run_log_batch(*, run: Run, metrics: Any, idempotency_key: str | None = None)
         )
     batches = _parse_batch(metrics)
     accepted = sum(len(b.values) for b in batches)
-    try:
-        with transaction.atomic():
-            status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
-            if status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED):
-                raise Conflict(
-                    f"Run {run.run_id} is {status}; it takes no more metrics.",
-                    code="run_canceled",
-                )
-            if idempotency_key:
-                MetricBatch.objects.create(run=run, key=idempotency_key, points=accepted)
-            _store_batches(run=run, batches=batches)
-    except IntegrityError:
-        if idempotency_key and MetricBatch.objects.filter(run=run, key=idempotency_key).exists():
-            return BatchResult(accepted=0, duplicate=True)
-        raise
-    return BatchResult(accepted=accepted, duplicate=False)
+    # Batches starting the same series at once can deadlock on PostgreSQL (one holds a series'
+    # row lock and waits for the other's insert of a new series, which waits for that lock):
+    # the server fails one of them, which is then stored again from the start, as a whole.
+    # Only a transaction of our own can be retried; inside a caller's, the error goes up.
+    attempts = 1 if connection.in_atomic_block else DEADLOCK_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():
+                status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).get()
+                if status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED):
+                    raise Conflict(
+                        f"Run {run.run_id} is {status}; it takes no more metrics.",
+                        code="run_canceled",
+                    )
+                if idempotency_key:
+                    MetricBatch.objects.create(run=run, key=idempotency_key, points=accepted)
+                _store_batches(run=run, batches=batches)
+        except IntegrityError:
+            if (
+                idempotency_key
+                and MetricBatch.objects.filter(run=run, key=idempotency_key).exists()
+            ):
+                return BatchResult(accepted=0, duplicate=True)
+            raise
+        except OperationalError as exc:
+            if attempt < attempts and _deadlocked(exc):
+                continue
+            raise
+        return BatchResult(accepted=accepted, duplicate=False)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+DEADLOCK_ATTEMPTS = 3
+
+
+def _deadlocked(exc: OperationalError) -> bool:
+    """PostgreSQL's deadlock_detected (SQLSTATE 40P01), which it resolves by failing us."""
+    return getattr(exc.__cause__, "sqlstate", None) == "40P01"
 
 
 def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
@@ -252,9 +274,11 @@ def _store_batches(*, run: Run, batches: list[_SeriesBatch]) -> None:
         return {s.name: s for s in series}
 
     existing = locked()
+    # In name order: two batches starting the same new series insert them in one order, so
+    # neither waits for a row the other inserted after one it waits for.
     new = [
         MetricSeries(run=run, name=b.name, kind=b.kind, steps_sorted=True, times_sorted=True)
-        for b in batches
+        for b in sorted(batches, key=lambda b: b.name)
         if b.name not in existing
     ]
     if new:

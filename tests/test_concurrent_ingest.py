@@ -1,0 +1,73 @@
+"""Batches that start the same series at the same time on PostgreSQL (MLflow's async logging
+sends them in parallel; so do the SDK's lanes and several processes of one job). SQLite lets one
+writer in at a time, so only PostgreSQL can interleave them."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from runs import services
+from runs.models import MetricKind, MetricPoint, MetricSeries
+
+pytestmark = pytest.mark.skipif(
+    "not __import__('os').environ.get('DATABASE_URL')", reason="PostgreSQL interleaves writers"
+)
+
+
+def _waiting_locks() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_meets_another_starting_its_series_in_the_other_order_is_stored(make_run):
+    """Another writer starts `loss`, then waits to start `acc`, which this batch started first
+    while waiting for `loss`: PostgreSQL breaks the deadlock by failing one of them. The batch
+    (the victim: it waited first) is stored all the same, not lost to a 500."""
+    run = make_run()
+    other_started = threading.Event()
+    other_error: list[BaseException] = []
+
+    def other_writer() -> None:
+        try:
+            with transaction.atomic():
+                MetricSeries.objects.bulk_create(
+                    [MetricSeries(run=run, name="loss", kind=MetricKind.SCALAR)],
+                    ignore_conflicts=True,
+                )
+                other_started.set()
+                deadline = time.monotonic() + 10
+                while _waiting_locks() == 0 and time.monotonic() < deadline:
+                    time.sleep(0.02)  # until the batch below waits for our `loss`
+                MetricSeries.objects.bulk_create(
+                    [MetricSeries(run=run, name="acc", kind=MetricKind.SCALAR)],
+                    ignore_conflicts=True,
+                )
+        except BaseException as exc:  # noqa: BLE001 - the other writer may be the victim
+            other_error.append(exc)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=other_writer)
+    other.start()
+    assert other_started.wait(10)
+    result = services.run_log_batch(
+        run=run,
+        metrics=[{"name": "acc", "values": [0.5, 0.6]}, {"name": "loss", "values": [1.0, 0.9]}],
+    )
+    other.join()
+
+    assert result.accepted == 4
+    stored = {
+        name: list(
+            MetricPoint.objects.filter(series__run=run, series__name=name)
+            .order_by("seq")
+            .values_list("value", flat=True)
+        )
+        for name in ("acc", "loss")
+    }
+    assert stored == {"acc": [0.5, 0.6], "loss": [1.0, 0.9]}
+    assert MetricSeries.objects.get(run=run, name="loss").count == 2
