@@ -57,3 +57,21 @@ def test_a_worker_with_keys_the_bucket_refuses_says_so(seaweedfs, tmp_path):
 
     said = done.stdout + done.stderr
     assert f"run files cannot be written to s3://runstudio-test/probe/{os.getpid()}" in said
+
+
+def test_an_upload_the_bucket_refuses_is_a_503_json_error_not_a_crash(
+    settings, seaweedfs, cast, make_run
+):
+    use_s3_files(settings, seaweedfs, f"probe/{os.getpid()}")
+    settings.STORAGES["default"]["OPTIONS"]["secret_key"] = "not-the-secret"
+    run = make_run()
+
+    response = cast.contributor.client.put(
+        f"/api/v1/runs/{run.run_id}/files/notes.txt",
+        data=b"hello",
+        content_type="application/octet-stream",
+    )
+
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "storage_unavailable"
+    assert "not-the-secret" not in response.content.decode()

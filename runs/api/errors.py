@@ -1,3 +1,6 @@
+import logging
+import sys
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import JsonResponse
@@ -6,6 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from runs.errors import ServiceError
+
+logger = logging.getLogger(__name__)
 
 
 def _first_field(detail, prefix: str = "") -> tuple[str | None, str]:
@@ -24,6 +29,15 @@ def exception_handler(exc, context):
         return Response({"error": exc.as_dict()}, status=exc.status)
     if isinstance(exc, RequestDataTooBig | TooManyFieldsSent):
         return Response({"error": _too_big()}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if _storage_error(exc):
+        # The bucket refused or did not answer (not made, keys without write, down): a 503
+        # the client may retry, not a crash; the host's start-up warning names the fix.
+        logger.error("run-file storage failed", exc_info=exc)
+        error = {
+            "code": "storage_unavailable",
+            "message": "The run-file storage did not take the request; the error is logged.",
+        }
+        return Response({"error": error}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -41,6 +55,13 @@ def exception_handler(exc, context):
         response.status_code = status.HTTP_401_UNAUTHORIZED
     response.data = {"error": error}
     return response
+
+
+def _storage_error(exc: BaseException) -> bool:
+    """An error of boto3 (the S3 run-file storage). Not imported when run files are in a
+    folder: then nothing can have raised one."""
+    botocore = sys.modules.get("botocore.exceptions")
+    return botocore is not None and isinstance(exc, botocore.BotoCoreError | botocore.ClientError)
 
 
 def _too_big() -> dict:

@@ -15,7 +15,8 @@ class AutoSchema(openapi.AutoSchema):
     parameter): 400 with a body or query parameters, 401 behind authentication, 403 for a change
     in a workspace or a run (a role can refuse it), 404 with a path parameter (not found, or not
     visible: the same answer) or behind authentication (a run-scoped token is an outsider
-    everywhere but its own run), 413 with a body (any body over REQUEST_BODY_MAX_BYTES).
+    everywhere but its own run), 413 with a body (any body over REQUEST_BODY_MAX_BYTES), 503
+    on a run's operations and submits (the run-file bucket refused, runs/api/errors.py).
     `responses={403: None}` leaves an inferred one out."""
 
     def _get_response_bodies(self, direction="response"):
@@ -54,6 +55,10 @@ class AutoSchema(openapi.AutoSchema):
             codes.append(404)
         if body:
             codes.append(413)
+        # Run files live in a bucket on a team setup: what reads or writes them (a run's
+        # files, its deletion, a submitted snapshot) answers 503 when the bucket refuses.
+        if "run_id" in path_parameters or self.path.endswith("/submit"):
+            codes.append(503)
         return errors(*codes)
 
 

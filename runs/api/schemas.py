@@ -37,6 +37,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with the current state.",
     411: "No Content-Length, and the server could not decode a chunked body: nothing stored.",
     413: "The body is over the limit.",
+    503: "The run-file storage (the bucket) refused or did not answer; retry later.",
 }
 
 
