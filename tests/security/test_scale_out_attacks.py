@@ -83,6 +83,16 @@ probe("volume-status", "GET", f"{t['volume']}/status")
 probe("master-status", "GET", f"{t['master']}/dir/status")
 leaked_env = sorted(k for k in os.environ if k.startswith("AWS_"))
 print("ENV " + json.dumps(leaked_env), flush=True)
+# The worker holds the bucket's keys in its environment: any process's environ that shows one.
+found = []
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                found += [v for v in f.read().split(b"\0") if v.startswith(b"AWS_")]
+        except OSError:
+            pass
+print("PROC " + json.dumps(len(found)), flush=True)
 """
 
 
@@ -153,6 +163,8 @@ def test_a_sandboxed_script_cannot_read_list_write_or_delete_run_files_through_s
         assert probes[name].startswith(("401 ", "403 ")), (name, probes[name])
     assert probes["filer-delete"].startswith(("401 ", "403 ")), probes["filer-delete"]
     assert "ENV []" in log  # the worker's AWS_* keys are not in the script's environment
+    assert "PROC 0" in log  # nor in any process it can see
+    assert seaweedfs.secret_key not in log
     client = seaweedfs.client()
     assert client.get_object(Bucket=BUCKET, Key=victim_key)["Body"].read() == b"victim secret"
     planted = client.list_objects_v2(Bucket=BUCKET, Prefix=targets["planted_key"])
