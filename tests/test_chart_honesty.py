@@ -458,3 +458,38 @@ def test_batches_logged_at_once_by_several_clients_keep_the_pyramid_equal_to_the
         rng = random.Random(5)
         for request in random_windows(rng, points, 10):
             check_chart(series, points, **request)
+
+
+@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 511, 512, 513, 4_096, 4_097, 33_000])
+def test_backfilling_a_series_of_any_length_gives_the_pyramid_and_flags_ingest_gives(make_run, n):
+    """Around every block edge: the same points logged twice, one series then stripped to what
+    a database from before the pyramid holds and summarized after the fact."""
+    rng = random.Random(n)
+    values = random_values(rng, n)
+    monotone = n % 2 == 1
+    steps = random_steps(rng, n, monotone=monotone)
+    times = random_times(rng, n, monotone=monotone)
+    built = log_randomly(random.Random(1), make_run(), "loss", values, steps, times)
+    older = log_randomly(random.Random(2), make_run(), "loss", values, steps, times)
+    MetricSummary.objects.filter(series=older).delete()
+    MetricSeries.objects.filter(pk=older.pk).update(
+        steps_sorted=None, times_sorted=None, last_time=None
+    )
+
+    assert services.series_summarize() == 1
+
+    older.refresh_from_db()
+
+    def blocks(series):
+        return sorted(
+            MetricSummary.objects.filter(series=series).values_list(
+                "level", "bucket", "count", "non_nan", "min_value", "max_value"
+            )
+        )
+
+    assert blocks(older) == blocks(built)
+    flags = ("steps_sorted", "times_sorted", "last_time")
+    assert [getattr(older, f) for f in flags] == [getattr(built, f) for f in flags]
+    points = points_of(older)
+    for request in random_windows(rng, points, 6):
+        check_chart(older, points, **request)
