@@ -708,3 +708,28 @@ def test_a_file_and_a_folder_never_share_a_name_on_either_backend(
     assert list(RunFile.objects.filter(run=run).values_list("path", flat=True)) == [
         "outputs/a/b.txt"
     ]
+
+
+def test_names_that_differ_only_in_unicode_form_are_one_file_on_either_backend(
+    files_backend, cast, make_run
+):
+    import unicodedata
+
+    run = make_run()
+    nfd = unicodedata.normalize("NFD", "outputs/résumé.txt")
+    nfc = unicodedata.normalize("NFC", "outputs/résumé.txt")
+    assert nfd != nfc
+    base = f"/api/v1/runs/{run.run_id}/files/"
+
+    first = cast.contributor.client.put(
+        base + nfd, data=b"decomposed", content_type="application/octet-stream"
+    )
+    second = cast.contributor.client.post(
+        base + nfc + "?append=1", data=b" then composed", content_type="application/octet-stream"
+    )
+    listed = cast.reader.client.get(f"/api/v1/runs/{run.run_id}/files").json()["files"]
+    read = cast.reader.client.get(base + nfd)
+
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert [f["path"] for f in listed] == [nfc]
+    assert b"".join(read.streaming_content) == b"decomposed then composed"
