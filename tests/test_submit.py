@@ -251,3 +251,19 @@ def test_a_canceled_interactive_run_refuses_later_logging_loudly(sdk_server, cap
     assert "Canceled" in err and "takes no more metrics" in err
     assert err.count("takes no more metrics") == 1  # warned once, not per point
     assert again.get_metrics()["loss"] == [1.0]
+
+
+def test_a_submit_to_a_target_no_worker_serves_says_so_in_one_line(sdk_server, tmp_path, capfd):
+    from runs import services
+
+    (tmp_path / "train.py").write_text("print(1)\n")
+    exp = Experiment(Workspace(sdk_server.workspace), "exp")
+
+    exp.submit(ScriptRunConfig(source_directory=tmp_path, script="train.py"))
+    said = capfd.readouterr().err
+    assert "no worker serves compute target 'local' now; the run waits Queued" in said
+    assert "--local-workers 0" in said
+
+    services.worker_register(worker_id="w-1", queue_name="local")
+    exp.submit(ScriptRunConfig(source_directory=tmp_path, script="train.py"))
+    assert "no worker serves" not in capfd.readouterr().err

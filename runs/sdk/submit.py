@@ -270,13 +270,40 @@ def submit(
     if parent_run_id:
         body["parent_run_id"] = parent_run_id
     with pack_snapshot(config.source_directory) as archive:
-        return client.call(
+        details = client.call(
             "POST",
             f"/workspaces/{quote_segment(workspace)}/experiments/{quote_segment(experiment)}"
             "/submit",
             data={"config": json.dumps(body)},  # type: ignore[arg-type]
             files={"snapshot": ("snapshot.zip", archive, "application/zip")},
         )
+    _say_if_unserved(client, workspace=workspace, target=config.target)
+    return details
+
+
+def _say_if_unserved(client: Client, *, workspace: str, target: str) -> None:
+    """One line on stderr when no worker serves the target now: the run would wait Queued
+    with nothing said (a team's app hosts run `serve --local-workers 0`, so `local`, the
+    default target, has no worker there). Best effort: any error here says nothing."""
+    from runs.sdk.spool import say
+
+    try:
+        found = client.get(
+            f"/workspaces/{quote_segment(workspace)}/compute/{quote_segment(target)}"
+        )
+    except RunstudioError:
+        return
+    if any(worker.get("alive") for worker in found.get("workers") or ()):
+        return
+    how = (
+        "`runstudio serve` starts them, unless run with --local-workers 0"
+        if target == "local"
+        else f"start one: runstudio worker -w {workspace} -c {target} --key … --server-url …"
+    )
+    say(
+        f"no worker serves compute target {target!r} now; the run waits Queued until one "
+        f"starts ({how})."
+    )
 
 
 @dataclass(frozen=True)
