@@ -121,7 +121,7 @@ def _parse_batch(metrics: Any) -> list[_SeriesBatch]:
                         max_bytes=limits.MAX_ENTRY_JSON_BYTES,
                     )
         steps_have_none = _check_steps(steps, field=f"{field}.steps")
-        times_have_none = _check_times(times, field=f"{field}.times")
+        times, times_have_none = _check_times(times, field=f"{field}.times")
         parsed.append(
             _SeriesBatch(
                 name, kind, steps, values, times, has_nan, steps_have_none, times_have_none
@@ -155,19 +155,27 @@ def _column(item: dict, key: str, length: int, field: str) -> list | None:
 
 
 _NUMBER_TYPES = frozenset({float, int})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _all_finite_numbers(column: list) -> bool:
-    """True when every entry is a finite float or int: C-speed passes (map, set), no Python
-    loop, since this runs for every point of every batch."""
-    if not set(map(type, column)) <= _NUMBER_TYPES:
+    """True when every entry is a finite float or an int a database driver can send as one:
+    C-speed passes (map, set, min, max), no Python loop, since this runs for every point of
+    every batch."""
+    types = set(map(type, column))
+    if not types <= _NUMBER_TYPES:
         return False
     try:
         # A finite sum (C's float loop, ~3× cheaper than a call a value) means no NaN or ±inf;
         # an overflowing one proves nothing, so the values are then checked one by one.
-        return math.isfinite(sum(column)) or all(map(math.isfinite, column))
+        if not (math.isfinite(sum(column)) or all(map(math.isfinite, column))):
+            return False
     except OverflowError:  # an int beyond a float's range
         return False
+    # An int past 64 bits fits the float column but not the 64-bit integer SQLite's driver
+    # makes of a Python int (OverflowError, a 500): such a column takes the path that stores
+    # floats.
+    return int not in types or _INT64_MIN <= min(column) and max(column) <= _INT64_MAX
 
 
 def _scalar_values(values: list, *, field: str) -> tuple[list, bool]:
@@ -203,10 +211,12 @@ def _check_steps(steps: list | None, *, field: str) -> bool:
     return None in steps
 
 
-def _check_times(times: list | None, *, field: str) -> bool:
-    """Refuses a time that is not seconds since the epoch; True if some time is None."""
+def _check_times(times: list | None, *, field: str) -> tuple[list | None, bool]:
+    """Refuses a time that is not seconds since the epoch; the times to store (whole numbers
+    as floats, off the common path) and whether some time is None."""
     if times is None or _all_finite_numbers(times):
-        return False
+        return times, False
+    out = []
     for j, t in enumerate(times):
         if not (type(t) is float or type(t) is int or t is None) or (
             # Not math.isfinite: it raises on an int beyond a float's range. NaN fails too.
@@ -215,7 +225,8 @@ def _check_times(times: list | None, *, field: str) -> bool:
             raise InvalidInput(
                 f"{field}[{j}]: a time must be seconds since the epoch.", field=f"{field}[{j}]"
             )
-    return None in times
+        out.append(float(t) if type(t) is int else t)
+    return out, None in out
 
 
 def run_log_batch(*, run: Run, metrics: Any, idempotency_key: str | None = None) -> BatchResult:
