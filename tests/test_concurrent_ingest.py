@@ -71,3 +71,60 @@ def test_a_batch_that_meets_another_starting_its_series_in_the_other_order_is_st
     }
     assert stored == {"acc": [0.5, 0.6], "loss": [1.0, 0.9]}
     assert MetricSeries.objects.get(run=run, name="loss").count == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_backfilling_while_a_client_logs_into_the_same_series_leaves_a_whole_pyramid(make_run):
+    """`metrics_summarize` on a live database: a client keeps logging into an older series
+    (points, no pyramid) while it is summarized; afterwards the pyramid is the points'."""
+    import random
+
+    from runs import summary
+    from runs.models import MetricSummary
+
+    run = make_run()
+    rng = random.Random(3)
+    services.run_log_batch(
+        run=run, metrics=[{"name": "loss", "values": [rng.random() for _ in range(20_000)]}]
+    )
+    MetricSummary.objects.all().delete()
+    MetricSeries.objects.filter(run=run).update(steps_sorted=None, times_sorted=None)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            while not done.is_set():
+                size = rng.choice([1, 64, 100, 3_000])
+                values = [rng.random() for _ in range(size)]
+                services.run_log_batch(run=run, metrics=[{"name": "loss", "values": values}])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    logger = threading.Thread(target=client)
+    logger.start()
+    time.sleep(0.2)
+    assert services.series_summarize() == 1
+    time.sleep(0.2)  # and a few batches onto the new pyramid
+    done.set()
+    logger.join()
+    assert not errors, errors
+
+    series = MetricSeries.objects.get(run=run, name="loss")
+    values = list(
+        MetricPoint.objects.filter(series=series).order_by("seq").values_list("value", flat=True)
+    )
+    assert len(values) == series.count > 20_000
+    stored = {
+        (s.level, s.bucket): (s.count, s.non_nan, s.min_value, s.max_value)
+        for s in MetricSummary.objects.filter(series=series)
+    }
+    want = {}
+    for level in range(1, summary.levels(series.count) + 1):
+        w = summary.width(level)
+        for bucket in range(-(-series.count // w)):
+            chunk = values[bucket * w : (bucket + 1) * w]
+            want[(level, bucket)] = (len(chunk), len(chunk), min(chunk), max(chunk))
+    assert stored == want
