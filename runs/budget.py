@@ -42,8 +42,11 @@ def _interrupted(exc: OperationalError) -> bool:
 
 
 @contextmanager
-def query_budget(seconds: float | None = None) -> Iterator[None]:
-    """Run the block's queries under the budget; a query past it raises `too_expensive()`."""
+def query_budget(
+    seconds: float | None = None, *, refusal: InvalidInput | None = None
+) -> Iterator[None]:
+    """Run the block's queries under the budget; a query past it raises `too_expensive()`, or
+    `refusal` when given (a chart's window names its own field, not `q`)."""
     seconds = budget_seconds() if seconds is None else seconds
     try:
         if connection.vendor == "sqlite":
@@ -65,5 +68,5 @@ def query_budget(seconds: float | None = None) -> Iterator[None]:
             yield
     except OperationalError as exc:
         if _interrupted(exc):
-            raise too_expensive(seconds) from None
+            raise (refusal or too_expensive(seconds)) from None
         raise
