@@ -74,6 +74,16 @@ def test_login_with_a_wrong_password_fails_on_stderr(cli, sdk_server, monkeypatc
     assert "Wrong username or password" in err
 
 
+def test_login_reads_the_password_from_stdin_as_user_create_does(cli, sdk_server, monkeypatch):
+    import io
+
+    monkeypatch.setenv("RUNSTUDIO_PASSWORD", "wrong")  # the flag wins over the variable
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    status, out, err = cli("login", "--url", sdk_server.url, "-u", "carl", "--password-stdin")
+    assert status == 0, err
+    assert out["username"] == "carl" and PASSWORD not in json.dumps(out)
+
+
 def test_workspace_create_and_list(signed_in, cli):
     status, created, _ = cli("workspace", "create", "cli-made")
     assert status == 0 and created["name"] == "cli-made" and created["role"] == "owner"

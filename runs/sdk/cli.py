@@ -140,6 +140,8 @@ def cmd_login(args: argparse.Namespace) -> Any:
         raise UsageError("login needs --url (e.g. --url http://127.0.0.1:8000)")
     url = config.normalize_url(url)
     password = args.password or os.environ.get("RUNSTUDIO_PASSWORD")
+    if args.password_stdin:  # as `runstudio user create --password-stdin`: a script's way
+        password = sys.stdin.readline().rstrip("\n")
     if password is None:
         password = getpass.getpass(f"Password for {args.username} at {url}: ")
     name = args.token_name or f"runstudio-cli@{socket.gethostname()}"
@@ -686,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     login = commands.add_parser("login", parents=[plain], help="get and store an API token")
     login.add_argument("-u", "--username", required=True)
     login.add_argument("-p", "--password", help="default: $RUNSTUDIO_PASSWORD, else a prompt")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     login.add_argument("--token-name", help="label of the token on the server")
     login.set_defaults(func=cmd_login)
 
