@@ -131,6 +131,17 @@ def test_serve_says_it_serves_only_when_it_answers_then_restarts_without_redoing
     assert "Building static files" not in second
 
 
+def test_an_app_host_with_a_public_url_tells_people_to_sign_in_there(data_dir):
+    server = Serve(data_dir, RUNSTUDIO_PUBLIC_URL="https://runstudio.example")
+    try:
+        said = server.until_serving()
+    finally:
+        server.stop()
+    assert f"Runstudio is serving at {server.url}/" in said  # this host itself
+    assert "sign in         https://runstudio.example/accounts/login/" in said
+    assert "runstudio login --url https://runstudio.example " in said
+
+
 def test_static_files_are_served_with_hashed_names_cached_for_good(data_dir):
     server = Serve(data_dir)
     try:

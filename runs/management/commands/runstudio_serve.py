@@ -291,6 +291,8 @@ class Command(BaseCommand):
                 f"{settings.RUNSTUDIO_ALERTS_QUEUE!r}, in this process."
             )
         lines.append("Next:")
+        # People and the CLI use the team's address (behind a balancer), not this host's port.
+        url = settings.PUBLIC_URL or url
         if not has_user:
             lines.append("  create a user   runstudio user create --username alice --superuser")
         sign_in = f"  sign in         {url}/accounts/login/"
