@@ -89,3 +89,14 @@ def test_a_worker_whose_callback_address_does_not_answer_says_so_at_start(
     said = _worker_output(tmp_path, live_server.url, key["worker_key"])
     assert f"scripts call back {live_server.url}" in said
     assert "WARNING" not in said
+
+
+def test_the_compute_page_says_why_local_may_have_no_worker(cast):
+    from django.test import Client
+
+    page = Client()
+    page.force_login(cast.contributor.user)
+
+    live = page.get("/w/lab/compute/live/").content.decode()
+
+    assert "unless started with <code>--local-workers 0</code>" in live
