@@ -44,6 +44,7 @@ MAX_FILE_READ_BYTES = 8 * 1024 * 1024
 # Parts of one appended file on object storage after which they are joined while the run goes
 # on: a read GETs each part it covers (docs/architecture.md, "Run files on S3").
 APPEND_PARTS_BEFORE_JOIN = 256
+APPEND_JOINED_PART_BYTES = 1024 * 1024  # parts this big are left alone by those joins
 
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1_000

@@ -40,6 +40,8 @@ from runs.services.files import (
     run_files_compact_task,
     run_files_delete,
     run_files_delete_all,
+    run_files_join_tails,
+    run_files_join_tails_task,
     run_files_place_tree,
     tree_staged,
 )
@@ -133,6 +135,8 @@ __all__ = [
     "run_files_compact_task",
     "run_files_delete",
     "run_files_delete_all",
+    "run_files_join_tails",
+    "run_files_join_tails_task",
     "run_files_place_tree",
     "tree_staged",
     # metrics

@@ -295,9 +295,7 @@ def _place_object(name: str, run: Run, path: str, spooled: _Spooled, *, append: 
                 # every page view hundreds of GETs by the hour: join them as they gather, not
                 # only when the run ends.
                 if record.parts.count() % limits.APPEND_PARTS_BEFORE_JOIN == 0:
-                    transaction.on_commit(
-                        partial(_queue_compaction, run.pk, later=False), robust=True
-                    )
+                    transaction.on_commit(partial(_queue_tail_join, run.pk), robust=True)
             record.size = start + spooled.size
             record.updated_at = timezone.now()
             record.save(update_fields=["size", "updated_at"])
@@ -503,19 +501,65 @@ def on_run_ended(*, run: Run) -> None:
     transaction.on_commit(partial(_queue_compaction, run.pk), robust=True)
 
 
-def _queue_compaction(run_pk: int, *, later: bool = True) -> None:
-    """`later`: after a worker's own compaction of a run that ended; else (parts gathering
-    while the run goes on) at once."""
-    run_after = timezone.now() + (COMPACT_AFTER if later else timedelta(0))
+def _queue_compaction(run_pk: int) -> None:
     run_files_compact_task.using(
-        queue_name=settings.RUNSTUDIO_ALERTS_QUEUE, run_after=run_after
+        queue_name=settings.RUNSTUDIO_ALERTS_QUEUE, run_after=timezone.now() + COMPACT_AFTER
     ).enqueue(run_pk)
+
+
+def _queue_tail_join(run_pk: int) -> None:
+    run_files_join_tails_task.using(queue_name=settings.RUNSTUDIO_ALERTS_QUEUE).enqueue(run_pk)
+
+
+@task
+def run_files_join_tails_task(run_pk: int) -> int:
+    """run_files_join_tails for a run whose parts gathered; 0 if it was deleted meanwhile."""
+    run = Run.objects.filter(pk=run_pk).first()
+    return 0 if run is None else run_files_join_tails(run=run)
+
+
+def run_files_join_tails(*, run: Run) -> int:
+    """While a run goes on: joins each file's trailing parts smaller than
+    limits.APPEND_JOINED_PART_BYTES into one part, leaving the file's head and its bigger
+    parts as they are, so a join costs about what was appended since the last one (joining
+    the whole file each time would copy a 1 GiB log every 256 appends). A file ends as parts of
+    at least that size and a small tail; the run's end joins it all (run_files_compact).
+    Returns how many files were joined."""
+    if not objects.is_object_storage():
+        return 0
+    joined = 0
+    for record in RunFile.objects.filter(run=run, parts__isnull=False).distinct():
+        parts = list(record.parts.order_by("start"))
+        tail: list[RunFilePart] = []
+        for part in reversed(parts):
+            if part.size >= limits.APPEND_JOINED_PART_BYTES:
+                break
+            tail.insert(0, part)
+        if len(tail) < 2:
+            continue
+        base = tail[0].start
+        # Re-based to 0: the joined object holds these bytes from its own start.
+        segments = [objects.Segment(p.key, p.start - base, p.size) for p in tail]
+        size = sum(p.size for p in tail)
+        key = objects.part_name(run.run_id)
+        objects.segments_join(segments, key)
+        with transaction.atomic():
+            locked = RunFile.objects.select_for_update().filter(pk=record.pk).first()
+            ids = [p.pk for p in tail]
+            if locked is None or RunFilePart.objects.filter(pk__in=ids).count() != len(ids):
+                stale = [key]  # replaced or joined meanwhile: this join is dropped
+            else:
+                RunFilePart.objects.filter(pk__in=ids).delete()
+                RunFilePart.objects.create(file=locked, start=base, size=size, key=key)
+                stale = [p.key for p in tail]
+                joined += 1
+        objects.object_delete(stale)
+    return joined
 
 
 @task
 def run_files_compact_task(run_pk: int) -> int:
-    """run_files_compact for a run that ended or whose parts gathered; 0 if it was deleted
-    meanwhile."""
+    """run_files_compact for a run that ended; 0 if it was deleted meanwhile."""
     run = Run.objects.filter(pk=run_pk).first()
     return 0 if run is None else run_files_compact(run=run)
 

@@ -201,9 +201,11 @@ def test_a_log_of_many_tiny_appends_is_joined_while_the_run_goes_on(bucket, make
     for line in lines:
         services.run_file_write(run=run, path="logs/out.txt", stream=[line], append=True)
 
-    [queued] = DBTaskResult.objects.filter(task_path="runs.services.files.run_files_compact_task")
+    [queued] = DBTaskResult.objects.filter(
+        task_path="runs.services.files.run_files_join_tails_task"
+    )
     assert queued.queue_name == "_alerts"  # the app hosts' own queue
-    services.run_files_compact_task.call(*queued.args_kwargs["args"])
+    assert services.run_files_join_tails_task.call(*queued.args_kwargs["args"]) == 1
 
     parts = RunFilePart.objects.filter(file__run=run, file__path="logs/out.txt")
     assert parts.count() <= 4  # one joined object, and the appends that came after it
@@ -763,3 +765,41 @@ def test_a_window_of_a_series_whose_steps_go_back_runs_under_the_budget(
     assert studio.status_code == 400 and studio.json()["error"]["field"] == "x_max"
     assert in_order.status_code == 200 and in_order.json()["in_range"] == 4_991
     assert whole.status_code == 200 and whole.json()["in_range"] == 100_000
+
+
+def test_a_join_while_the_run_goes_on_leaves_big_parts_and_the_head_alone(bucket, make_run, cast):
+    """Joining the whole file each time would copy a 1 GiB log every 256 appends; only the
+    small parts at the end are joined, so a join costs about what was appended since."""
+    from runs import limits
+    from runs.models import RunFilePart
+
+    run = make_run()
+    services.run_set_status(run=run, status="Running")
+    head = b"h" * 1000
+    big = os.urandom(limits.APPEND_JOINED_PART_BYTES)
+    services.run_file_write(run=run, path="logs/out.txt", stream=[head])
+    services.run_file_write(run=run, path="logs/out.txt", stream=[big], append=True)
+    big_key = RunFilePart.objects.get(file__run=run).key
+    small = [b"%d\n" % i for i in range(40)]
+    for piece in small:
+        services.run_file_write(run=run, path="logs/out.txt", stream=[piece], append=True)
+
+    assert services.run_files_join_tails(run=run) == 1
+    assert services.run_files_join_tails(run=run) == 0  # nothing left to join
+
+    parts = list(RunFilePart.objects.filter(file__run=run).order_by("start"))
+    assert [(p.start, p.size) for p in parts] == [
+        (len(head), len(big)),
+        (len(head) + len(big), len(b"".join(small))),
+    ]
+    assert parts[0].key == big_key  # the big part was not copied
+    read = cast.reader.client.get(f"/api/v1/runs/{run.run_id}/files/logs/out.txt")
+    assert b"".join(read.streaming_content) == head + big + b"".join(small)
+    tail = cast.reader.client.get(
+        f"/api/v1/runs/{run.run_id}/files/logs/out.txt",
+        {"offset": len(head) + len(big) - 3, "length": 10},
+    )
+    assert tail.content == big[-3:] + b"".join(small)[:7]
+    services.run_set_status(run=run, status="Completed")
+    services.run_files_compact(run=run)  # the run's end still joins it all into one
+    assert list(RunFilePart.objects.filter(file__run=run).values_list("start", flat=True)) == [0]
