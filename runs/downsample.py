@@ -213,10 +213,12 @@ def _downsample(
 
 
 def _aggregate(cursor, series_id, seq_lo, seq_hi, width, where, params, origin) -> list[tuple]:
-    """(bucket, count, non-NaN count, min, max, first seq, last seq) per non-empty bucket; bucket
+    """(bucket, count, finite count, min, max, first seq, last seq) per non-empty bucket; bucket
     i holds seqs [origin + i × width, origin + (i + 1) × width) within [seq_lo, seq_hi]."""
     origin += (seq_lo - origin) // width * width  # the first bucket's start: i counts from 0
-    columns = "COUNT(*), COUNT(p.value), MIN(p.value), MAX(p.value), MIN(p.seq), MAX(p.seq)"
+    # Finite values only, as the pyramid's blocks count them (runs/summary.py).
+    finite = summary.finite_aggregate_sql("p.value")
+    columns = f"COUNT(*), {finite}, MIN(p.seq), MAX(p.seq)"
     if connection.vendor == "sqlite" and _bucket_table(cursor):
         # SQLite sorts every row for a GROUP BY on an expression (~2× the scan). Driving the
         # join from a table of bucket numbers walks the primary key in order instead, one range
@@ -228,7 +230,7 @@ def _aggregate(cursor, series_id, seq_lo, seq_hi, width, where, params, origin) 
             # Unfiltered, a bucket's seqs are exactly its range (seq counts 0, 1, 2… per
             # series): its size and ends need no aggregate, which saves a third of the time.
             cursor.execute(
-                f"SELECT b.i, COUNT(p.value), MIN(p.value), MAX(p.value) "
+                f"SELECT b.i, {finite} "
                 f"FROM temp.{_BUCKET_TABLE} b CROSS JOIN {_TABLE} p INDEXED BY {_PK_INDEX} "
                 f"ON p.series_id = %s AND p.seq >= %s + b.i * %s AND p.seq < %s + (b.i + 1) * %s "
                 f"AND p.seq >= %s AND p.seq <= %s WHERE b.i < %s GROUP BY b.i ORDER BY b.i",

@@ -279,8 +279,8 @@ class MetricSummary(models.Model):
     level = models.SmallIntegerField()
     bucket = models.BigIntegerField()
     count = models.IntegerField()
-    non_nan = models.IntegerField()  # points whose value is not NaN (±inf count)
-    min_value = models.FloatField(null=True)  # over non-NaN values, ±inf included (SQL MIN)
+    non_nan = models.IntegerField()  # points whose value is finite (not NaN, not ±inf)
+    min_value = models.FloatField(null=True)  # over the finite values; NULL if none
     max_value = models.FloatField(null=True)
 
     def __str__(self) -> str:

@@ -1,10 +1,13 @@
 """The min/max pyramid of a scalar series (MetricSummary), written at ingest, read by charts.
 
 Level 1 cuts a series into blocks of `BASE` consecutive sequence numbers; each level above
-groups `FANOUT` blocks of the level below. A block keeps the count, the non-NaN count and the
-min and max of its values (NaN is stored NULL and left out; ±inf stays in, as SQL's MIN/MAX
-keep it), so any seq range made of whole blocks is aggregated from O(range / width) rows
-instead of its points.
+groups `FANOUT` blocks of the level below. A block keeps the count, the count of finite
+values (`non_nan`) and the min and max of its finite values: NaN (stored NULL) and ±inf are
+left out, so a bucket holding +inf still draws its largest finite value and the chart marks
+the non-finite ones (count − non_nan) as it marks NaN — as a raw window does. Before, ±inf
+stayed in (as SQL's MIN/MAX keep it), hid the bucket's finite extreme and went unmarked
+(migration 0017 sends such series back to `metrics_summarize`). Any seq range made of whole
+blocks is aggregated from O(range / width) rows instead of its points.
 
 A level exists for a series once the series is longer than one of its blocks (`levels`): short
 series (most per-epoch metrics) carry no summary rows at all. When a batch makes a series cross
@@ -16,6 +19,7 @@ stored one: a batch adds points at the end of its series under the series' row l
 last block of a level is the only one ever merged into.
 """
 
+import math
 from collections.abc import Sequence
 from operator import itemgetter
 
@@ -48,6 +52,24 @@ def levels(count: int) -> int:
     return level
 
 
+_INF = math.inf
+
+
+def all_finite(values: Sequence) -> bool:
+    """For numbers (no None): the sum first (C's float loop), each value only if it is not
+    finite — an overflowing sum of finite values proves nothing."""
+    return math.isfinite(sum(values)) or all(map(math.isfinite, values))
+
+
+# Level 0's aggregate over the points, finite values only (the blocks' rule). ±inf as SQL
+# literals: a cast on PostgreSQL, a number past a double's range (which reads as Inf) on SQLite.
+def finite_aggregate_sql(column: str) -> str:
+    """COUNT, MIN and MAX of `column`'s finite values, as one SELECT list."""
+    inf = "'Infinity'::float8" if connection.vendor == "postgresql" else "9e999"
+    finite = f"CASE WHEN {column} > -{inf} AND {column} < {inf} THEN {column} END"
+    return f"COUNT({finite}), MIN({finite}), MAX({finite})"
+
+
 def _low(a, b):
     return b if a is None or (b is not None and b < a) else a
 
@@ -58,11 +80,12 @@ def _high(a, b):
 
 def level1(start: int, values: Sequence, *, has_nan: bool | None = None) -> list[Block]:
     """Level-1 blocks of values whose first seq is `start` (None = NaN). `has_nan`: whether
-    any value is None, when the caller knows (ingest's validation does)."""
+    any value is not finite (None, ±inf), when the caller knows (ingest's validation does)."""
     out: list[Block] = []
     n = len(values)
     if has_nan is None:
-        has_nan = None in values  # one C-speed pass: most batches have no NaN at all
+        # C-speed passes: most batches hold neither NaN nor ±inf.
+        has_nan = None in values or not all_finite(values)
     bucket = start // BASE
     lo, hi = 0, min(n, (bucket + 1) * BASE - start)
     if not has_nan and n:
@@ -87,7 +110,7 @@ def level1(start: int, values: Sequence, *, has_nan: bool | None = None) -> list
     while lo < n:
         chunk = values[lo:hi]
         if has_nan:
-            chunk = [v for v in chunk if v is not None]
+            chunk = [v for v in chunk if v is not None and -_INF < v < _INF]
         if chunk:
             # Sorting the 64-value copy beats min() + max(): list.sort compares floats natively,
             # min/max go through the generic comparison (measured ~2.5× faster per block).
@@ -282,7 +305,7 @@ def span(cursor, series_id: int, lo: int, hi: int, level: int) -> tuple:
         return (0, 0, None, None)
     if level == 0:
         cursor.execute(
-            f"SELECT COUNT(*), COUNT(value), MIN(value), MAX(value) FROM {_POINTS} "
+            f"SELECT COUNT(*), {finite_aggregate_sql('value')} FROM {_POINTS} "
             "WHERE series_id = %s AND seq >= %s AND seq <= %s",
             [series_id, lo, hi],
         )
@@ -317,7 +340,7 @@ def _join(parts) -> tuple:
 def aggregate(
     cursor, *, series_id: int, lo: int, hi: int, level: int, bucket_width: int
 ) -> list[tuple]:
-    """(bucket, count, non-NaN count, min, max, first seq, last seq) per bucket of the layout,
+    """(bucket, count, finite count, min, max, first seq, last seq) per bucket of the layout,
     from the pyramid: whole blocks grouped in SQL, the window's ragged ends from finer levels."""
     w = width(level)
     k = bucket_width // w

@@ -120,6 +120,11 @@ def stored_as(value) -> float | None:
 # --- the brute force ---------------------------------------------------------------------------
 
 
+def finite(value) -> bool:
+    """Drawn as a point; NaN (stored None) and ±inf are marked instead."""
+    return value is not None and math.isfinite(value)
+
+
 def x_of(point, x: str, t0: float) -> float:
     return point[1] if x == "step" else point[3] if x == "time" else point[3] - t0
 
@@ -169,7 +174,8 @@ def check_chart(series, points, *, x, buckets, x_min=None, x_max=None) -> bool:
     values_in_window = {p[2] for p in wanted if p[2] is not None}
     assert all(y is None or y in values_in_window for _, y in drawn), f"{request}: invented y"
     nan_marks = list(zip(got.nan["x"], got.nan["count"], strict=True))
-    assert sum(got.nan["count"]) == sum(p[2] is None for p in wanted), request
+    # NaN and ±inf alike: marked, not drawn, as in a raw window.
+    assert sum(got.nan["count"]) == sum(not finite(p[2]) for p in wanted), request
 
     for key, group in groups.items():
         xs = [x_of(p, x, t0) for p in group]
@@ -177,7 +183,7 @@ def check_chart(series, points, *, x, buckets, x_min=None, x_max=None) -> bool:
         lo_x = min(xs[0], xs[-1])
         hi_x = max(xs[0], xs[-1])
         inside = [(xv, y) for xv, y in drawn if lo_x <= xv <= hi_x]
-        real = [p[2] for p in group if p[2] is not None]
+        real = [p[2] for p in group if finite(p[2])]
         nans = len(group) - len(real)
         where = f"{request} bucket {key} seqs {group[0][0]}..{group[-1][0]}"
         if nans:
@@ -185,13 +191,11 @@ def check_chart(series, points, *, x, buckets, x_min=None, x_max=None) -> bool:
                 f"{where}: {nans} NaN not marked"
             )
         if not real:
-            assert any(y is None for _, y in inside), f"{where}: an all-NaN bucket is no gap"
+            assert any(y is None for _, y in inside), f"{where}: no finite value, yet no gap"
             continue
-        # Documented: ±inf cannot be drawn, so a bucket's infinite min or max is left out.
-        low, high = min(real), max(real)
-        for extreme in (low, high):
-            if math.isfinite(extreme):
-                assert any(y == extreme for _, y in inside), f"{where}: {extreme!r} not drawn"
+        # Its finite extremes are drawn even when ±inf shares the bucket (marked above).
+        for extreme in (min(real), max(real)):
+            assert any(y == extreme for _, y in inside), f"{where}: {extreme!r} not drawn"
     return True
 
 
@@ -450,7 +454,7 @@ def test_batches_logged_at_once_by_several_clients_keep_the_pyramid_equal_to_the
             w = summary.width(level)
             for bucket in range(-(-series.count // w)):
                 chunk = [p[2] for p in points[bucket * w : (bucket + 1) * w]]
-                real = [v for v in chunk if v is not None]
+                real = [v for v in chunk if finite(v)]
                 want[(level, bucket)] = (
                     len(chunk), len(real), min(real, default=None), max(real, default=None)
                 )  # fmt: skip

@@ -37,7 +37,8 @@ class _SeriesBatch:
     values: list
     times: list
     # What validation learnt on its C-speed passes, so storing needs no pass of its own: a
-    # None (NaN) among the values, a None (the default) among the steps or the times.
+    # value that is not finite (None for NaN, or ±inf), a None (the default) among the steps
+    # or the times.
     has_nan: bool = True
     steps_have_none: bool = True
     times_have_none: bool = True
@@ -179,7 +180,8 @@ def _all_finite_numbers(column: list) -> bool:
 
 
 def _scalar_values(values: list, *, field: str) -> tuple[list, bool]:
-    """The values to store (NaN as None) and whether any is NaN."""
+    """The values to store (NaN as None) and whether any is not finite (NaN or ±inf: the
+    pyramid leaves both out of a block's min and max)."""
     if _all_finite_numbers(values):
         return values, False  # the common case, stored as given
     out = []
@@ -190,7 +192,7 @@ def _scalar_values(values: list, *, field: str) -> tuple[list, bool]:
             )
         number = scalar_value(value, field=f"{field}[{j}]")
         out.append(None if math.isnan(number) else number)  # NaN is stored as NULL
-    return out, None in out
+    return out, None in out or not summary.all_finite(out)
 
 
 _STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1  # the BigIntegerField's range

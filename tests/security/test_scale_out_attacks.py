@@ -455,13 +455,6 @@ def test_buckets_at_the_limits_keep_every_spike_and_mark_the_nan(cast, long_seri
     assert len(body["points"]["x"]) <= 4 * buckets
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OPEN (issue 11 item 4 asks for ±inf marked): a pyramid block keeps MIN/MAX with "
-    "±inf in them, so a bucket holding +inf draws no max — the bucket's finite spike (1e9 "
-    "here) disappears — and the inf is not marked either; raw windows mark it like NaN. "
-    "Needs a finite min/max (or an inf count) per block.",
-)
 @pytest.mark.parametrize("buckets", [1, 1_000])
 def test_an_infinity_in_a_bucket_neither_hides_its_spike_nor_goes_unmarked(cast, make_run, buckets):
     run = make_run()
@@ -803,3 +796,24 @@ def test_a_join_while_the_run_goes_on_leaves_big_parts_and_the_head_alone(bucket
     services.run_set_status(run=run, status="Completed")
     services.run_files_compact(run=run)  # the run's end still joins it all into one
     assert list(RunFilePart.objects.filter(file__run=run).values_list("start", flat=True)) == [0]
+
+
+def test_download_all_of_a_run_with_more_files_than_a_query_takes_parameters(
+    bucket, cast, make_run
+):
+    """The zip loads every file's parts in one query, `file IN (…)` with a parameter a file:
+    past 65,535 files PostgreSQL's protocol refuses the query (a 500 before any byte)."""
+    from runs import storage
+    from runs.models import RunFile
+
+    run = make_run()
+    services.run_file_write(run=run, path="a/first.txt", stream=[b"first"])
+    RunFile.objects.bulk_create(
+        (RunFile(run=run, path=f"z/{i:05d}.png", size=1) for i in range(70_000)),
+        batch_size=5_000,
+    )
+    files = list(Run.objects.get(pk=run.pk).files.order_by("path"))
+
+    stream = storage.run_files_zip(run=run, files=files)
+
+    assert b"first" in next(stream) + next(stream)  # the first entry, whatever the count
