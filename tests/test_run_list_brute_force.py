@@ -16,6 +16,7 @@ from django.test import Client
 from runs import limits, services
 from runs.models import Run, RunStatus
 from runs.selectors import run_pages
+from runs.services import run_management
 
 LIST = "/api/v1/workspaces/lab/runs"
 TEAMS = ["vision", "audio", "text", "Vision", "vision-2", ""]
@@ -34,6 +35,7 @@ class Known:
     tags: dict = field(default_factory=dict)
     properties: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # name → {"last", "min", "max"} (None: missing)
+    archived: bool = False
 
 
 def _summary(values: list[float]) -> dict:
@@ -115,6 +117,19 @@ def population(django_db_setup, django_db_blocker):
                 made.append(k)
             if ws is lab:
                 known = made
+        # Archive one run in twenty of "lab" (through the run list's action): its descendants
+        # go with it.
+        from runs.models import Membership
+
+        chosen = {k.pk for k in rng.sample(known, len(known) // 20)}
+        run_management.run_bulk_apply(
+            membership=Membership.objects.get(workspace=lab, user=owner),
+            action="archive",
+            run_ids=[k.run_id for k in known if k.pk in chosen],
+        )
+        by_pk = {k.pk: k for k in known}
+        for k in known:  # parents come before their children
+            k.archived = k.pk in chosen or (k.parent is not None and by_pk[k.parent].archived)
     yield {"known": known, "token": token, "reader": reader}
     with django_db_blocker.unblock():
         for ws in (lab, elsewhere):
@@ -157,7 +172,19 @@ SEARCHES = [
     ({"q": "NOT tags.team = 'vision'"}, lambda k: k.tags.get("team") != "vision"),
     ({"property": "seed=3"}, lambda k: k.properties.get("seed") == "3"),
     ({"q": "sweep"}, lambda k: "sweep" in k.display_name.lower() or k.experiment == "sweep"),
+    ({"archived": "1", "q": "tags.team = 'vision'"}, lambda k: k.tags.get("team") == "vision"),
+    (
+        {"archived": "all", "q": "metrics.acc.last >= 0.5"},
+        lambda k: (metric(k, "acc", "last") or -1) >= 0.5,
+    ),
 ]
+
+
+def archived_as_asked(params: dict, k: Known) -> bool:
+    """Archived runs are left out unless asked for: `archived=1` only them, `all` both."""
+    wanted = params.get("archived", "0")
+    return wanted == "all" or k.archived == (wanted == "1")
+
 
 SORTS = [
     "",
@@ -190,10 +217,11 @@ def sort_value(k: Known, sort: str):
     return {"status": k.status, "display_name": k.display_name}[key]
 
 
-def expected(known: list[Known], matches, sort: str) -> list[str]:
+def expected(known: list[Known], matches, sort: str, params: dict | None = None) -> list[str]:
     """Matching runs sorted: by the value (missing values last either way), ties by id; no
     sort: the newest (highest id) first."""
-    rows = [k for k in known if matches(k)]
+    params = params or {}
+    rows = [k for k in known if matches(k) and archived_as_asked(params, k)]
     descending = sort.startswith("-") or sort == ""
     present = [k for k in rows if sort_value(k, sort) is not None]
     missing = [k for k in rows if sort_value(k, sort) is None]
@@ -248,7 +276,7 @@ def test_every_api_search_sort_and_cursor_gives_exactly_the_brute_force_runs(pop
     rng = random.Random(search)
     known = population["known"]
     for sort in rng.sample(SORTS, 4) if search else SORTS:
-        want = expected(known, matches, sort)
+        want = expected(known, matches, sort, params)
         query = {**params, **({"sort": sort} if sort else {})}
         got, pages = _api_pages(client, query, rng.choice([97, 250, 1_000]))
         assert got == want, (query, len(got), len(want))
@@ -257,7 +285,8 @@ def test_every_api_search_sort_and_cursor_gives_exactly_the_brute_force_runs(pop
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("search", "sort"), [(0, ""), (2, "-metrics.loss.max"), (3, "tags.team"), (7, "-created")]
+    ("search", "sort"),
+    [(0, ""), (2, "-metrics.loss.max"), (3, "tags.team"), (7, "-created"), (13, "")],
 )
 def test_every_studio_page_lists_the_brute_force_runs_and_labels_an_estimate(
     population, search, sort
@@ -267,7 +296,7 @@ def test_every_studio_page_lists_the_brute_force_runs_and_labels_an_estimate(
     client.force_login(population["reader"])
     params, matches = SEARCHES[search]
     want = expected(
-        population["known"], lambda k: k.parent is None and matches(k), sort or "-created"
+        population["known"], lambda k: k.parent is None and matches(k), sort or "-created", params
     )
     got, page_number = [], 1
     while True:
@@ -289,12 +318,12 @@ def test_every_studio_page_lists_the_brute_force_runs_and_labels_an_estimate(
     assert run_pages.count_words(run_pages.RunCount(len(want), "eq")) == f"{len(want):,} runs"
 
 
-def expected_tree(known: list[Known], matches, sort: str) -> list[tuple[str, int]]:
+def expected_tree(known: list[Known], matches, sort: str, params: dict) -> list[tuple[str, int]]:
     """The list with child runs: matching runs whose parent does not match are the roots, in
     the list's order; each is followed by its matching descendants, siblings in that order."""
-    rows = [k for k in known if matches(k)]
+    rows = [k for k in known if matches(k) and archived_as_asked(params, k)]
     shown = {k.pk for k in rows}
-    order = {run_id: i for i, run_id in enumerate(expected(known, matches, sort))}
+    order = {run_id: i for i, run_id in enumerate(expected(known, matches, sort, params))}
     children: dict[int, list[Known]] = {}
     for k in rows:
         if k.parent in shown:
@@ -313,13 +342,14 @@ def expected_tree(known: list[Known], matches, sort: str) -> list[tuple[str, int
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("search", "sort"), [(0, "-created"), (3, "-metrics.loss.max"), (9, "tags.rank")]
+    ("search", "sort"),
+    [(0, "-created"), (3, "-metrics.loss.max"), (9, "tags.rank"), (14, "-created")],
 )
 def test_the_studio_list_with_child_runs_is_the_brute_force_tree(population, search, sort):
     client = Client()
     client.force_login(population["reader"])
     params, matches = SEARCHES[search]
-    want = expected_tree(population["known"], matches, sort)
+    want = expected_tree(population["known"], matches, sort, params)
     roots = sum(depth == 0 for _, depth in want)
     got, page_number = [], 1
     while True:
@@ -341,7 +371,13 @@ def test_the_studio_list_with_child_runs_is_the_brute_force_tree(population, sea
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("search", "sort"), [(0, "-metrics.acc.last"), (7, "properties.seed"), (10, "-tags.team")]
+    ("search", "sort"),
+    [
+        (0, "-metrics.acc.last"),
+        (7, "properties.seed"),
+        (10, "-tags.team"),
+        (14, "metrics.acc.last"),
+    ],
 )
 def test_the_csv_export_and_the_body_search_hold_exactly_the_brute_force_runs(
     population, search, sort
@@ -356,7 +392,7 @@ def test_the_csv_export_and_the_body_search_hold_exactly_the_brute_force_runs(
     assert response.status_code == 200
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines[0].split(",")[0] == "run_id"
-    top_level = expected(known, lambda k: k.parent is None and matches(k), sort)
+    top_level = expected(known, lambda k: k.parent is None and matches(k), sort, params)
     assert [line.split(",")[0] for line in lines[1:]] == top_level
 
     api = APIClient()
@@ -369,4 +405,4 @@ def test_the_csv_export_and_the_body_search_hold_exactly_the_brute_force_runs(
         cursor = page["next_cursor"]
         if not cursor:
             break
-    assert got == expected(known, matches, sort)
+    assert got == expected(known, matches, sort, params)
