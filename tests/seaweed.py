@@ -133,6 +133,65 @@ class SeaweedFS:
                 self.process.wait(timeout=15)
 
 
+def _grpc_mutual_tls(directory: Path) -> str:
+    """A throwaway CA and one certificate (server and client use) for SeaweedFS's own gRPC
+    calls between its parts; returns the security.toml sections that require it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def named(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def builder(subject: str, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(named(subject))
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=7))
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        builder("runstudio-test-ca", named("runstudio-test-ca"), ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        builder("seaweedfs", ca.subject, key.public_key())
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = (directory / n for n in ("ca.pem", "grpc.pem", "grpc.key"))
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    parts = ("master", "volume", "filer", "s3", "client")
+    return f'[grpc]\nca = "{ca_path}"\n' + "".join(
+        f'[grpc.{part}]\ncert = "{cert_path}"\nkey = "{key_path}"\n' for part in parts
+    )
+
+
 def start_seaweedfs(tmp_dir, *, timeout: float = START_TIMEOUT) -> SeaweedFS:
     """Starts `weed server -s3` on 127.0.0.1 with its data under `tmp_dir` and waits until its
     S3 gateway answers a bucket listing. Raises RuntimeError (with the server's log) when the
@@ -168,6 +227,8 @@ def start_seaweedfs(tmp_dir, *, timeout: float = START_TIMEOUT) -> SeaweedFS:
     # changed them (tests/security/test_scale_out_attacks.py, from a sandboxed script). With
     # them, only requests signed by the server's own gateway pass. `weed` reads
     # ./security.toml from its working directory.
+    # The JWT keys do not cover gRPC (each port + 10000): without mutual TLS there, a keyless
+    # `weed shell` listed every run's files and deleted them (`fs.ls`, `fs.rm`).
     security = directory / "security.toml"
     security.write_text(
         "".join(
@@ -179,6 +240,7 @@ def start_seaweedfs(tmp_dir, *, timeout: float = START_TIMEOUT) -> SeaweedFS:
                 "jwt.filer_signing.read",
             )
         )
+        + _grpc_mutual_tls(directory)
     )
     security.chmod(0o600)
     command = [

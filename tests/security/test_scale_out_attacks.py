@@ -24,6 +24,7 @@ from runs.sdk import Experiment, ScriptRunConfig, Workspace
 from runs.storage import storage_name
 from tests.conftest import use_s3_files
 from tests.processes import Workers, wait_for
+from tests.seaweed import weed_binary
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,6 +82,23 @@ probe("filer-delete", "DELETE", f"{filer}/buckets/{t['bucket']}/{key}")
 # The volume server holds the bytes by file id; the file ids come only from the filer.
 probe("volume-status", "GET", f"{t['volume']}/status")
 probe("master-status", "GET", f"{t['master']}/dir/status")
+# gRPC (each port + 10000), spoken by SeaweedFS's own shell (a script can bring the binary).
+import subprocess
+try:
+    shell = subprocess.run(
+        [t["weed"], "shell", f"-master={t['master'][7:]}", f"-filer={t['filer'][7:]}"],
+        input=f"fs.ls -l /buckets/{t['bucket']}/{t['victim_dir']}\n"
+        f"fs.rm /buckets/{t['bucket']}/{key}\nexit\n",
+        capture_output=True, text=True, timeout=15,
+    )
+    said = shell.stdout + shell.stderr
+    listed = any(l.startswith("-") and l.endswith("secret.txt") for l in said.splitlines())
+    verdict = "LISTED" if listed else "no"
+    print(f"PROBE grpc-shell: {verdict} {said[-200:]!r}", flush=True)
+except subprocess.TimeoutExpired:
+    print("PROBE grpc-shell: no (no answer without the client certificate)", flush=True)
+except OSError as e:
+    print(f"PROBE grpc-shell: no ({type(e).__name__})", flush=True)
 leaked_env = sorted(k for k in os.environ if k.startswith("AWS_"))
 print("ENV " + json.dumps(leaked_env), flush=True)
 # The worker holds the bucket's keys in its environment: any process's environ that shows one.
@@ -130,6 +148,7 @@ def test_a_sandboxed_script_cannot_read_list_write_or_delete_run_files_through_s
         "victim_dir": victim_key.rsplit("/", 1)[0],
         "victim_appends": f"{prefix}/.appends/{victim.run_id}",
         "planted_key": f"{prefix}/{storage_name(victim, 'outputs/planted.txt')}",
+        "weed": weed_binary(),
     }
     source = tmp_path / "src"
     source.mkdir()
@@ -155,13 +174,14 @@ def test_a_sandboxed_script_cannot_read_list_write_or_delete_run_files_through_s
         for line in log.splitlines()
         if line.startswith("PROBE ")
     )
-    assert len(probes) == 11, log
+    assert len(probes) == 12, log
     assert "victim" not in log  # no byte of the other run's files, nor its log's parts
     for name in ("s3-anonymous-get", "s3-anonymous-list", "s3-made-up-key"):
         assert probes[name].startswith(("400 ", "403 ")), (name, probes[name])
     for name in ("filer-get", "filer-list", "filer-metadata", "filer-appends", "filer-put"):
         assert probes[name].startswith(("401 ", "403 ")), (name, probes[name])
     assert probes["filer-delete"].startswith(("401 ", "403 ")), probes["filer-delete"]
+    assert probes["grpc-shell"].startswith("no "), probes["grpc-shell"]
     assert "ENV []" in log  # the worker's AWS_* keys are not in the script's environment
     assert "PROC 0" in log  # nor in any process it can see
     assert seaweedfs.secret_key not in log
