@@ -19,6 +19,7 @@ from django.core.cache import cache
 from runs import services, summary
 from runs.downsample import RAW_FACTOR, series_downsample
 from runs.models import MetricPoint, MetricSeries, MetricSummary
+from tests.test_summary import expected_blocks, stored_blocks
 
 INF = math.inf
 T0 = 1_700_000_000.0
@@ -445,20 +446,7 @@ def test_batches_logged_at_once_by_several_clients_keep_the_pyramid_equal_to_the
         series = MetricSeries.objects.get(run=run, name=name)
         points = points_of(series)
         assert [p[0] for p in points] == list(range(series.count))
-        stored = {
-            (s.level, s.bucket): (s.count, s.non_nan, s.min_value, s.max_value)
-            for s in MetricSummary.objects.filter(series=series)
-        }
-        want = {}
-        for level in range(1, summary.levels(series.count) + 1):
-            w = summary.width(level)
-            for bucket in range(-(-series.count // w)):
-                chunk = [p[2] for p in points[bucket * w : (bucket + 1) * w]]
-                real = [v for v in chunk if finite(v)]
-                want[(level, bucket)] = (
-                    len(chunk), len(real), min(real, default=None), max(real, default=None)
-                )  # fmt: skip
-        assert stored == want, name
+        assert stored_blocks(series) == expected_blocks(points, series.count), name
         rng = random.Random(5)
         for request in random_windows(rng, points, 10):
             check_chart(series, points, **request)

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 
 from runs import services
 from runs.models import MetricKind, MetricPoint, MetricSeries
+from tests.test_summary import expected_blocks, points_of, stored_blocks
 
 pytestmark = pytest.mark.skipif(
     "not __import__('os').environ.get('DATABASE_URL')", reason="PostgreSQL interleaves writers"
@@ -79,7 +80,6 @@ def test_backfilling_while_a_client_logs_into_the_same_series_leaves_a_whole_pyr
     (points, no pyramid) while it is summarized; afterwards the pyramid is the points'."""
     import random
 
-    from runs import summary
     from runs.models import MetricSummary
 
     run = make_run()
@@ -113,18 +113,6 @@ def test_backfilling_while_a_client_logs_into_the_same_series_leaves_a_whole_pyr
     assert not errors, errors
 
     series = MetricSeries.objects.get(run=run, name="loss")
-    values = list(
-        MetricPoint.objects.filter(series=series).order_by("seq").values_list("value", flat=True)
-    )
-    assert len(values) == series.count > 20_000
-    stored = {
-        (s.level, s.bucket): (s.count, s.non_nan, s.min_value, s.max_value)
-        for s in MetricSummary.objects.filter(series=series)
-    }
-    want = {}
-    for level in range(1, summary.levels(series.count) + 1):
-        w = summary.width(level)
-        for bucket in range(-(-series.count // w)):
-            chunk = values[bucket * w : (bucket + 1) * w]
-            want[(level, bucket)] = (len(chunk), len(chunk), min(chunk), max(chunk))
-    assert stored == want
+    points = points_of(series)
+    assert len(points) == series.count > 20_000
+    assert stored_blocks(series) == expected_blocks(points, series.count)

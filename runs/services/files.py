@@ -543,18 +543,28 @@ def run_files_join_tails(*, run: Run) -> int:
         size = sum(p.size for p in tail)
         key = objects.part_name(run.run_id)
         objects.segments_join(segments, key)
-        with transaction.atomic():
-            locked = RunFile.objects.select_for_update().filter(pk=record.pk).first()
-            ids = [p.pk for p in tail]
-            if locked is None or RunFilePart.objects.filter(pk__in=ids).count() != len(ids):
-                stale = [key]  # replaced or joined meanwhile: this join is dropped
-            else:
-                RunFilePart.objects.filter(pk__in=ids).delete()
-                RunFilePart.objects.create(file=locked, start=base, size=size, key=key)
-                stale = [p.key for p in tail]
-                joined += 1
-        objects.object_delete(stale)
+        joined += _swap_parts(record, tail, key=key, start=base, size=size)
     return joined
+
+
+def _swap_parts(
+    record: RunFile, parts: list[RunFilePart], *, key: str, start: int, size: int
+) -> bool:
+    """Puts the joined object `key` (the file's bytes [start, start + size)) in place of
+    `parts`, in one short transaction that first checks they are all still there, then deletes
+    the objects that went. A replace or a join of the file meanwhile wins: `key` is dropped.
+    Returns whether the parts were swapped."""
+    with transaction.atomic():
+        locked = RunFile.objects.select_for_update().filter(pk=record.pk).first()
+        ids = [p.pk for p in parts]
+        swapped = locked is not None and (
+            RunFilePart.objects.filter(pk__in=ids).count() == len(ids)
+        )
+        if swapped:
+            RunFilePart.objects.filter(pk__in=ids).delete()
+            RunFilePart.objects.create(file=locked, start=start, size=size, key=key)
+    objects.object_delete([p.key for p in parts] if swapped else [key])
+    return swapped
 
 
 @task
@@ -585,17 +595,7 @@ def run_files_compact(*, run: Run) -> int:
         )
         key = objects.part_name(run.run_id)
         objects.segments_join(segments, key)
-        with transaction.atomic():
-            locked = RunFile.objects.select_for_update().filter(pk=record.pk).first()
-            ids = [p.pk for p in parts]
-            if locked is None or RunFilePart.objects.filter(pk__in=ids).count() != len(ids):
-                stale = [key]
-            else:
-                RunFilePart.objects.filter(pk__in=ids).delete()
-                RunFilePart.objects.create(file=locked, start=0, size=end, key=key)
-                stale = [p.key for p in parts]
-                compacted += 1
         # A head object (the file's start, written whole before the appends) stays until the
         # file is replaced or the run deleted: deleting it here could race a replace's PUT.
-        objects.object_delete(stale)
+        compacted += _swap_parts(record, parts, key=key, start=0, size=end)
     return compacted
