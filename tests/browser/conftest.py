@@ -4,8 +4,10 @@ Never `playwright install` (it downloads a browser); the executable is the syste
 Screenshots go to test-artifacts/screenshots/ (git-ignored) for people to look at.
 """
 
+import contextlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,32 @@ def browser_type_launch_args(browser_type_launch_args):
             "--disable-quic",
         ],
     }
+
+
+@pytest.fixture
+def page(page, transactional_db):
+    """pytest-playwright's page, torn down before the test's database is flushed (it depends
+    on it) and only once the requests the page started are answered: a chart's fetch still
+    running in the live server during the flush held a lock the flush's TRUNCATE needed, and
+    PostgreSQL failed the flush as a deadlock (and the next test's setup with it). Streams
+    (a live log's event source) never end and are not waited for; an idle page costs nothing."""
+    pending = set()
+
+    def started(request):
+        if request.resource_type not in ("eventsource", "websocket"):
+            pending.add(request)
+
+    def ended(request):  # Playwright takes Python functions, not builtin methods
+        pending.discard(request)
+
+    page.on("request", started)
+    page.on("requestfinished", ended)
+    page.on("requestfailed", ended)
+    yield page
+    deadline = time.monotonic() + 5
+    with contextlib.suppress(Exception):  # a page already closed: nothing is in flight
+        while pending and time.monotonic() < deadline:
+            page.wait_for_timeout(50)  # Playwright delivers the pages' events meanwhile
 
 
 @pytest.fixture
