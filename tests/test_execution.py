@@ -381,3 +381,33 @@ def test_a_target_at_capacity_defers_the_next_run(make_run, cast):
     assert execution.claim(run_pk=second.pk, queue_name=queue) == (None, execution.DEFERRED)
     second.refresh_from_db()
     assert second.status == "Queued"
+
+
+def test_a_worker_stopped_inside_a_transaction_is_recorded_stopped():
+    """SIGTERM ends db_worker by a SystemExit raised wherever its main thread is, possibly in
+    its claim transaction; the worker's row must still be marked stopped for everyone else."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from runs.management.commands.runstudio_worker import _record_stop
+
+    services.worker_register(worker_id="w-term", queue_name="local")
+    atomic = transaction.atomic()
+    atomic.__enter__()  # the claim transaction the signal interrupted, left open
+    Worker.objects.filter(worker_id="w-term").update(runs_executed=1)
+    try:
+        _record_stop("w-term")
+    finally:
+        atomic.__exit__(SystemExit, SystemExit(0), None)
+
+    seen = []
+
+    def read() -> None:  # another process's view: a connection of its own
+        seen.append(Worker.objects.get(worker_id="w-term").stopped_at)
+        connection.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join()
+    assert seen[0] is not None

@@ -153,5 +153,28 @@ class Command(db_worker.Command):
         finally:
             liveness.stop.set()
             liveness.join(timeout=5)
-            close_old_connections()
+            _record_stop(worker_id)
+
+
+def _record_stop(worker_id: str) -> None:
+    """Marks the worker's row stopped, on a connection of its own. A SIGTERM ends db_worker by
+    a SystemExit raised wherever the main thread is, possibly inside its claim transaction:
+    this thread's connection may then sit in a block that never commits (SQLite: holding the
+    database's lock), and an UPDATE on it would be rolled back when the process exits. Closing
+    it releases the lock; a fresh thread has a fresh connection."""
+    connection.close()
+    failed: list[BaseException] = []
+
+    def stop() -> None:
+        try:
             services.worker_stop(worker_id=worker_id)
+        except BaseException as e:  # raised again below, in the thread that exits
+            failed.append(e)
+        finally:
+            connection.close()
+
+    stopper = threading.Thread(target=stop, name="runstudio-worker-stop")
+    stopper.start()
+    stopper.join(timeout=30)
+    if failed:
+        raise failed[0]
