@@ -769,6 +769,9 @@ def copy_floor_phase(args: argparse.Namespace, database_url: str) -> dict[str, A
         elapsed = time.perf_counter() - t0
         (count,) = db.execute("SELECT count(*) FROM floor_points").fetchone()
         version = db.execute("SHOW server_version").fetchone()[0]
+        db.execute("DROP TABLE floor_points")
+        db.commit()
+        blocks = copy_blocks_reference(db, args)
     if count != n * m:
         raise BenchmarkError(f"COPY floor: {count} rows in the table, expected {n * m}")
     return {
@@ -779,6 +782,49 @@ def copy_floor_phase(args: argparse.Namespace, database_url: str) -> dict[str, A
         "points_per_s": round(n * m / elapsed),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "server_version": version,
+        "blocks": blocks,
+    }
+
+
+def copy_blocks_reference(db, args: argparse.Namespace) -> dict[str, Any]:
+    """A reference beside the COPY floor: the same points by binary COPY into a copy of the
+    table the studio keeps them in on PostgreSQL (runs_pointblock: blocks of 64 seqs), packed
+    as the studio packs them (runs/pgcopy.py). Transactions of whole blocks: FLOOR_CHUNK / m
+    steps rounded down to a multiple of 64. The columns are built before the clock starts, as
+    the floor's rows are."""
+    sys.path.insert(0, str(REPO))
+    from runs import pgcopy  # plain Python: no Django
+
+    n, m = args.points_per_metric, args.metrics
+    per = max(pgcopy.BLOCK, FLOOR_CHUNK // m // pgcopy.BLOCK * pgcopy.BLOCK)
+    now = time.time()
+    chunks = []
+    for start in range(0, n, per):
+        steps = list(range(start, min(n, start + per)))
+        values, times = [s * 1e-3 for s in steps], [now + s * 1e-3 for s in steps]
+        chunks.append([(sid, start, steps, values, times) for sid in range(1, m + 1)])
+    db.execute("DROP TABLE IF EXISTS floor_blocks")
+    db.execute("CREATE TABLE floor_blocks (LIKE runs_pointblock INCLUDING ALL)")
+    db.commit()
+    sql = f"COPY floor_blocks ({pgcopy.COLUMNS}) FROM STDIN (FORMAT BINARY)"
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        with db.cursor() as cursor, cursor.copy(sql) as copy:
+            copy.write(pgcopy.HEADER)
+            for series in chunk:
+                copy.write(pgcopy.block_rows(*series))
+            copy.write(pgcopy.TRAILER)
+        db.commit()
+    elapsed = time.perf_counter() - t0
+    (count,) = db.execute("SELECT sum(cardinality(vals)) FROM floor_blocks").fetchone()
+    db.execute("DROP TABLE floor_blocks")
+    db.commit()
+    if count != n * m:
+        raise BenchmarkError(f"COPY of blocks: {count} points in the table, expected {n * m}")
+    return {
+        "chunk_points": per * m,
+        "seconds": round(elapsed, 3),
+        "points_per_s": round(n * m / elapsed),
     }
 
 
@@ -1202,6 +1248,15 @@ def print_report(results: dict[str, Any]) -> None:
                 f"{copy['chunk_rows']:,} rows a transaction)",
             )
         )
+        if blocks := copy.get("blocks"):
+            w(
+                _row(
+                    "  (reference: as the studio's blocks)",
+                    f"{blocks['seconds']:.2f} s",
+                    f"= {blocks['points_per_s']:,} points/s, the layout the studio writes "
+                    f"({blocks['chunk_points']:,} points a transaction)",
+                )
+            )
     w("")
     if ml.get("log_batch"):
         lb = ml["log_batch"]

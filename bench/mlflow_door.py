@@ -206,7 +206,8 @@ def seed_studio(experiment_id: str, first: int, runs: int) -> None:
     django.setup()
     from django.db import transaction
 
-    from runs.models import MetricPoint, MetricSeries, Run, RunTag
+    from runs import points
+    from runs.models import MetricSeries, Run, RunTag
 
     template = Run.objects.filter(experiment_id=int(experiment_id)).order_by("pk").first()
     fields = {
@@ -246,10 +247,7 @@ def seed_studio(experiment_id: str, first: int, runs: int) -> None:
                 )
                 for run, i in zip(made, chunk, strict=True)
             )
-            MetricPoint.objects.bulk_create(
-                MetricPoint(series=s, seq=0, step=0, value=s.last_value, time=time_s)
-                for s in made_series
-            )
+            points.insert((s.pk, 0, [0], [s.last_value], [time_s]) for s in made_series)
 
 
 def seed_mlflow(db: Path, experiment_id: str, first: int, runs: int) -> None:

@@ -198,6 +198,15 @@ class PostgresSink:
                     copy.write_row(row)
 
     def finish(self) -> None:
+        # Points were copied a row each: regrouped into the blocks the studio keeps on
+        # PostgreSQL (runs/points.py), as migration 0018 does.
+        self.db.execute(
+            "INSERT INTO runs_pointblock (series_id, block, steps, vals, times) "
+            "SELECT series_id, seq / 64, array_agg(step ORDER BY seq), "
+            "array_agg(value ORDER BY seq), array_agg(time ORDER BY seq) "
+            "FROM runs_metricpoint GROUP BY series_id, seq / 64"
+        )
+        self.db.execute("TRUNCATE runs_metricpoint")
         # Runs were written with their ids: the next run the studio creates must not collide.
         self.db.execute(
             "SELECT setval(pg_get_serial_sequence('runs_run', 'id'), "

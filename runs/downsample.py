@@ -28,10 +28,10 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
-from runs import limits, summary
+from runs import limits, points, summary
 from runs.budget import budget_seconds, query_budget
 from runs.errors import InvalidInput, NotFound
-from runs.models import MetricKind, MetricPoint, MetricSeries
+from runs.models import MetricKind, MetricSeries
 
 DEFAULT_BUCKETS = 1_000
 MAX_BUCKETS = 5_000
@@ -39,7 +39,7 @@ RAW_FACTOR = 4  # M4 draws up to four points a bucket: fewer points than that co
 X_AXES = ("step", "time", "relative")
 CACHE_SECONDS = 300
 
-_TABLE = MetricPoint._meta.db_table
+_TABLE = points.ROWS
 _BUCKET_TABLE = "rs_chart_buckets"
 _PK_INDEX = f"sqlite_autoindex_{_TABLE}_1"  # SQLite's index of the (series, seq) key
 # Off only in tests, to check the pyramid's buckets against the same buckets over raw points.
@@ -169,10 +169,11 @@ def _downsample(
             in_range = max(0, seq_hi - seq_lo + 1)
             where, params = "", []
         elif where:
+            relation, scan = points.source(series.pk)
             cursor.execute(
-                f"SELECT COUNT(*), MIN(p.seq), MAX(p.seq) FROM {_TABLE} p "
+                f"SELECT COUNT(*), MIN(p.seq), MAX(p.seq) FROM {relation} p "
                 f"WHERE p.series_id = %s{where}",
-                [series.pk, *params],
+                [*scan, series.pk, *params],
             )
             in_range, seq_lo, seq_hi = cursor.fetchone()
         else:
@@ -181,10 +182,11 @@ def _downsample(
         if not in_range:
             return result
         if in_range <= RAW_FACTOR * buckets:
+            relation, scan = points.source(series.pk, seq_lo, seq_hi)
             cursor.execute(
-                f"SELECT p.seq, p.step, p.value, p.time FROM {_TABLE} p "
+                f"SELECT p.seq, p.step, p.value, p.time FROM {relation} p "
                 f"WHERE p.series_id = %s AND p.seq >= %s AND p.seq <= %s{where} ORDER BY p.seq",
-                [series.pk, seq_lo, seq_hi, *params],
+                [*scan, series.pk, seq_lo, seq_hi, *params],
             )
             _raw(result, cursor.fetchall(), x=x, offset=offset)
             return result
@@ -200,14 +202,9 @@ def _downsample(
         ends = sorted({s for row in aggregates for s in (row[5], row[6])})
         by_seq = {}
         for chunk in range(0, len(ends), 500):
-            part = ends[chunk : chunk + 500]
-            marks = ", ".join(["%s"] * len(part))
-            cursor.execute(
-                f"SELECT p.seq, p.step, p.value, p.time FROM {_TABLE} p "
-                f"WHERE p.series_id = %s AND p.seq IN ({marks})",
-                [series.pk, *part],
+            by_seq.update(
+                {row[0]: row for row in points.at(cursor, series.pk, ends[chunk : chunk + 500])}
             )
-            by_seq.update({row[0]: row for row in cursor.fetchall()})
     result.buckets = len(aggregates)
     _m4(result, aggregates, by_seq, x=x, offset=offset)
     return result
@@ -253,11 +250,12 @@ def _aggregate(cursor, series_id, seq_lo, seq_hi, width, where, params, origin) 
         )
     else:
         # Integer division of non-negative bigints truncates (= floors) on every backend.
+        relation, scan = points.source(series_id, seq_lo, seq_hi)
         cursor.execute(
-            f"SELECT (p.seq - %s) / %s AS b, {columns} FROM {_TABLE} p "
+            f"SELECT (p.seq - %s) / %s AS b, {columns} FROM {relation} p "
             f"WHERE p.series_id = %s AND p.seq >= %s AND p.seq <= %s{where} "
             f"GROUP BY 1 ORDER BY 1",
-            [origin, width, series_id, seq_lo, seq_hi, *params],
+            [origin, width, *scan, series_id, seq_lo, seq_hi, *params],
         )
     return cursor.fetchall()
 
@@ -279,12 +277,9 @@ def _bucket_table(cursor) -> bool:
 
 
 def _first_time(series: MetricSeries) -> float | None:
-    return (
-        MetricPoint.objects.filter(series=series)
-        .order_by("seq")
-        .values_list("time", flat=True)
-        .first()
-    )
+    with connection.cursor() as cursor:
+        first = points.at(cursor, series.pk, [0])
+    return first[0][3] if first else None
 
 
 def _bound(value: float, column: str, *, up: bool) -> float | int:

@@ -266,6 +266,46 @@ class MetricPoint(models.Model):
         return f"{self.series_id}#{self.seq}"
 
 
+class PointArrayField(models.Field):
+    """A PostgreSQL array of `element` (int8 or float8); PointBlock's columns. The ORM never
+    reads or writes it (runs/points.py does, in SQL); on other databases the column exists, as
+    a BLOB, and stays empty."""
+
+    def __init__(self, *args, element: str = "float8", **kwargs):
+        self.element = element
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["element"] = self.element
+        return name, path, args, kwargs
+
+    def db_type(self, connection):
+        return f"{self.element}[]" if connection.vendor == "postgresql" else "blob"
+
+
+class PointBlock(models.Model):
+    """On PostgreSQL, a scalar series' points are stored in blocks of `points.BLOCK` (64)
+    consecutive seqs: block k holds seqs [64k, 64k + 63] as three arrays, in seq order, and only
+    a series' last block holds fewer than 64. A row a point costs PostgreSQL ~16× the CPU to
+    store (a heap tuple and an index entry each); 64 points stay under the size at which a row
+    is compressed (TOAST). NaN is a NULL element, as NULL is a NaN point elsewhere. SQLite keeps
+    MetricPoint rows (runs/points.py reads either)."""
+
+    pk = models.CompositePrimaryKey("series", "block")
+    # No database constraint, like MetricPoint.
+    series = models.ForeignKey(
+        MetricSeries, on_delete=models.CASCADE, db_index=False, db_constraint=False
+    )
+    block = models.BigIntegerField()
+    steps = PointArrayField(element="int8")
+    vals = PointArrayField(element="float8")
+    times = PointArrayField(element="float8")
+
+    def __str__(self) -> str:
+        return f"{self.series_id}@{self.block}"
+
+
 class MetricSummary(models.Model):
     """One block of a scalar series' min/max pyramid (runs/summary.py): the points whose seq lies
     in [bucket × width, (bucket + 1) × width), width = SUMMARY_BASE × SUMMARY_FANOUT^(level-1).
@@ -626,9 +666,7 @@ class RunActivity(models.Model):
     management (runs/services/run_management.py). Keyed by the run's public id, not a foreign
     key, so the record of a deletion outlives the run."""
 
-    workspace = models.ForeignKey(
-        Workspace, on_delete=models.CASCADE, related_name="run_activity"
-    )
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="run_activity")
     run_id = models.CharField(max_length=255)
     action = models.CharField(max_length=16, choices=RunAction.choices)
     by = models.ForeignKey(

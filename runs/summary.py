@@ -25,14 +25,14 @@ from operator import itemgetter
 
 from django.db import connection
 
-from runs.models import MetricPoint, MetricSummary
+from runs import points
+from runs.models import MetricSummary
 
 BASE = 64  # points per level-1 block
 FANOUT = 8  # blocks of level l per block of level l + 1
 MAX_LEVEL = 12  # 64 × 8^11 ≈ 5.5e11 points: past any series this database can hold
 
 _TABLE = MetricSummary._meta.db_table
-_POINTS = MetricPoint._meta.db_table
 
 # (bucket, count, non_nan, min, max): a block's aggregate, whole or partial.
 Block = tuple[int, int, int, float | None, float | None]
@@ -166,9 +166,11 @@ def batch_rows(
         return [], []
     if old_count and top > before and not before:
         # Level 1 starts now: its first block also holds the points logged before (< BASE).
+        relation, scan = points.source(series_id, 0, old_count - 1)
         cursor.execute(
-            f"SELECT value FROM {_POINTS} WHERE series_id = %s AND seq < %s ORDER BY seq",
-            [series_id, old_count],
+            f"SELECT p.value FROM {relation} p WHERE p.series_id = %s AND p.seq < %s "
+            "ORDER BY p.seq",
+            [*scan, series_id, old_count],
         )
         values = [row[0] for row in cursor.fetchall()] + list(values)
         old_count = 0
@@ -216,10 +218,11 @@ def rebuild(*, series_id: int) -> tuple[int, bool, bool, float | None]:
         last_step = last_time = None
         pending: dict[int, list[Block]] = {}
         while True:
+            relation, scan = points.source(series_id, count, count + chunk - 1)
             cursor.execute(
-                f"SELECT step, value, time FROM {_POINTS} WHERE series_id = %s "
-                "AND seq >= %s AND seq < %s ORDER BY seq",
-                [series_id, count, count + chunk],
+                f"SELECT p.step, p.value, p.time FROM {relation} p WHERE p.series_id = %s "
+                "AND p.seq >= %s AND p.seq < %s ORDER BY p.seq",
+                [*scan, series_id, count, count + chunk],
             )
             part = cursor.fetchall()
             if not part:
@@ -254,11 +257,12 @@ def flags_of_short(*, series_ids: list[int]) -> tuple[dict[int, tuple], list[int
     from one query for all of them, and the ids found longer (rebuild those)."""
     found: dict[int, list] = {pk: [] for pk in series_ids}
     marks = ", ".join(["%s"] * len(series_ids))
+    relation, scan = points.source(series_ids, 0, BASE)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT series_id, step, time FROM {_POINTS} WHERE series_id IN ({marks}) "
-            "AND seq <= %s ORDER BY series_id, seq",
-            [*series_ids, BASE],
+            f"SELECT p.series_id, p.step, p.time FROM {relation} p "
+            f"WHERE p.series_id IN ({marks}) AND p.seq <= %s ORDER BY p.series_id, p.seq",
+            [*scan, *series_ids, BASE],
         )
         for pk, step, t in cursor:
             found[pk].append((step, t))
@@ -304,10 +308,11 @@ def span(cursor, series_id: int, lo: int, hi: int, level: int) -> tuple:
     if lo > hi:
         return (0, 0, None, None)
     if level == 0:
+        relation, scan = points.source(series_id, lo, hi)
         cursor.execute(
-            f"SELECT COUNT(*), {finite_aggregate_sql('value')} FROM {_POINTS} "
-            "WHERE series_id = %s AND seq >= %s AND seq <= %s",
-            [series_id, lo, hi],
+            f"SELECT COUNT(*), {finite_aggregate_sql('p.value')} FROM {relation} p "
+            "WHERE p.series_id = %s AND p.seq >= %s AND p.seq <= %s",
+            [*scan, series_id, lo, hi],
         )
         return tuple(cursor.fetchone())
     w = width(level)
@@ -374,11 +379,10 @@ def seq_bound(cursor, *, series_id: int, column: str, count: int, value, up: boo
     """In a series whose `column` never goes down: the first seq with column ≥ value (`up`),
     or the last seq with column ≤ value. A binary search by primary key: ~log2(count) reads.
     Returns count (or -1) when no point qualifies."""
-    query = f"SELECT {column} FROM {_POINTS} WHERE series_id = %s AND seq = %s"
+    index = {"step": 1, "time": 3}[column]
 
     def at(seq: int):
-        cursor.execute(query, [series_id, seq])
-        return cursor.fetchone()[0]
+        return points.at(cursor, series_id, [seq])[0][index]
 
     lo, hi = 0, count  # invariant (up): answer in [lo, hi]
     if up:

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from runs import limits, services
-from runs.models import MetricBatch, MetricEntry, MetricPoint, MetricSeries, RunStatus
+from runs import limits, points, services
+from runs.models import MetricBatch, MetricEntry, MetricSeries, RunStatus
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def summaries(client, run) -> dict:
 def nothing_stored(run) -> bool:
     return not (
         MetricSeries.objects.filter(run=run).exists()
-        or MetricPoint.objects.filter(series__run=run).exists()
+        or points.read(list(MetricSeries.objects.filter(run=run).values_list("pk", flat=True)))
         or MetricEntry.objects.filter(series__run=run).exists()
         or MetricBatch.objects.filter(run=run).exists()
     )
@@ -403,7 +403,7 @@ def test_a_batch_at_the_point_limit_is_stored(cast, run):
     response = post_batch(cast.contributor.client, run, [{"name": "x", "values": [0.5] * allowed}])
 
     assert response.json() == {"accepted": allowed, "duplicate": False}
-    assert MetricPoint.objects.filter(series__run=run).count() == allowed
+    assert len(points.read(MetricSeries.objects.get(run=run).pk)) == allowed
 
 
 def test_a_batch_over_the_series_limit_is_refused(cast, run):
@@ -540,32 +540,3 @@ def test_a_time_that_is_not_a_finite_number_is_a_400(cast, run, time):
     assert response.status_code == 400
     assert error(response)["field"] == "metrics[0].times[0]"
     assert nothing_stored(run)
-
-
-@pytest.mark.parametrize(
-    "steps, values",
-    [
-        (list(range(100, 300)), [i / 7 for i in range(200)]),  # steps are the seqs
-        ([2 * i for i in range(200)], [i / 7 for i in range(200)]),  # they are not
-        (list(range(100, 300)), [None if i % 9 == 0 else -i / 3 for i in range(200)]),  # NaN
-        ([100, 100, *range(102, 300)], [float(i) for i in range(200)]),  # only the ends match
-    ],
-)
-def test_postgresql_copy_rows_are_the_binary_format_row_by_row(steps, values):
-    """runs.services.metrics builds PostgreSQL's binary COPY rows a column at a time; each
-    row must be what packing it alone gives (NaN stored as NULL: length -1, no bytes)."""
-    import struct
-
-    from runs.services import metrics
-
-    seqs, times = range(100, 300), [1.7e9 + i / 10 for i in range(200)]
-    expected = b"".join(
-        struct.pack(">hiqiqiqiid", 5, 8, 42, 8, seq, 8, step, -1, 8, t)
-        if v is None
-        else struct.pack(">hiqiqiqidid", 5, 8, 42, 8, seq, 8, step, 8, v, 8, t)
-        for seq, step, v, t in zip(seqs, steps, values, times, strict=True)
-    )
-
-    got = metrics._copy_rows(42, seqs, steps, values, times, has_nan=None in values)
-
-    assert bytes(got) == expected

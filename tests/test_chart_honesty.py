@@ -16,9 +16,9 @@ import random
 import pytest
 from django.core.cache import cache
 
-from runs import services, summary
+from runs import points, services, summary
 from runs.downsample import RAW_FACTOR, series_downsample
-from runs.models import MetricPoint, MetricSeries, MetricSummary
+from runs.models import MetricSeries, MetricSummary
 from tests.test_summary import expected_blocks, stored_blocks
 
 INF = math.inf
@@ -105,11 +105,7 @@ def log_randomly(rng, run, name, values, steps, times) -> MetricSeries:
 
 
 def points_of(series) -> list[tuple]:
-    return list(
-        MetricPoint.objects.filter(series=series)
-        .order_by("seq")
-        .values_list("seq", "step", "value", "time")
-    )
+    return [row[1:] for row in points.read(series.pk)]
 
 
 def stored_as(value) -> float | None:

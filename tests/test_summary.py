@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from runs import downsample, services, summary
+from runs import downsample, points, services, summary
 from runs.downsample import series_downsample
-from runs.models import MetricPoint, MetricSeries, MetricSummary
+from runs.models import MetricSeries, MetricSummary
 
 INF = math.inf
 
@@ -53,11 +53,7 @@ def random_series(rng, n, *, nan=0.03, inf=0.01):
 
 
 def points_of(series):
-    return list(
-        MetricPoint.objects.filter(series=series)
-        .order_by("seq")
-        .values_list("seq", "step", "value", "time")
-    )
+    return [row[1:] for row in points.read(series.pk)]
 
 
 def expected_blocks(points, count):
@@ -312,10 +308,7 @@ def test_summarizing_short_older_series_sets_their_flags_from_their_points(make_
     empty = MetricSeries.objects.create(run=run, name="seeded", kind="scalar", count=3)
     MetricSeries.objects.filter(run=run).update(steps_sorted=None, times_sorted=None)
     # Longer by now than its stored count says: it gets the full rebuild.
-    MetricPoint.objects.bulk_create(
-        MetricPoint(series=grown, seq=seq, step=seq, value=2.0, time=4e9 + seq)
-        for seq in range(50, 200)
-    )
+    points.insert([(grown.pk, 50, range(50, 200), [2.0] * 150, [4e9 + s for s in range(50, 200)])])
 
     assert services.series_summarize() == 4
 

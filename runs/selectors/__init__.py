@@ -27,6 +27,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Now, RowNumber
 
 from runs import limits
+from runs import points as stored_points
 from runs.errors import InvalidInput, NotFound
 from runs.models import (
     AlertDelivery,
@@ -36,7 +37,6 @@ from runs.models import (
     Membership,
     MetricEntry,
     MetricKind,
-    MetricPoint,
     MetricSeries,
     Run,
     RunFile,
@@ -177,13 +177,17 @@ def metric_values(*, run: Run, names: list[str] | None = None) -> dict[str, Any]
     other_ids = [s.pk for s in series if s.kind != MetricKind.SCALAR]
     points: dict[int, list] = defaultdict(list)
     if scalar_ids:
-        for sid, value in (
-            MetricPoint.objects.filter(series_id__in=scalar_ids)
-            .order_by("series_id", "seq")
-            .values_list("series_id", "value")
-            .iterator(chunk_size=10_000)
-        ):
-            points[sid].append(_nan(value))
+        relation, params = stored_points.source(scalar_ids)
+        marks = ", ".join(["%s"] * len(scalar_ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT p.series_id, p.value FROM {relation} p WHERE p.series_id IN ({marks}) "
+                "ORDER BY p.series_id, p.seq",
+                [*params, *scalar_ids],
+            )
+            while rows := cursor.fetchmany(10_000):
+                for sid, value in rows:
+                    points[sid].append(_nan(value))
     entries: dict[int, list] = defaultdict(list)
     if other_ids:
         for sid, value in (
@@ -222,19 +226,22 @@ def metric_history(
     series = run.metric_series.filter(name=name).first()
     if series is None:
         return None, {}, None
-    model = MetricPoint if series.kind == MetricKind.SCALAR else MetricEntry
-    rows = list(
-        model.objects.filter(series=series, seq__gt=after_seq)
-        .order_by("seq")
-        .values_list("seq", "step", "value", "time")[: limit + 1]
-    )
+    scalar = series.kind == MetricKind.SCALAR
+    if scalar:
+        rows = metric_point_rows(series=series, after_seq=after_seq, limit=limit + 1)
+    else:
+        rows = list(
+            MetricEntry.objects.filter(series=series, seq__gt=after_seq)
+            .order_by("seq")
+            .values_list("seq", "step", "value", "time")[: limit + 1]
+        )
     more = len(rows) > limit
     rows = rows[:limit]
     columns = {"seq": [], "step": [], "value": [], "time": []}
     for seq, step, value, t in rows:
         columns["seq"].append(seq)
         columns["step"].append(step)
-        columns["value"].append(_nan(value) if model is MetricPoint else value)
+        columns["value"].append(_nan(value) if scalar else value)
         columns["time"].append(t)
     return series, columns, (rows[-1][0] if more else None)
 
@@ -244,11 +251,13 @@ def metric_point_rows(*, series: MetricSeries, after_seq: int, limit: int) -> li
     logged order, as the database returns them (NaN is NULL): one range scan and one
     fetchall, for a door that serializes the rows as they come (MLflow's get-history pages
     25,000 points; the queryset's 100-row fetches and per-row work cost ~3× the scan)."""
+    # Seqs count 0, 1, 2… per series: the page lies within (after_seq, after_seq + limit].
+    relation, params = stored_points.source(series.pk, after_seq + 1, after_seq + limit)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT seq, step, value, time FROM {MetricPoint._meta.db_table} "
-            "WHERE series_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-            [series.pk, after_seq, limit],
+            f"SELECT p.seq, p.step, p.value, p.time FROM {relation} p "
+            "WHERE p.series_id = %s AND p.seq > %s ORDER BY p.seq LIMIT %s",
+            [*params, series.pk, after_seq, limit],
         )
         return cursor.fetchall()
 

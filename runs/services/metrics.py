@@ -1,7 +1,6 @@
 """Metrics: the hot path."""
 
 import math
-import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,10 +9,10 @@ from itertools import chain
 from typing import Any
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from runs import limits, summary
+from runs import limits, points, summary
 from runs.errors import Conflict, InvalidInput
 from runs.models import (
     MetricBatch,
@@ -405,54 +404,6 @@ _UPDATE_SERIES = (
     "updated_at = %s WHERE id = %s"
 )
 _POINTS_HEAD = f"INSERT INTO {MetricPoint._meta.db_table} (series_id, seq, step, value, time)"
-_COPY_POINTS = (
-    f"COPY {MetricPoint._meta.db_table} (series_id, seq, step, value, time) "
-    "FROM STDIN (FORMAT BINARY)"
-)
-# PostgreSQL's binary COPY format, written here whole: a row is the field count (5) and each
-# field's length and big-endian bytes (int8, int8, int8, float8, float8); a NULL value (NaN) has
-# length -1 and no bytes.
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
-_COPY_TRAILER = b"\xff\xff"
-_COPY_ROW = struct.Struct(">hiqiqiqidid")
-_COPY_ROW_NAN = struct.Struct(">hiqiqiqiid")
-# A row's 62 bytes around its series id (field 0); the other fields' data is zeroed.
-_COPY_TEMPLATE_HEAD = b"\x00\x05\x00\x00\x00\x08"
-_COPY_TEMPLATE_TAIL = (b"\x00\x00\x00\x08" + bytes(8)) * 4
-
-
-def _copy_rows(
-    sid: int, seqs: range, steps: list, values: list, times: list, *, has_nan: bool = True
-) -> bytes:
-    """One series' rows in binary COPY format. Each column is packed by one struct call and
-    laid into the rows by strided slice assignment, byte by byte: ~0.1 µs a row against
-    ~0.3 µs for psycopg's write_row (two Python calls a row). The series id is part of the
-    repeated row template, and the seq column reuses the packed steps when the steps are the
-    seqs (steps left to their default, or a training loop's step counter from 0)."""
-    n = len(seqs)
-    if has_nan and None in values:  # NaN: rows of two lengths, packed one by one (rare)
-        return b"".join(
-            _COPY_ROW_NAN.pack(5, 8, sid, 8, seq, 8, step, -1, 8, t)
-            if v is None
-            else _COPY_ROW.pack(5, 8, sid, 8, seq, 8, step, 8, v, 8, t)
-            for seq, step, v, t in zip(seqs, steps, values, times, strict=True)
-        )
-    rows = bytearray(_COPY_TEMPLATE_HEAD + struct.pack(">q", sid) + _COPY_TEMPLATE_TAIL) * n
-    packed_steps = struct.pack(f">{n}q", *steps)
-    same = steps[0] == seqs[0] and steps[-1] == seqs[-1] and steps == list(seqs)
-    packed_seqs = packed_steps if same else struct.pack(f">{n}q", *seqs)
-    for field, packed in (
-        (1, packed_seqs),
-        (2, packed_steps),
-        (3, struct.pack(f">{n}d", *values)),
-        (4, struct.pack(f">{n}d", *times)),
-    ):
-        at = 6 + 12 * field  # after the field count and the previous fields, past the length
-        for k in range(8):
-            rows[at + k :: 62] = packed[k::8]
-    return rows
-
-
 _COPY_BLOCKS = f"COPY {MetricSummary._meta.db_table} ({summary.COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _BLOCK_TYPES = ["int8", "int2", "int8", "int4", "int4", "float8", "float8"]
 
@@ -479,14 +430,9 @@ ROWS_PER_STATEMENT = 100
 
 def _insert_points(cursor, columns: list[tuple[int, range, list, list, list, bool]]) -> None:
     """The batch's points, given per series as (series id, seqs, steps, values, times, whether
-    a value may be NaN): binary COPY on PostgreSQL (~10× its executemany), multi-row INSERTs
-    elsewhere."""
-    if connection.vendor == "postgresql":
-        with connection.wrap_database_errors, cursor.cursor.copy(_COPY_POINTS) as copy:
-            copy.write(_COPY_HEADER)
-            for *series, has_nan in columns:
-                copy.write(_copy_rows(*series, has_nan=has_nan))
-            copy.write(_COPY_TRAILER)
+    a value may be NaN): blocks on PostgreSQL (runs/points.py), multi-row INSERTs elsewhere."""
+    if points.blocked():
+        points.write_blocks(cursor, columns)
         return
     # The statements' parameters, row after row, laid out by slice assignment (C-speed, ~4×
     # cheaper than flattening zipped rows).
@@ -552,11 +498,7 @@ def series_summarize(*, series_ids: list[int] | None = None, force: bool = False
             flags, grown = summary.flags_of_short(series_ids=chunk)
             # One UPDATE per combination of flags, not bulk_update: its CASE of 500 ids is
             # evaluated for each of the 500 rows. The last time comes from the last point.
-            last_time = Subquery(
-                MetricPoint.objects.filter(series=OuterRef("pk"))
-                .order_by("-seq")
-                .values("time")[:1]
-            )
+            last_time = RawSQL(points.last_time_sql(f"{MetricSeries._meta.db_table}.id"), [])
             for steps_sorted, times_sorted in set(flags.values()):
                 MetricSeries.objects.filter(
                     pk__in=[pk for pk, f in flags.items() if f == (steps_sorted, times_sorted)]
