@@ -1,5 +1,6 @@
-"""How PostgreSQL takes a million scalar points: one row a point (the studio's layout today)
-against one row a block of consecutive points (columns packed in `bytea`).
+"""How PostgreSQL takes a million scalar points: one row a point (the studio's layout until
+2026-12-01) against one row a block of consecutive points (columns packed in `bytea`; the
+studio now keeps blocks of 64 as arrays: runs/points.py).
 
 Run from the repository root with the project's venv::
 
@@ -14,8 +15,8 @@ first_seq), its three columns little-endian int64 / float64 arrays. Reported per
 time, the client's CPU, the database backend's CPU (from /proc), the table's size with its
 index, and reading one whole series back into Python lists.
 
-Not a goal of DESIGN.md: it measures what storing points in blocks would save, the one change
-left that moves ingest on PostgreSQL past 0.8× its COPY floor (docs/architecture.md, Ingest).
+Not a goal of DESIGN.md: it measured what storing points in blocks would save, the change that
+moved ingest on PostgreSQL past 0.8× its COPY floor (docs/architecture.md, Ingest).
 """
 
 from __future__ import annotations

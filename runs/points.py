@@ -111,8 +111,14 @@ def last_time_sql(series_column: str) -> str:
 _COPY = f"COPY {BLOCKS} ({pgcopy.COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _APPEND = (
     f"UPDATE {BLOCKS} SET steps = steps || %s::int8[], vals = vals || %s::float8[], "
-    "times = times || %s::float8[] WHERE series_id = %s AND block = %s"
+    "times = times || %s::float8[] WHERE series_id = %s AND block = %s "
+    "AND cardinality(vals) = %s"
 )
+
+
+class BlocksOutOfStep(RuntimeError):
+    """A series' last block does not hold the points its count says: appending would shift
+    every point after it. The batch is rolled back whole."""
 
 
 def write_blocks(cursor, columns: Iterable[tuple[int, range, list, list, list, bool]]) -> None:
@@ -133,6 +139,7 @@ def write_blocks(cursor, columns: Iterable[tuple[int, range, list, list, list, b
                     [float(t) for t in times[:head]],
                     sid,
                     start // BLOCK,
+                    start % BLOCK,  # the points the block must hold already
                 )
             )
         if head < n:
@@ -141,6 +148,11 @@ def write_blocks(cursor, columns: Iterable[tuple[int, range, list, list, list, b
             copies.append((sid, start + head, steps, values, times))
     if appends:
         cursor.executemany(_APPEND, appends)
+        if cursor.rowcount != len(appends):  # psycopg: the sum over the statements
+            raise BlocksOutOfStep(
+                f"{len(appends) - cursor.rowcount} of the series {[a[3] for a in appends]} "
+                "lack the last block their count says they hold"
+            )
     if copies:
         with connection.wrap_database_errors, cursor.cursor.copy(_COPY) as copy:
             copy.write(pgcopy.HEADER)

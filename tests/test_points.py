@@ -118,3 +118,19 @@ def test_migration_0018_moves_rows_into_blocks(make_run):
     # The series goes on from its last, partial block.
     services.run_log_batch(run=run, metrics=[{"name": "old", "values": [9.0] * 100}])
     assert [row[3] for row in points.read(old.pk)[n:]] == [9.0] * 100
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="only PostgreSQL keeps blocks")
+def test_a_batch_never_appends_to_a_last_block_that_is_not_where_the_count_says(make_run):
+    """Points' seqs are their places in the arrays: appending after a missing or short last
+    block would shift every later point. The batch is refused whole instead."""
+    run = make_run()
+    series = log(run, "m", [1.0] * 100, [100])
+    PointBlock.objects.filter(series=series, block=1).delete()
+
+    with pytest.raises(points.BlocksOutOfStep):
+        services.run_log_batch(run=run, metrics=[{"name": "m", "values": [2.0] * 100}])
+
+    series.refresh_from_db()
+    assert series.count == 100
+    assert [row[3] for row in points.read(series.pk)] == [1.0] * 64
