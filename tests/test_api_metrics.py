@@ -185,6 +185,25 @@ def test_history_pages_with_after_seq(cast, run):
     assert pages == [[0, 1], [2, 3], [4]]
 
 
+@pytest.mark.parametrize("after", [129, 2**63 - 1, 10**30])
+def test_history_after_the_last_point_is_empty_and_past_64_bits_a_400(cast, run, after):
+    """An attacker's cursor: past the end reads nothing; past int8 is refused, naming the
+    field (it was a 500 on SQLite, whose driver cannot bind the number)."""
+    post_batch(cast.contributor.client, run, [{"name": "loss", "values": list(range(130))}])
+
+    response = cast.reader.client.get(
+        f"/api/v1/runs/{run.run_id}/metrics/history", {"name": "loss", "after_seq": after}
+    )
+
+    if after >= 2**63:
+        assert response.status_code == 400
+        assert error(response)["field"] == "after_seq"
+    else:
+        assert response.status_code == 200, response.content
+        assert response.json()["points"]["seq"] == []
+        assert response.json()["next_after_seq"] is None
+
+
 def test_the_history_of_an_unknown_metric_is_a_404(cast, run):
     response = cast.reader.client.get(
         f"/api/v1/runs/{run.run_id}/metrics/history", {"name": "nope"}

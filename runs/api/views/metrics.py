@@ -93,6 +93,7 @@ def metric_values(request, run_id: str):
         s.int_parameter(
             "after_seq",
             minimum=-1,
+            maximum=2**63 - 1,
             default=-1,
             description="Points after this sequence number (`next_after_seq` of the last page).",
         ),
@@ -110,7 +111,7 @@ def metric_values(request, run_id: str):
 def metric_history(request, run_id: str):
     run, _ = run_for(user=request.user, run_id=run_id)
     name = request.query_params.get("name", "")
-    after_seq = _int_param(request, "after_seq", -1, minimum=-1)
+    after_seq = _int_param(request, "after_seq", -1, minimum=-1, maximum=2**63 - 1)
     limit = _int_param(request, "limit", 10_000, minimum=1, maximum=limits.HISTORY_PAGE_MAX)
     series, points, next_after = selectors.metric_history(
         run=run, name=name, after_seq=after_seq, limit=limit
