@@ -16,6 +16,7 @@ from django.db import connection
 from runs import points, selectors, services, summary
 from runs.downsample import series_downsample
 from runs.models import MetricPoint, MetricSeries, PointBlock
+from tests.test_summary import log_in_batches
 
 pytestmark = pytest.mark.django_db
 
@@ -25,20 +26,6 @@ INF = math.inf
 
 def stored_as(value):
     return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def log(run, name, values, sizes, steps=None, times=None):
-    at = i = 0
-    while at < len(values):
-        end = min(len(values), at + sizes[i % len(sizes)])
-        metric = {"name": name, "values": values[at:end]}
-        if steps is not None:
-            metric["steps"] = steps[at:end]
-        if times is not None:
-            metric["times"] = times[at:end]
-        services.run_log_batch(run=run, metrics=[metric])
-        at, i = end, i + 1
-    return MetricSeries.objects.get(run=run, name=name)
 
 
 @pytest.mark.parametrize("sizes", [[1], [63, 1, 2], [64], [65, 200], [7, 130, 1, 64, 300]])
@@ -52,7 +39,7 @@ def test_every_point_reads_back_as_logged_whatever_the_batch_sizes(make_run, siz
     steps = [3 * i - rng.randrange(5) for i in range(n)]
     times = [1.7e9 + i / 3 for i in range(n)]
     run = make_run()
-    series = log(run, "m", values, sizes, steps, times)
+    series = log_in_batches(run, "m", values, steps=steps, times=times, sizes=sizes)
 
     expected = [(series.pk, i, steps[i], stored_as(values[i]), times[i]) for i in range(n)]
     assert points.read(series.pk) == expected
@@ -82,7 +69,7 @@ def test_a_chart_over_blocks_matches_the_points(make_run):
     values = [float(i % 97) for i in range(20_000)]
     values[12_345] = 1e9
     values[777] = math.nan
-    series = log(make_run(), "loss", values, [3_000, 17, 5_000])
+    series = log_in_batches(make_run(), "loss", values, sizes=[3_000, 17, 5_000])
     cache.clear()
     chart = series_downsample(series=series, buckets=50)
     assert chart.downsampled
@@ -95,7 +82,7 @@ def test_a_chart_over_blocks_matches_the_points(make_run):
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="only PostgreSQL keeps blocks")
 def test_migration_0018_moves_rows_into_blocks(make_run):
     run = make_run()
-    old = log(run, "old", [0.0], [1])
+    old = log_in_batches(run, "old", [0.0])
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {points.BLOCKS}")
     n = 200
@@ -125,7 +112,7 @@ def test_a_batch_never_appends_to_a_last_block_that_is_not_where_the_count_says(
     """Points' seqs are their places in the arrays: appending after a missing or short last
     block would shift every later point. The batch is refused whole instead."""
     run = make_run()
-    series = log(run, "m", [1.0] * 100, [100])
+    series = log_in_batches(run, "m", [1.0] * 100)
     PointBlock.objects.filter(series=series, block=1).delete()
 
     with pytest.raises(points.BlocksOutOfStep):
