@@ -252,6 +252,9 @@ def metric_point_rows(*, series: MetricSeries, after_seq: int, limit: int) -> li
     fetchall, for a door that serializes the rows as they come (MLflow's get-history pages
     25,000 points; the queryset's 100-row fetches and per-row work cost ~3× the scan)."""
     # Seqs count 0, 1, 2… per series: the page lies within (after_seq, after_seq + limit].
+    # A cursor below -1 (the MLflow door takes any 64-bit page token) means the start: else
+    # the range would end before seq 0, and PostgreSQL's blocks read as an empty history.
+    after_seq = max(after_seq, -1)
     relation, params = stored_points.source(series.pk, after_seq + 1, after_seq + limit)
     with connection.cursor() as cursor:
         cursor.execute(
