@@ -30,6 +30,11 @@ CHOSEN_RUN_ID_RE = re.compile(
 CLIENT_TIME_MIN = 946_684_800
 CLIENT_TIME_MAX = 253_402_300_799
 
+# A metric point's time, in seconds either side of the epoch: what MLflow's int64 milliseconds
+# carry (2**63 ms is ~9.22e15 s). A time past it read back through get-history as a timestamp
+# no int64 holds: a 500 (tests/security/test_point_blocks_attacks.py).
+POINT_TIME_ABS_MAX = 9.2e15
+
 MAX_POINTS_PER_BATCH = 100_000
 MAX_SERIES_PER_BATCH = 1_000
 MAX_BATCH_BYTES = 16 * 1024 * 1024

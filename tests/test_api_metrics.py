@@ -253,7 +253,10 @@ def test_values_whose_sum_overflows_are_stored_as_they_are(cast, run):
     # The fast check sums a column: an overflowing sum of finite values must not read as ±inf.
     big = [1.7e308, 1.7e308, -1.7e308, -1.7e308, 2.5]
     response = post_batch(
-        cast.contributor.client, run, [{"name": "x", "values": big, "times": [9e299] * 5}]
+        # Times the furthest allowed (POINT_TIME_ABS_MAX): their sum cannot overflow any more.
+        cast.contributor.client,
+        run,
+        [{"name": "x", "values": big, "times": [limits.POINT_TIME_ABS_MAX] * 5}],
     )
 
     assert response.status_code == 200, response.content

@@ -392,7 +392,11 @@ class MetricBatchSeriesSerializer(serializers.Serializer):
         help_text="One per value; null (or absent) means the point's sequence number.",
     )
     times = serializers.ListField(
-        child=serializers.FloatField(allow_null=True),
+        child=serializers.FloatField(
+            allow_null=True,
+            min_value=-limits.POINT_TIME_ABS_MAX,
+            max_value=limits.POINT_TIME_ABS_MAX,
+        ),
         required=False,
         help_text="Epoch seconds, one per value; null (or absent) means the server's clock.",
     )

@@ -213,18 +213,23 @@ def _check_steps(steps: list | None, *, field: str) -> bool:
 
 
 def _check_times(times: list | None, *, field: str) -> tuple[list | None, bool]:
-    """Refuses a time that is not seconds since the epoch; the times to store (whole numbers
-    as floats, off the common path) and whether some time is None."""
-    if times is None or _all_finite_numbers(times):
+    """Refuses a time that is not seconds since the epoch within POINT_TIME_ABS_MAX; the times
+    to store (whole numbers as floats, off the common path) and whether some time is None."""
+    most = limits.POINT_TIME_ABS_MAX
+    # The bound holds on the common path too: it used to be checked only beside a null, so
+    # [1e308] was stored and [1e308, null] refused.
+    if times is None or (_all_finite_numbers(times) and -most <= min(times) and max(times) <= most):
         return times, False
     out = []
     for j, t in enumerate(times):
         if not (type(t) is float or type(t) is int or t is None) or (
             # Not math.isfinite: it raises on an int beyond a float's range. NaN fails too.
-            t is not None and not -1e300 < t < 1e300
+            t is not None and not -most <= t <= most
         ):
             raise InvalidInput(
-                f"{field}[{j}]: a time must be seconds since the epoch.", field=f"{field}[{j}]"
+                f"{field}[{j}]: a time must be seconds since the epoch, between -{most:g} and "
+                f"{most:g} (POINT_TIME_ABS_MAX).",
+                field=f"{field}[{j}]",
             )
         out.append(float(t) if type(t) is int else t)
     return out, None in out

@@ -584,3 +584,38 @@ def test_a_page_token_before_the_first_point_reads_from_the_start_on_either_data
     series = MetricSeries.objects.get(run=run)
     rows = selectors.metric_point_rows(series=series, after_seq=int(token), limit=3)
     assert [r[:3] for r in rows] == [(0, 0, 0.0), (1, 1, 1.0), (2, 2, 2.0)]
+
+
+# --- times no door can give back -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "times", [[1e308], [1e301], [1e301, None], [0, -9.3e15], [2**63 - 1], [1.0, 1e300, 2.0]]
+)
+def test_a_time_past_the_bound_is_refused_alone_as_beside_a_default(cast, make_run, times):
+    """The bound on times was only checked on the path that copies a column holding a null:
+    [1e308] was stored, [1e308, null] refused."""
+    run = make_run()
+    metric = {"name": "m", "values": [1.0] * len(times), "times": times}
+    response = post_batch(cast.contributor.client, run, [metric])
+    assert response.status_code == 400, response.content
+    bad = next(j for j, t in enumerate(times) if t is not None and abs(t) > 9.2e15)
+    assert response.json()["error"]["field"] == f"metrics[0].times[{bad}]"
+    assert "POINT_TIME_ABS_MAX" in response.json()["error"]["message"]
+    assert not MetricSeries.objects.filter(run=run).exists()
+
+
+def test_the_furthest_times_allowed_read_back_through_the_mlflow_door(cast, make_run):
+    """A time past what int64 milliseconds carry made get-history a 500 (1e308: round(inf);
+    1e299: a timestamp orjson cannot write)."""
+    run = make_run()
+    most = limits.POINT_TIME_ABS_MAX
+    metric = {"name": "m", "values": [1.0, 2.0, 3.0], "times": [-most, 0, most]}
+    assert post_batch(cast.contributor.client, run, [metric]).status_code == 200
+    got = mlflow_history(cast.reader, run, "m", max_results=2)
+    assert [g[2] for g in got] == [round(-most * 1000), 0, round(most * 1000)]
+    # The MLflow door's own largest timestamp lies past the bound: refused, not stored.
+    body = {"run_id": run.run_id, "metrics": [{"key": "m", "value": 1, "timestamp": 2**63 - 1}]}
+    refused = mlflow(cast.contributor, "post", "runs/log-batch", body)
+    assert refused.status_code == 400, refused.content
+    assert len(mlflow_history(cast.reader, run, "m", max_results=10)) == 3
