@@ -619,3 +619,60 @@ def test_the_furthest_times_allowed_read_back_through_the_mlflow_door(cast, make
     refused = mlflow(cast.contributor, "post", "runs/log-batch", body)
     assert refused.status_code == 400, refused.content
     assert len(mlflow_history(cast.reader, run, "m", max_results=10)) == 3
+
+
+# --- the append to a partial block, at its edges -----------------------------------------------
+
+
+@pytest.mark.parametrize("already", [1, 10, 63])
+@pytest.mark.parametrize(
+    "metric",
+    [
+        {"values": ["NaN"]},
+        {"values": ["NaN"] * 70},
+        {"values": ["Infinity", "-Infinity", -0.0, 5e-324]},
+        {"values": [2**63 - 1, -(2**63), 2**53 + 1, 1e308]},
+        {"values": [1, 2], "steps": [-(2**63), 2**63 - 1]},
+        {"values": [1, 2, 3], "steps": [0, None, 1], "times": [None, 1_700_000_000, -1.5]},
+        {"values": [2**70, 7]},  # an int past 64 bits: stored as its float
+    ],
+)
+def test_odd_points_appended_to_a_partial_block_read_back_as_sent(cast, make_run, already, metric):
+    run = make_run()
+    client = cast.contributor.client
+    assert post_batch(client, run, [{"name": "m", "values": [0.5] * already}]).status_code == 200
+    model = Model()
+    model.add({"name": "m", "values": [0.5] * already}, 0, time.time())
+    before = time.time()
+    response = post_batch(client, run, [{"name": "m", **metric}])
+    assert response.status_code == 200, response.content
+    model.add({"name": "m", **metric}, before, time.time())
+    check_every_reader(cast, run, model, random.Random(already))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_batch_sent_twice_at_once_with_its_key_is_stored_once(make_run):
+    run = make_run()
+    services.run_log_batch(run=run, metrics=[{"name": "m", "values": [0.0] * 40}])
+    results: list = []
+
+    def send() -> None:
+        try:
+            results.append(
+                services.run_log_batch(
+                    run=run, metrics=[{"name": "m", "values": [1.0] * 50}], idempotency_key="k"
+                ).duplicate
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert sorted(results) == [False, True]
+    rows = points.read(MetricSeries.objects.get(run=run).pk)
+    assert [r[1] for r in rows] == list(range(90))
+    assert [r[3] for r in rows] == [0.0] * 40 + [1.0] * 50
