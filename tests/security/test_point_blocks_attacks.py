@@ -676,3 +676,32 @@ def test_one_batch_sent_twice_at_once_with_its_key_is_stored_once(make_run):
     rows = points.read(MetricSeries.objects.get(run=run).pk)
     assert [r[1] for r in rows] == list(range(90))
     assert [r[3] for r in rows] == [0.0] * 40 + [1.0] * 50
+
+
+def block_lengths(series_id: int) -> list[tuple[int, int, int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT block, cardinality(steps), cardinality(vals), cardinality(times) "
+            f"FROM {points.BLOCKS} WHERE series_id = %s ORDER BY block",
+            [series_id],
+        )
+        return cursor.fetchall()
+
+
+@PG_ONLY
+def test_a_refused_batch_leaves_the_partial_blocks_three_arrays_as_long_as_before(cast, make_run):
+    run = make_run()
+    client = cast.contributor.client
+    assert post_batch(client, run, [{"name": "m", "values": [1.0] * 100}]).status_code == 200
+    series = MetricSeries.objects.get(run=run)
+    before = block_lengths(series.pk)
+    assert before == [(0, 64, 64, 64), (1, 36, 36, 36)]
+
+    refused = post_batch(
+        client, run, [{"name": "m", "values": [2.0] * 50}, {"name": "x", "values": ["x"]}]
+    )
+
+    assert refused.status_code == 400
+    assert block_lengths(series.pk) == before
+    assert post_batch(client, run, [{"name": "m", "values": [3.0] * 30}]).status_code == 200
+    assert block_lengths(series.pk) == [(0, 64, 64, 64), (1, 64, 64, 64), (2, 2, 2, 2)]
