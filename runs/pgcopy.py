@@ -29,12 +29,21 @@ def _elements(fmt: str, column: Sequence) -> bytes:
     return bytes(out)
 
 
-def block_rows(sid: int, first: int, steps: Sequence, values: Sequence, times: Sequence) -> bytes:
+def block_rows(
+    sid: int,
+    first: int,
+    steps: Sequence,
+    values: Sequence,
+    times: Sequence,
+    *,
+    has_nan: bool = True,
+) -> bytes:
     """The block rows of one series' points from seq `first` (a multiple of BLOCK) on. Each
-    column is packed once for all its blocks, then cut: no Python step per point."""
+    column is packed once for all its blocks, then cut: no Python step per point. `has_nan`
+    False: the caller knows no value is None (ingest's validation does), so none is looked for."""
     n = len(values)
     steps_b, times_b = _elements("q", steps), _elements("d", times)
-    has_nan = None in values
+    has_nan = has_nan and None in values
     if has_nan:  # NaN, rare: the value column element by element
         nan = struct.pack(">i", -1)
         each = [nan if v is None else struct.pack(">id", 8, v) for v in values]

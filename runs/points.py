@@ -58,6 +58,7 @@ def source(series: int | Sequence[int], lo: int | None = None, hi: int | None = 
 def at(cursor, series_id: int, seqs: Sequence[int]) -> list[tuple]:
     """(seq, step, value, time) of the points of a series at `seqs` (those that exist), in no
     particular order: a lookup by key each, not a scan between them."""
+    seqs = [s for s in seqs if s >= 0]  # none below 0; PostgreSQL's arr[0] would be a NULL row
     if not seqs:
         return []
     if not blocked():
@@ -128,7 +129,7 @@ def write_blocks(cursor, columns: Iterable[tuple[int, range, list, list, list, b
     binary COPY. The caller holds the series' row locks: nothing else writes their blocks."""
     appends: list[tuple] = []
     copies: list[tuple] = []
-    for sid, seqs, steps, values, times, _ in columns:
+    for sid, seqs, steps, values, times, has_nan in columns:
         start, n = seqs.start, len(seqs)
         head = min(n, -start % BLOCK)
         if head:  # at most 63 points: floats as floats (psycopg wants one type a list)
@@ -145,7 +146,7 @@ def write_blocks(cursor, columns: Iterable[tuple[int, range, list, list, list, b
         if head < n:
             if head:
                 steps, values, times = steps[head:], values[head:], times[head:]
-            copies.append((sid, start + head, steps, values, times))
+            copies.append((sid, start + head, steps, values, times, has_nan))
     if appends:
         cursor.executemany(_APPEND, appends)
         if cursor.rowcount != len(appends):  # psycopg: the sum over the statements
@@ -156,8 +157,8 @@ def write_blocks(cursor, columns: Iterable[tuple[int, range, list, list, list, b
     if copies:
         with connection.wrap_database_errors, cursor.cursor.copy(_COPY) as copy:
             copy.write(pgcopy.HEADER)
-            for row in copies:
-                copy.write(pgcopy.block_rows(*row))
+            for *row, has_nan in copies:
+                copy.write(pgcopy.block_rows(*row, has_nan=has_nan))
             copy.write(pgcopy.TRAILER)
 
 
